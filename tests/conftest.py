@@ -1,0 +1,27 @@
+"""Shared fixtures: random-weight checkpoints at the paper models' shapes, built once a session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FAMILIES = ("bert", "xlm-roberta", "mbart", "m2m100")
+
+
+@pytest.fixture(scope="session")
+def paper_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """{family: folder} of random checkpoints at the paper's layer shapes (about 3.5 GB, 30 s)."""
+    from mtnb.random_checkpoints import build_random_checkpoint
+
+    out = tmp_path_factory.mktemp("paper-checkpoints")
+    return {family: build_random_checkpoint(family, out / family, seed=0) for family in FAMILIES}
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """An empty project root (with params/) that mtnb uses instead of the repository."""
+    (tmp_path / "params").mkdir()
+    monkeypatch.setenv("MTNB_ROOT", str(tmp_path))
+    return tmp_path
