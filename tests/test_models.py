@@ -190,3 +190,62 @@ def test_language_codes():
     assert language_code("de", "none") is None
     with pytest.raises(MtnbError, match="no mbart50 code"):
         language_code("bg", "mbart50")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_encoder_outputs_match_transformers_full_model(paper_checkpoints, family):
+    """Same hidden states as the encoder of the whole model loaded by transformers itself."""
+    from transformers import AutoModel
+
+    folder = paper_checkpoints[family]
+    enc = load_encoder(str(folder))
+    reference = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+    if family in ("mbart", "m2m100"):
+        reference = reference.get_encoder()
+    batch = enc.tokenizer(["Choose Tools - Options.", "Wählen Sie Extras"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ours = enc.model(**{k: batch[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
+        theirs = reference(**{k: batch[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
+    for a, b in zip(ours.hidden_states, theirs.hidden_states, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _tiny_bert(folder, dtype):
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(1)
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)
+    model = BertForMaskedLM(config).to(dtype)
+    return model
+
+
+def test_half_precision_checkpoint_is_converted(tmp_path):
+    model = _tiny_bert(tmp_path, torch.float16)
+    model.save_pretrained(tmp_path)
+    enc = load_encoder(str(tmp_path), with_tokenizer=False)
+    weight = enc.model.encoder.layer[1].attention.self.query.weight
+    assert weight.dtype == torch.float32
+    torch.testing.assert_close(weight, model.bert.encoder.layer[1].attention.self.query.weight.float())
+
+
+def test_pytorch_pickle_checkpoint_without_safetensors(tmp_path):
+    model = _tiny_bert(tmp_path, torch.float32)
+    model.config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    enc = load_encoder(str(tmp_path), with_tokenizer=False)
+    torch.testing.assert_close(enc.model.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
+
+
+def test_truncated_or_mismatched_checkpoint(tmp_path):
+    model = _tiny_bert(tmp_path, torch.float32)
+    model.save_pretrained(tmp_path)
+    config = (tmp_path / "config.json").read_text()
+    (tmp_path / "config.json").write_text(config.replace('"intermediate_size": 32', '"intermediate_size": 48'))
+    with pytest.raises(MtnbError, match="config.json and the weights disagree"):
+        load_encoder(str(tmp_path), with_tokenizer=False)
+    (tmp_path / "config.json").write_text(config)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MtnbError, match="truncated"):
+        load_encoder(str(tmp_path), with_tokenizer=False)
