@@ -15,7 +15,13 @@ matrix, for the biased and the unbiased estimator, two ways:
 Checks that the two matrices agree to 1e-10, prints the median wall times and the speed-up
 measured in the same run, and writes the figures as JSON.
 
-    python benchmarks/bench_cka.py [--repeats 3] [--loop-repeats 1] [--out runs/benchmarks/cka.json]
+BLAS runs on --blas-threads threads (default 1, set with threadpoolctl, which comes with
+scikit-learn; 0 leaves the library's default). One thread is the like-for-like comparison
+(the loop is single-threaded Python) and is stable on a shared machine: on a busy 2-core
+machine, multi-threaded OpenBLAS made the batched time swing between 0.3 s and 7 s.
+
+    python benchmarks/bench_cka.py [--repeats 5] [--loop-repeats 3] [--blas-threads 1]
+                                   [--out runs/benchmarks/cka.json]
 Goal: the batched matrix is >= 20× faster than the loop, with identical values.
 """
 
@@ -30,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from mtnb.cka import cka_features, cka_gram, cka_matrix, gram_linear
 
@@ -76,11 +83,16 @@ def timed(fn, repeats: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="runs of the batched cka_matrix (median)")
-    parser.add_argument("--loop-repeats", type=int, default=1, help="runs of the per-pair loop (median)")
+    parser.add_argument("--loop-repeats", type=int, default=3, help="runs of the per-pair loop (median)")
     parser.add_argument("--feature-pairs", type=int, default=200,
                         help="pairs of cka_features timed to extrapolate its all-pairs time (0: skip)")
+    parser.add_argument("--blas-threads", type=int, default=1, help="BLAS threads (0: the library default)")
     parser.add_argument("--out", default="runs/benchmarks/cka.json")
     args = parser.parse_args()
+    if args.blas_threads:
+        threadpool_limits(limits=args.blas_threads, user_api="blas")
+    blas = [{k: info[k] for k in ("internal_api", "version", "num_threads")}
+            for info in threadpool_info() if info["user_api"] == "blas"]
 
     features = cached_features()
     m = len(features)
@@ -91,9 +103,11 @@ def main() -> None:
               "baseline": "cka_gram(K_i, K_j) in a Python double loop over the upper triangle, "
                           "raw Grams precomputed", "cpu_count": os.cpu_count(),
               "machine": platform.processor() or platform.machine(), "numpy": np.__version__,
+              "blas": blas, "load_average_at_start": list(os.getloadavg()),
               "estimators": {}}
     print(f"{m} representations ({MODELS} models × {LAYERS} layers × {LANGUAGES} languages), "
-          f"n = {N}, width {WIDTH}; {pairs} pairs in the loop")
+          f"n = {N}, width {WIDTH}; {pairs} pairs in the loop; BLAS threads "
+          f"{[b['num_threads'] for b in blas]}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for unbiased in (False, True):
         name = "unbiased" if unbiased else "biased"
         batched, batched_times = timed(lambda: cka_matrix(features, unbiased), args.repeats)

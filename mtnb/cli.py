@@ -2,6 +2,7 @@
 
     mtnb models                       the model registry as a table
     mtnb random-checkpoints DIR       random-weight checkpoints at the paper models' shapes
+    mtnb data mini [--from DIR]       build the offline mini corpus from LibreOffice help
 
 Every user error is one line on stderr (``mtnb: error: ...``) and exit status 2.
 """
@@ -42,6 +43,31 @@ def _cmd_random_checkpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_mini(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from .minicorpus import build_corpus
+    from .minidata import default_corpus_dir
+
+    out = Path(args.out) if args.out else default_corpus_dir()
+    if args.source is not None and not Path(args.source).is_dir():
+        raise MtnbError(f"--from {args.source}: no such folder; point it at unpacked LibreOffice help trees")
+    if (out / "manifest.json").is_file() and not args.force:
+        print(f"{out}: mini corpus already built (pass --force to rebuild)")
+        return 0
+    start = time.perf_counter()
+    manifest = build_corpus(out, source=Path(args.source) if args.source else None,
+                            cache=Path(args.cache) if args.cache else None,
+                            workers=args.workers, force=args.force)
+    counts = manifest["counts"]
+    print(f"{out}: mini corpus built in {time.perf_counter() - start:.0f} s from "
+          f"{manifest['aligned_paragraphs']} aligned paragraphs")
+    for name in sorted(counts):
+        print(f"  {name:<26} {counts[name]:>7}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -58,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--family", action="append", help="bert, xlm-roberta, mbart or m2m100 (repeatable; default all)")
     rc.add_argument("--seed", type=int, default=0)
     rc.set_defaults(func=_cmd_random_checkpoints)
+    data = sub.add_parser("data", help="build data sets")
+    data_sub = data.add_subparsers(dest="what", metavar="WHAT", required=True)
+    mini = data_sub.add_parser("mini", help="the offline mini corpus from the LibreOffice help packages")
+    mini.add_argument("--from", dest="source", default=None,
+                      help="a folder with unpacked help trees (usr/share/libreoffice/help/<lang>/) "
+                           "instead of downloading the Debian packages")
+    mini.add_argument("--out", default=None, help="output folder (default: runs/data/mini)")
+    mini.add_argument("--cache", default=None, help="where downloaded .deb files are kept (default: runs/data/cache/apt)")
+    mini.add_argument("--workers", type=int, default=2, help="parser processes (default 2)")
+    mini.add_argument("--force", action="store_true", help="rebuild even if the corpus exists")
+    mini.set_defaults(func=_cmd_data_mini)
     return parser
 
 

@@ -1,0 +1,236 @@
+"""The mini corpus: alignment, tagging, splits, determinism, errors (on a small synthetic help
+tree in the real HTML structure), and the properties of the real corpus built from Debian's
+LibreOffice help packages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mtnb import minicorpus as mc
+from mtnb.errors import MtnbError
+from mtnb.minidata import load_mini
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULE_DIRS = {"calc": "scalc", "writer": "swriter", "impress": "simpress", "basic": "sbasic"}
+WORDS = {"en": "the cell value sheet row column chart formula text page".split(),
+         "de": "die Zelle Wert Tabelle Zeile Spalte Diagramm Formel Text Seite".split(),
+         "es": "la celda valor hoja fila columna gráfico fórmula texto página".split(),
+         "fr": "la cellule valeur feuille ligne colonne diagramme formule texte page".split(),
+         "ru": "ячейка значение лист строка столбец диаграмма формула текст страница поле".split()}
+
+
+def page_html(lang: str, title: str, module_dir: str, paragraphs: list[tuple[str, str]]) -> str:
+    """A help page in the structure of the Debian packages' HTML (our own words)."""
+    body = "\n".join(f'<p id="{pid}" class="paragraph" dir="auto">{html}</p>' for pid, html in paragraphs)
+    return f"""<!DOCTYPE html>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title></head><body>
+<header id="TopLeftHeader"><p dir="auto">LibreOffice Help</p></header>
+<div id="DisplayArea" itemprop="softwareHelp">
+<h1 id="hd_id1" dir="auto">{title}</h1>
+{body}
+</div>
+<footer><div id="DEBUG" class="debug"><p dir="auto">This page is: <a href="x">/text/{module_dir}/01/page.xhp</a></p></div></footer>
+</body></html>"""
+
+
+def sentence(lang: str, seed: int, n: int = 7) -> str:
+    words = WORDS[lang]
+    return " ".join(words[(seed * 7 + i * 3) % len(words)] for i in range(n)) + f" {seed}"
+
+
+def make_tree(root: Path, n_pages: int = 60) -> Path:
+    """Five languages x n_pages pages x 4 paragraphs; de copies paragraph p3 untranslated, ru
+    leaves p4 in Latin letters; every page shares one boilerplate paragraph."""
+    help_root = root / "usr" / "share" / "libreoffice" / "help"
+    for lang, folder in mc.HELP_DIRS.items():
+        for i in range(n_pages):
+            module = list(MODULE_DIRS)[i % 4]
+            p1 = f'Choose <span class="menuitem">{sentence(lang, i, 2)}</span> and press <span class="keycode">F{i % 9}</span> {sentence(lang, i + 1)}.'
+            p2 = f'{sentence(lang, i + 2)} <span class="emph">{sentence(lang, i + 3, 3)}</span> end.'
+            p3 = sentence("en" if lang == "de" else lang, i + 4)
+            p4 = f"Latin only {i} words here now" if lang in ("en", "ru") else sentence(lang, i + 5)
+            boiler = {"en": "Related topics here", "de": "Verwandte Themen hier", "es": "Temas relacionados aquí",
+                      "fr": "Sujets connexes ici", "ru": "Связанные темы здесь"}[lang]
+            html = page_html(lang, f"{sentence(lang, i, 3)} title", MODULE_DIRS[module],
+                             [("par_id1", p1), ("par_id2", p2), ("par_id3", p3), ("par_id4", p4),
+                              ("par_id5", boiler)])
+            path = help_root / folder / "text" / MODULE_DIRS[module] / "01" / f"page{i:03d}.html"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(html, encoding="utf-8")
+    return root
+
+
+SMALL = {"mini-topic/train.en": 10}
+
+
+def test_words_and_tags():
+    text = "Choose View - Styles (F11) and Ctrl + F now."
+    spans = [(7, 20, "menu"), (21, 26, "key"), (0, 44, "link"), (31, 35, "key"), (36, 39, "key")]
+    words, tags = mc.words_and_tags(text, spans)
+    assert words == ["Choose", "View", "-", "Styles", "(", "F11", ")", "and", "Ctrl", "+", "F", "now", "."]
+    assert tags == ["O", "B-menu", "I-menu", "I-menu", "B-key", "I-key", "I-key", "O", "B-key", "B-key", "I-key", "O", "O"]
+
+
+def test_translation_filter():
+    assert mc.is_translated("de", "Die Zelle", "The cell")
+    assert not mc.is_translated("de", "The cell", "The cell")
+    assert not mc.is_translated("ru", "Cell (translated badly)", "The cell")
+    assert mc.is_translated("ru", "Ячейка", "The cell")
+
+
+def test_split_is_stable_and_proportioned():
+    keys = [f"text/scalc/01/{i:05d}.html" for i in range(5000)]
+    counts = Counter(mc.split_of(k) for k in keys)
+    assert [mc.split_of(k) for k in keys[:50]] == [mc.split_of(k) for k in keys[:50]]
+    assert 0.77 < counts["train"] / 5000 < 0.83 and 0.08 < counts["test"] / 5000 < 0.12
+
+
+def test_synthetic_build(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    manifest = mc.build_corpus(tmp_path / "a", source=tree, progress=False, min_records=SMALL)
+    out = tmp_path / "a"
+    # untranslated copies are dropped: de p3 on every page, ru p4 on every page
+    assert manifest["untranslated_dropped"]["de"] == 60 and manifest["untranslated_dropped"]["ru"] == 60
+    assert manifest["untranslated_dropped"]["fr"] == 0
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+    parallel_de = load_mini("parallel", "de", "train", root=out)
+    assert all(row["en"] != row["de"] for row in parallel_de)
+    # the boilerplate paragraph occurs on training pages, so no held-out split keeps it
+    for split in ("dev", "test"):
+        assert "Related topics here" not in load_mini("monolingual", "en", "dev", root=out)["text"]
+    spans = load_mini("mini-spans", "en", "train", root=out)
+    names = spans.features["tags"].feature.names
+    assert "B-menu" in {names[t] for row in spans["tags"] for t in row}
+    topic = load_mini("mini-topic", "en", "train", root=out)
+    assert set(topic.features["label"].names) == set(mc.TOPIC_MODULES)
+    # the same source twice gives byte-identical files
+    mc.build_corpus(tmp_path / "b", source=tree, progress=False, min_records=SMALL)
+    for name in list(manifest["files"]) + ["manifest.json"]:
+        if name != "manifest.json":
+            assert (out / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    a = json.loads((out / "manifest.json").read_text())
+    b = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    a["sources"] = b["sources"] = None
+    assert a == b
+
+
+def test_too_small_or_incomplete_sources_are_errors(tmp_path):
+    tree = make_tree(tmp_path / "tree", n_pages=12)
+    with pytest.raises(MtnbError, match=r"mini-topic/train.en has \d+ records \(< 1000\)"):
+        mc.build_corpus(tmp_path / "out", source=tree, progress=False)
+    assert not (tmp_path / "out").exists(), "a failed build leaves nothing behind"
+    import shutil
+    shutil.rmtree(tree / "usr/share/libreoffice/help/ru")
+    with pytest.raises(MtnbError, match="no help pages for ru; install or unpack libreoffice-help-ru"):
+        mc.build_corpus(tmp_path / "out", source=tree, progress=False)
+    with pytest.raises(MtnbError, match="no LibreOffice help tree"):
+        mc.build_corpus(tmp_path / "out", source=tmp_path / "nothing-here", progress=False)
+
+
+def test_existing_corpus_is_kept(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    mc.build_corpus(tmp_path / "c", source=tree, progress=False, min_records=SMALL)
+    marker = (tmp_path / "c" / "manifest.json").stat().st_mtime_ns
+    mc.build_corpus(tmp_path / "c", source=tree, progress=False, min_records=SMALL)
+    assert (tmp_path / "c" / "manifest.json").stat().st_mtime_ns == marker
+    (tmp_path / "half").mkdir()
+    with pytest.raises(MtnbError, match="has no manifest.json"):
+        mc.build_corpus(tmp_path / "half", source=tree, progress=False, min_records=SMALL)
+
+
+def test_unreachable_registry_is_one_line(tmp_path, monkeypatch):
+    failed = subprocess.CompletedProcess([], 100, "", "Err:1 http://x\nE: Failed to fetch http://x/y.deb  Could not connect\n")
+    monkeypatch.setattr(mc, "_apt_download", lambda packages, cache: failed)
+    with pytest.raises(MtnbError) as info:
+        mc.fetch_packages(tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "--from DIR" in message
+    assert all(pkg in message for pkg in mc.PACKAGES.values())
+
+
+def test_missing_package_lists_ask_for_apt_update(tmp_path, monkeypatch):
+    missing = subprocess.CompletedProcess([], 100, "", "E: Unable to locate package libreoffice-help-de\n")
+    monkeypatch.setattr(mc, "_apt_download", lambda packages, cache: missing)
+    monkeypatch.setattr(mc.os, "geteuid", lambda: 1000)
+    with pytest.raises(MtnbError, match="run 'sudo apt-get update'"):
+        mc.fetch_packages(tmp_path)
+
+
+def test_load_mini_errors(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    mc.build_corpus(tmp_path / "c", source=tree, progress=False, min_records=SMALL)
+    with pytest.raises(MtnbError, match="no mini-topic train split in 'de'"):
+        load_mini("mini-topic", "de", "train", root=tmp_path / "c")
+    with pytest.raises(MtnbError, match="unknown mini dataset"):
+        load_mini("mini-ner", "en", "train", root=tmp_path / "c")
+    with pytest.raises(MtnbError, match="build it with 'mtnb data mini'"):
+        load_mini("mini-topic", "en", "train", root=tmp_path / "absent")
+
+
+# ---------------------------------------------------------------------------------------------
+# The real corpus, from the Debian packages (downloaded once into runs/data/cache/apt)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def real_corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mini") / "corpus"
+    mc.build_corpus(out, cache=ROOT / "runs" / "data" / "cache" / "apt", progress=False)
+    return out
+
+
+def _page(uid: str) -> str:
+    return uid.split("#", 1)[0]
+
+
+def test_real_corpus_has_no_leak_from_held_out_pages(real_corpus):
+    manifest = json.loads((real_corpus / "manifest.json").read_text())
+    assert all(s["version"].startswith("4:") for s in manifest["sources"].values())
+    train_pages, train_texts = set(), set()
+    held_pages, held_texts = set(), set()
+    for name in manifest["files"]:
+        dataset, rest = name.split("/")
+        split = rest.split(".")[0]
+        lang = rest.split(".")[1]
+        table = load_mini(dataset, lang if lang != "all" else "en", split, root=real_corpus)
+        texts = set()  # compared up to spacing around punctuation
+        for column in ("text", "en", "de", "es", "fr", "ru"):
+            if column in table.column_names:
+                texts.update(map(mc.text_key, table[column]))
+        if "words" in table.column_names:
+            texts.update(" ".join(w) for w in table["words"])
+        pages = {_page(uid) for uid in table["id"]}
+        if split == "train":
+            train_pages |= pages
+            train_texts |= texts
+        else:
+            held_pages |= pages
+            held_texts |= texts
+    assert train_pages and held_pages and train_pages.isdisjoint(held_pages)
+    assert train_texts.isdisjoint(held_texts)
+
+
+def test_real_corpus_tasks_and_samples(real_corpus):
+    manifest = json.loads((real_corpus / "manifest.json").read_text())
+    assert manifest["counts"]["mini-topic/train.en"] > 5000
+    for lang in mc.LANGS:
+        assert manifest["counts"][f"mini-topic/test.{lang}"] > 500
+        assert manifest["counts"][f"mini-spans/test.{lang}"] > 500
+    samples = load_mini("cka-samples", root=real_corpus)
+    assert len(samples) == 80 and len(set(samples["id"])) == 80
+    assert all(mc.CYRILLIC.search(t) for t in samples["ru"])
+    assert all(split == "test" for split in map(mc.split_of, map(_page, samples["id"])))
+    rank = load_mini("mini-rank", "de", "test", root=real_corpus)
+    by_query = {}
+    for row in rank:
+        by_query.setdefault(row["query_id"], []).append(row["label"])
+    assert all(max(labels) == 2 and min(labels) == 0 for labels in by_query.values())
+    assert load_mini("mini-rank", "en", "test", root=real_corpus)["id"] == rank["id"]
+    balance = manifest["topic_class_balance"]["mini-topic/test.en"]
+    assert set(balance) <= set(mc.TOPIC_MODULES) and len(balance) == len(mc.TOPIC_MODULES)
