@@ -50,6 +50,7 @@ HELP_DIRS = {"en": "en-US", "de": "de", "es": "es", "fr": "fr", "ru": "ru"}
 PACKAGES = {lang: f"libreoffice-help-{'en-us' if lang == 'en' else lang}" for lang in LANGS}
 TOPIC_MODULES = ("calc", "writer", "impress", "draw", "base", "math", "chart", "basic")
 SPAN_KINDS = ("menu", "emph", "literal", "input", "key", "product", "widget")
+RANK_GRADES = ("other-module", "same-module", "same-page")  # relevance 0, 1, 2
 SPAN_TAGS = ("O",) + tuple(f"{p}-{k}" for k in SPAN_KINDS for p in ("B", "I"))
 SPLITS = ("train", "dev", "test")
 N_CKA = 80

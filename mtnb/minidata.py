@@ -7,7 +7,7 @@ fine-tuning notebook reads label names and ids the same way for the mini tasks a
 |-------------|-------------------------------------------------------------|
 | mini-spans  | id, words (list of str), tags (list of ClassLabel SPAN_TAGS) |
 | mini-topic  | id, text, label (ClassLabel TOPIC_MODULES)                  |
-| mini-rank   | query_id (int), query, text, label (relevance 0/1/2), id    |
+| mini-rank   | query_id, query, text, label (ClassLabel RANK_GRADES: 0/1/2), id |
 | parallel    | id, en, <lang>                                              |
 | monolingual | id, text                                                    |
 | cka-samples | id, module, en, de, es, fr, ru                              |
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from .errors import MtnbError
-from .minicorpus import LANGS, SPAN_TAGS, TOPIC_MODULES
+from .minicorpus import LANGS, RANK_GRADES, SPAN_TAGS, TOPIC_MODULES
 from .paths import project_root
 
 DATASETS = ("mini-spans", "mini-topic", "mini-rank", "parallel", "monolingual", "cka-samples")
@@ -71,6 +71,8 @@ def load_mini(dataset: str, lang: str = "en", split: str = "train", root: str | 
         table = table.cast(features)
     elif dataset == "mini-topic":
         table = table.cast_column("label", datasets.ClassLabel(names=list(TOPIC_MODULES)))
+    elif dataset == "mini-rank":
+        table = table.cast_column("label", datasets.ClassLabel(names=list(RANK_GRADES)))
     if quiet:
         datasets.enable_progress_bars()
     return table

@@ -234,3 +234,35 @@ def test_real_corpus_tasks_and_samples(real_corpus):
     assert load_mini("mini-rank", "en", "test", root=real_corpus)["id"] == rank["id"]
     balance = manifest["topic_class_balance"]["mini-topic/test.en"]
     assert set(balance) <= set(mc.TOPIC_MODULES) and len(balance) == len(mc.TOPIC_MODULES)
+
+
+def test_task_table_matches_the_corpus_and_load_task(tmp_path):
+    from mtnb.data import load_task
+    from mtnb.tasks import get_task
+
+    assert get_task("mini-spans").labels == mc.SPAN_TAGS
+    assert get_task("mini-topic").labels == mc.TOPIC_MODULES
+    assert get_task("mini-rank").labels == mc.RANK_GRADES
+    tree = make_tree(tmp_path / "tree")
+    mc.build_corpus(tmp_path / "c", source=tree, progress=False, min_records=SMALL)
+    for name in ("mini-spans", "mini-topic", "mini-rank"):
+        spec = get_task(name)
+        records = load_task(name, "fr", "test", mini_root=tmp_path / "c")
+        assert set(spec.text_fields) | {spec.label_field} <= set(records.column_names)
+        feature = records.features[spec.label_field]
+        names = feature.feature.names if spec.head == "token" else feature.names
+        assert tuple(names) == spec.labels
+        assert len(spec.segments(records[0])) == (2 if spec.head == "ranking" else 1)
+    with pytest.raises(MtnbError, match="trains on English only"):
+        load_task("mini-topic", "de", "train", mini_root=tmp_path / "c")
+    with pytest.raises(MtnbError, match="has no language 'zh'"):
+        load_task("mini-topic", "zh", "test", mini_root=tmp_path / "c")
+    with pytest.raises(MtnbError, match="unknown task"):
+        load_task("mini-ner", "en", "test", mini_root=tmp_path / "c")
+
+
+def test_load_task_reads_xglue_from_a_local_release():
+    from mtnb.data import load_task
+
+    records = load_task("nc", "de", "dev", xglue_dir=ROOT / "tests" / "fixtures" / "xglue")
+    assert {"news_title", "news_body", "news_category"} <= set(records.column_names) and len(records) > 0

@@ -347,9 +347,8 @@ def test_parquet_with_other_label_names_or_ids_is_refused(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 def test_task_table_holds_the_eight_xglue_tasks():
-    tasks = load_tasks()
+    tasks = {name: t for name, t in load_tasks().items() if t.source == "xglue"}
     assert list(tasks) == ["ner", "pos", "nc", "xnli", "paws-x", "qadsm", "wpr", "qam"]
-    assert {t.source for t in tasks.values()} == {"xglue"}
     assert tasks["ner"].metric == "f1_entity" and tasks["wpr"].metric == "ndcg"
     assert {name for name, t in tasks.items() if t.metric == "accuracy"} == {"pos", "nc", "xnli", "paws-x", "qadsm", "qam"}
     assert {name: t.head for name, t in tasks.items()} == {
