@@ -4,8 +4,8 @@ Builds a random mBART-50-shaped checkpoint with the real vocabulary (250,054 pie
 layers, d_model 1024: about 611M parameters, 2.4 GB in fp32), then, each in a fresh process,
 loads (a) ``mtnb.models.load_encoder`` and (b) the baseline, the full model with
 ``AutoModelForSeq2SeqLM.from_pretrained`` followed by ``get_encoder()``. Peak memory is the
-process's maximum resident set size minus its resident size just before loading (after the
-imports). Prints the median over --repeats runs of each, and writes them as JSON.
+process's peak resident set size (VmHWM in /proc/self/status: unlike ru_maxrss it is not
+inherited from the parent) minus its resident size just before loading (after the imports). Prints the median over --repeats runs of each, and writes them as JSON.
 
     python benchmarks/bench_load_encoder.py [--repeats 3] [--out runs/benchmarks/load_encoder.json]
 Goal (issue 2): (a) <= 1.3 x the checkpoint's size on disk.
@@ -22,19 +22,19 @@ import tempfile
 from pathlib import Path
 
 CHILD = r"""
-import resource, sys, json
+import sys, json
 import torch, transformers
 from mtnb.models import load_encoder
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-before = rss()
+def status(field):  # kB figures of /proc/self/status; VmHWM is this process's peak RSS
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+before = status("VmRSS")
 if sys.argv[2] == "mtnb":
     enc = load_encoder(sys.argv[1], with_tokenizer=False).model
 else:
     from transformers import AutoModelForSeq2SeqLM
     enc = AutoModelForSeq2SeqLM.from_pretrained(sys.argv[1], dtype=torch.float32).get_encoder()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 n = sum(p.numel() for p in enc.parameters())
 print(json.dumps({"peak_bytes": peak - before, "encoder_params": n}))
 """

@@ -179,3 +179,52 @@ def svd_table(base: tuple[str, str | Path], models: list[tuple[str, str | Path]]
     table["model"] = pd.Categorical(table["model"], categories=order, ordered=True)
     table["matrix"] = pd.Categorical(table["matrix"], categories=list(MATRICES), ordered=True)
     return table.sort_values(["layer", "model", "matrix"]).reset_index(drop=True)
+
+
+def table5_layout(table, with_paper=None):
+    """The paper's Table 5 layout: rows (layer, model), columns (matrix, ‖σ‖ / d), from a tidy
+    ``svd_table``. ``with_paper``: a tidy table of published values (``mtnb.paper.svd_tables``)
+    to put beside ours, as extra columns ``(matrix, ‖σ‖ paper)`` and ``(matrix, d paper)``."""
+    import pandas as pd
+
+    wide = table.pivot_table(index=["layer", "model"], columns="matrix", values=["sigma_norm", "distance"],
+                             observed=True, sort=False)
+    columns = []
+    for kind in MATRICES:
+        columns += [("sigma_norm", kind), ("distance", kind)]
+    wide = wide[columns]
+    wide.columns = pd.MultiIndex.from_tuples([(kind, "‖σ‖" if what == "sigma_norm" else "d") for what, kind in columns])
+    if with_paper is not None:
+        paper = with_paper.pivot_table(index=["layer", "model"], columns="matrix",
+                                       values=["sigma_norm", "distance"], observed=True)
+        for kind in MATRICES:
+            wide[(kind, "‖σ‖ paper")] = paper[("sigma_norm", kind)].reindex(wide.index)
+            wide[(kind, "d paper")] = paper[("distance", kind)].reindex(wide.index)
+        order = [(k, c) for k in MATRICES for c in ("‖σ‖", "‖σ‖ paper", "d", "d paper")]
+        wide = wide[order]
+    return wide.round(2)
+
+
+def plot_svd(table, with_paper=None):
+    """Six panels (k, q, v, out, fc1, fc2): ‖σ‖₂ per layer for each model (solid), and the
+    paper's values when given (dashed, same colour)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
+    models = list(dict.fromkeys(table["model"].astype(str)))
+    colours = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    for ax, kind in zip(axes.flat, MATRICES):
+        for model in models:
+            rows = table[(table["model"].astype(str) == model) & (table["matrix"].astype(str) == kind)]
+            ax.plot(rows["layer"], rows["sigma_norm"], marker="o", ms=3, color=colours[model], label=model)
+            if with_paper is not None:
+                ref = with_paper[(with_paper["model"] == model) & (with_paper["matrix"] == kind)]
+                if not ref.empty:
+                    ax.plot(ref["layer"], ref["sigma_norm"], ls="--", color=colours[model], alpha=0.7,
+                            label=f"{model} (paper)")
+        ax.set_title({"fc1": "fc1 (FC up)", "fc2": "fc2 (FC down)"}.get(kind, kind))
+        ax.set_xlabel("layer")
+        ax.set_ylabel("‖σ‖₂")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -25,3 +25,14 @@ def project(tmp_path, monkeypatch) -> Path:
     (tmp_path / "params").mkdir()
     monkeypatch.setenv("MTNB_ROOT", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def real_corpus(tmp_path_factory) -> Path:
+    """The mini corpus built from Debian's LibreOffice help packages (downloaded once into
+    runs/data/cache/apt, then parsed and built into a temporary folder: about 30-60 s)."""
+    from mtnb.minicorpus import build_corpus
+
+    out = tmp_path_factory.mktemp("mini") / "corpus"
+    build_corpus(out, cache=ROOT / "runs" / "data" / "cache" / "apt", progress=False)
+    return out

@@ -178,13 +178,6 @@ def test_load_mini_errors(tmp_path):
 # The real corpus, from the Debian packages (downloaded once into runs/data/cache/apt)
 # ---------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def real_corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("mini") / "corpus"
-    mc.build_corpus(out, cache=ROOT / "runs" / "data" / "cache" / "apt", progress=False)
-    return out
-
-
 def _page(uid: str) -> str:
     return uid.split("#", 1)[0]
 
