@@ -5,7 +5,7 @@ and for ndcg a per-query loop over sklearn's ndcg_score written here as XGLUE's 
 scorer writes it (group by query, skip queries with fewer than two candidates, mean).
 
 Importing evaluate takes about 10 s on a small machine (it imports transformers.pipelines for
-its evaluator); the tests themselves take a few seconds.
+its evaluator); the tests themselves take about 10 s more, the offline subprocess 4 s of it.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def seqeval_figures(references, predictions) -> dict:
 
 def test_entity_f1_matches_seqeval_on_random_bio(metrics):
     rng = random.Random(0)
-    for case in range(300):
+    for case in range(200):
         references = [random_tags(rng, rng.randint(0, 12)) for _ in range(rng.randint(1, 6))]
         if case % 3 == 0:
             predictions = [random_tags(rng, len(s)) for s in references]
@@ -120,7 +120,7 @@ def test_entity_f1_rejects_bad_input(metrics):
 
 def test_accuracy_matches_sklearn_on_flat_labels(metrics):
     rng = random.Random(1)
-    for case in range(100):
+    for case in range(60):
         n = rng.randint(1, 40)
         references = [rng.randint(0, 4) for _ in range(n)]
         predictions = [r if rng.random() < 0.6 else rng.randint(0, 4) for r in references]
@@ -134,7 +134,7 @@ def test_accuracy_matches_sklearn_on_flat_labels(metrics):
 
 def test_accuracy_over_tokens_ignores_minus_100_and_none(metrics):
     rng = random.Random(2)
-    for case in range(100):
+    for case in range(60):
         references, predictions = [], []
         for _ in range(rng.randint(1, 5)):
             sentence = [rng.choice([-100, 0, 1, 2, 3]) for _ in range(rng.randint(1, 10))]
@@ -215,7 +215,7 @@ def random_ranking(rng: random.Random, case: int):
 def test_ndcg_matches_the_official_loop_on_random_groups(metrics):
     rng = random.Random(3)
     checked = 0
-    for case in range(200):
+    for case in range(150):
         scores, grades, query_ids = random_ranking(rng, case)
         if all(query_ids.count(q) < 2 for q in set(query_ids)):
             continue
@@ -223,7 +223,7 @@ def test_ndcg_matches_the_official_loop_on_random_groups(metrics):
         assert ours["ndcg"] == pytest.approx(official_ndcg(scores, grades, query_ids), abs=1e-12), case
         assert ours["queries"] + ours["skipped"] == len(set(query_ids))
         checked += 1
-    assert checked > 150
+    assert checked > 100
 
 
 def test_ndcg_edge_queries_follow_sklearn_and_the_official_scorer(metrics):
@@ -298,6 +298,9 @@ OFFLINE_SCRIPT = textwrap.dedent("""
 
     socket.socket.connect = refuse
     socket.create_connection = refuse
+    # evaluate imports transformers.pipelines only for its evaluator (about 8 s here); a None in
+    # sys.modules makes that import fail, which evaluate expects, and leaves loading as it is
+    sys.modules["transformers.pipelines"] = None
     from mtnb.metrics import load_metric, score
 
     cache = sys.argv[1]

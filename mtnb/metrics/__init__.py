@@ -6,12 +6,13 @@ Each metric is an ``evaluate.Metric`` script in a folder of this package (``<nam
 - ``accuracy``: the share of labels predicted right, over texts or over tokens (POS);
 - ``ndcg``: nDCG per query, averaged over queries, as XGLUE's official WPR scorer computes it.
 
-``load_metric(name)`` hands evaluate the script's own path, the one form of ``evaluate.load``'s
-path that is read from disk and never looked up on the Hub. evaluate imports a script from a
-copy it makes in a "dynamic modules" folder, by default ``~/.cache/huggingface/modules``, and
-``evaluate.load`` offers no argument to move it; so ``load_metric`` runs the same three steps as
-``evaluate.load`` (find the module, import its class, build the metric) with that folder under
-``cache_dir``, by default ``<project root>/.cache/evaluate``:
+``load_metric(name)`` hands evaluate the script's own path (``.../ndcg/ndcg.py``): a path that
+ends in its file name is read from disk, and a missing one raises FileNotFoundError; evaluate
+never asks the Hub for it. evaluate imports a script from a copy it makes in a "dynamic modules"
+folder, by default ``~/.cache/huggingface/modules``, and ``evaluate.load`` offers no argument to
+move it; so ``load_metric`` runs the same three steps as ``evaluate.load`` (find the module,
+import its class, build the metric) with that folder under ``cache_dir``, by default
+``<project root>/.cache/evaluate``:
 
 - ``<cache_dir>/modules/``: the copied scripts (evaluate keys each copy by the script's hash);
 - ``<cache_dir>/metrics/``: the metric's own folder. The metric keeps predictions in memory
@@ -26,9 +27,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import MtnbError
 from ..paths import project_root
+
+if TYPE_CHECKING:
+    import evaluate
 
 METRIC_NAMES = ("entity_f1", "accuracy", "ndcg")
 # task table's metric name -> (metric module, key of its main figure)
@@ -49,7 +54,7 @@ def default_cache_dir() -> Path:
     return project_root() / ".cache" / "evaluate"
 
 
-def load_metric(name: str, cache_dir: str | Path | None = None):
+def load_metric(name: str, cache_dir: str | Path | None = None) -> evaluate.Metric:
     """Metric ``name`` (entity_f1, accuracy or ndcg) as a fresh ``evaluate.Metric``.
 
     Loaded from this package's script, never from the Hub; evaluate's copy of the script and

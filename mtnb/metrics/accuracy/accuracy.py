@@ -13,7 +13,7 @@ first text or sentence, so with ``None`` marks that one must hold at least one r
 (``-100`` marks have no such limit).
 
 Note: XGLUE's official scorer scores POS with ``seqeval.metrics.precision_score``, which reads
-POS tags as malformed entity tags (``NOUN`` as tag N of type OUN) and counts runs of equal tags,
+POS tags as entity tags (``NOUN`` as tag N of type OUN) and so counts mostly runs of equal tags,
 not tokens; this metric is token accuracy, the figure the papers name.
 """
 

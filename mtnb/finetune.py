@@ -1,0 +1,438 @@
+"""Fine-tuning an encoder on an English task, and predicting with it in any language.
+
+One task head on the encoder, by the task table's ``head``:
+
+- token:    a linear layer on every token; the first sub-word of each word carries the word's
+            label, the other sub-words (and special tokens) get -100 and are ignored;
+- sequence: a linear layer on the pooled sequence (mean over non-padding tokens by default,
+            or the first token);
+- pair:     the same, on the two texts encoded together as one sequence;
+- ranking:  the same, with one class per relevance grade; a candidate's score is its expected
+            grade Σ_g g·p(g), which ranks the candidates of a query.
+
+Training follows the paper: AdamW, a linear warmup then linear decay of the learning rate, on
+the English train split, keeping the weights that score best on English dev. Batches hold
+examples of similar length, each padded only to its own longest sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MtnbError
+from .languages import language_code
+
+POOLINGS = ("mean", "first")
+
+
+# --------------------------------------------------------------------------------------------
+# Records -> token ids
+# --------------------------------------------------------------------------------------------
+
+def set_language(tokenizer, spec_lang_codes: str, lang: str) -> None:
+    """Tell an mBART-50 / NLLB tokenizer the source language (others need nothing)."""
+    if spec_lang_codes != "none" and hasattr(tokenizer, "src_lang"):
+        tokenizer.src_lang = language_code(lang, spec_lang_codes)
+
+
+def encode(records, task, tokenizer, max_length: int) -> list[dict]:
+    """Token ids and labels of every record: ``[{"input_ids": [...], "labels": ...}]``.
+
+    ``labels`` is a list (one per token, -100 where ignored) for token heads and an int
+    otherwise; ranking records also keep ``query_id``. Inputs longer than ``max_length``
+    tokens are truncated (for pairs, the longer text first).
+    """
+    examples = []
+    label_field = task.label_field
+    if task.head == "token":
+        words = [r[task.text_fields[0]] for r in records]
+        enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+        for i, record in enumerate(records):
+            tags, labels, previous = record[label_field], [], None
+            for word in enc.word_ids(i):
+                labels.append(-100 if word is None or word == previous else int(tags[word]))
+                previous = word
+            examples.append({"input_ids": enc["input_ids"][i], "labels": labels})
+        return examples
+    segments = [task.segments(r) for r in records]
+    if task.head == "sequence":
+        enc = tokenizer([s[0] for s in segments], truncation=True, max_length=max_length)
+    else:
+        enc = tokenizer([s[0] for s in segments], [s[1] for s in segments], truncation="longest_first",
+                        max_length=max_length)
+    for i, record in enumerate(records):
+        example = {"input_ids": enc["input_ids"][i], "labels": int(record[label_field])}
+        if task.head == "ranking":
+            example["query_id"] = record["query_id"]
+        examples.append(example)
+    return examples
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random | None) -> list[list[int]]:
+    """Indices in batches of similar length. With ``rng`` (training): shuffle, then sort within
+    pools of 50 batches by length, cut into batches and shuffle the batches; without (evaluation):
+    sorted by length."""
+    order = list(range(len(lengths)))
+    if rng is None:
+        order.sort(key=lambda i: lengths[i])
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(order)
+    pool = 50 * batch_size
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: list[dict], pad_id: int, pad_to: int | None = None) -> dict:
+    """Pad a batch to its longest sequence (or to ``pad_to``): tensors input_ids, attention_mask
+    (batch, seq) and labels ((batch,) or (batch, seq) for token heads, -100 on padding)."""
+    import torch
+
+    width = pad_to or max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    token_labels = isinstance(examples[0]["labels"], list)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long) if token_labels else \
+        torch.tensor([e["labels"] for e in examples], dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[row, :n] = torch.tensor(e["input_ids"])
+        mask[row, :n] = 1
+        if token_labels:
+            labels[row, :n] = torch.tensor(e["labels"])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+
+def task_model(encoder_module, hidden_size: int, n_labels: int, head: str, pooling: str = "mean",
+               dropout: float = 0.1):
+    """The encoder with a linear task head; ``forward(input_ids, attention_mask)`` returns
+    logits of shape (batch, seq, n_labels) for token heads and (batch, n_labels) otherwise."""
+    import torch
+    from torch import nn
+
+    if pooling not in POOLINGS:
+        raise MtnbError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
+
+    class TaskModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder_module
+            self.dropout = nn.Dropout(dropout)
+            self.classifier = nn.Linear(hidden_size, n_labels)
+            self.head, self.pooling = head, pooling
+
+        def forward(self, input_ids, attention_mask):
+            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            if self.head == "token":
+                return self.classifier(self.dropout(h))
+            if self.pooling == "mean":
+                m = attention_mask.unsqueeze(-1).to(h.dtype)          # (batch, seq, 1)
+                pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+            else:
+                pooled = h[:, 0]
+            return self.classifier(self.dropout(pooled))
+
+    return TaskModel()
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions and scores
+# --------------------------------------------------------------------------------------------
+
+def predict(model, examples: list[dict], task, pad_id: int, batch_size: int = 64,
+            progress: bool = False) -> list:
+    """Predictions in example order: per-word label ids (token heads; one per labelled first
+    sub-word), a label id (sequence, pair) or a float score (ranking: the expected grade)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    model.eval()
+    out: list = [None] * len(examples)
+    lengths = [len(e["input_ids"]) for e in examples]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for rows in tqdm(length_grouped_batches(lengths, batch_size, None), disable=not progress,
+                         desc="predicting", leave=False):
+            batch = collate([examples[i] for i in rows], pad_id)
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float().cpu()
+            for j, i in enumerate(rows):
+                if task.head == "token":
+                    keep = batch["labels"][j] != -100
+                    out[i] = logits[j][keep].argmax(-1).tolist()
+                elif task.head == "ranking":
+                    p = logits[j].softmax(-1)
+                    out[i] = float((p * torch.arange(len(p))).sum())
+                else:
+                    out[i] = int(logits[j].argmax())
+    return out
+
+
+def references(examples: list[dict], task) -> list:
+    """The gold labels in the form ``predict`` returns predictions."""
+    if task.head == "token":
+        return [[label for label in e["labels"] if label != -100] for e in examples]
+    return [e["labels"] for e in examples]
+
+
+def score(task, predictions: list, gold: list, examples: list[dict]) -> float:
+    """The task's metric (see the task table) in [0, 1]."""
+    from .metrics import score as metric_score
+
+    if task.metric == "f1_entity":
+        names = task.labels
+        return metric_score("f1_entity", [[names[i] for i in p] for p in predictions],
+                            [[names[i] for i in g] for g in gold])
+    if task.metric == "ndcg":
+        return metric_score("ndcg", predictions, gold, query_ids=[e["query_id"] for e in examples])
+    return metric_score("accuracy", predictions, gold)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one fine-tuning run (the paper grid's defaults are the paper's)."""
+
+    lr: float = 5e-6
+    epochs: int = 10
+    batch_size: int = 32
+    max_length: int = 256
+    warmup: float = 0.1          # share of the steps spent warming up the learning rate
+    weight_decay: float = 0.01
+    seed: int = 0
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
+    evals_per_epoch: int = 1
+
+
+@dataclass
+class Curve:
+    """The training curve: loss per step and the dev score at every evaluation."""
+
+    steps: list = field(default_factory=list)
+    loss: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    eval_steps: list = field(default_factory=list)
+    dev_score: list = field(default_factory=list)
+    seconds: float = 0.0
+    examples_seen: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU runs are then repeatable)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def linear_schedule(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor: 0 -> 1 over ``warmup`` steps, then 1 -> 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad_id: int,
+          config: TrainConfig, progress: bool = True):
+    """Fine-tune ``model`` in place; returns (best state dict, best dev score, Curve).
+
+    Raises MtnbError, naming the step, if the loss becomes NaN or infinite.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    rng = random.Random(config.seed)
+    lengths = [len(e["input_ids"]) for e in train_examples]
+    per_epoch = math.ceil(len(train_examples) / config.batch_size)
+    total = per_epoch * config.epochs if config.max_steps is None else min(per_epoch * config.epochs, config.max_steps)
+    warmup = max(1, int(config.warmup * total))
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm", "norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+         "weight_decay": config.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
+         "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total, warmup))
+    device = next(model.parameters()).device
+    eval_every = max(1, per_epoch // max(1, config.evals_per_epoch))
+    gold = references(dev_examples, task)
+    curve, best_state, best = Curve(), None, -math.inf
+    step, start = 0, time.perf_counter()
+    bar = tqdm(total=total, desc="training", disable=not progress)
+    while step < total:
+        for rows in length_grouped_batches(lengths, config.batch_size, rng):
+            model.train()
+            batch = collate([train_examples[i] for i in rows], pad_id)
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            labels = batch["labels"].to(device)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                                     labels.reshape(-1), ignore_index=-100)
+            if not torch.isfinite(loss):
+                raise MtnbError(f"the training loss became {loss.item()} at step {step + 1}: lower the "
+                                f"learning rate (now {config.lr:g}) or check the data")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            curve.steps.append(step)
+            curve.loss.append(loss.item())
+            curve.lr.append(scheduler.get_last_lr()[0])
+            curve.examples_seen += len(rows)
+            bar.update(1)
+            bar.set_postfix(loss=f"{curve.loss[-1]:.3f}")
+            if step % eval_every == 0 or step == total:
+                dev = score(task, predict(model, dev_examples, task, pad_id), gold, dev_examples)
+                curve.eval_steps.append(step)
+                curve.dev_score.append(dev)
+                if dev > best:
+                    best = dev
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            if step >= total:
+                break
+    bar.close()
+    curve.seconds = time.perf_counter() - start
+    return best_state, best, curve
+
+
+def save_run(folder: Path, state: dict, run_config: dict, curve: Curve) -> None:
+    """Write a finished run: ``model.safetensors`` (encoder and head), ``run.json`` (what was
+    run), ``curve.json``; ``done.json`` last, so a folder without it is never taken as finished."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "done.json").unlink(missing_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    (folder / "run.json").write_text(json.dumps(run_config, indent=1))
+    (folder / "curve.json").write_text(json.dumps(asdict(curve)))
+    (folder / "done.json").write_text(json.dumps({"finished": True}))
+
+
+def plot_curve(curve: Curve, title: str = ""):
+    """Training loss per step (left axis) and dev score per evaluation (right axis)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot(curve.steps, curve.loss, lw=0.8, color="tab:blue", label="training loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss", color="tab:blue")
+    twin = ax.twinx()
+    twin.plot(curve.eval_steps, [100 * s for s in curve.dev_score], marker="o", color="tab:red", label="dev score")
+    twin.set_ylabel("English dev score (0-100)", color="tab:red")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# One run, end to end (what notebooks/finetune.ipynb calls)
+# --------------------------------------------------------------------------------------------
+
+def subsample(records, n: int | None, seed: int):
+    """At most ``n`` records, drawn with ``seed`` (all of them when ``n`` is None)."""
+    if n is None or n >= len(records):
+        return records
+    return records.shuffle(seed=seed).select(range(n))
+
+
+def finetune_run(model: str, task: str, output_dir: str | Path, *, config: TrainConfig,
+                 pooling: str = "mean", max_train: int | None = None, max_dev: int | None = None,
+                 registry_path: str | None = None, mini_root=None, xglue_dir=None, xglue_parquet=None,
+                 progress: bool = True) -> dict:
+    """Fine-tune ``model`` on ``task``'s English train split, select on English dev, save the
+    run to ``output_dir`` (see ``save_run``); returns the run record (also in run.json).
+
+    Every name, the data and the output folder are checked before any weights are loaded.
+    """
+    import torch
+
+    from .data import load_task
+    from .models import checkpoint_folder, load_encoder, load_registry, resolve
+    from .tasks import get_task
+
+    registry = load_registry(registry_path) if registry_path else None
+    spec = resolve(model, registry)
+    task_spec = get_task(task)
+    if pooling not in POOLINGS:
+        raise MtnbError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
+    if config.epochs < 1 or config.lr <= 0 or config.batch_size < 1:
+        raise MtnbError("epochs and batch size must be at least 1 and the learning rate positive")
+    output_dir = Path(output_dir)
+    if (output_dir / "done.json").is_file():
+        raise MtnbError(f"{output_dir} already holds a finished run; choose another output folder")
+    kw = dict(mini_root=mini_root, xglue_dir=xglue_dir, xglue_parquet=xglue_parquet)
+    train_records = subsample(load_task(task_spec, "en", "train", **kw), max_train, config.seed)
+    dev_records = subsample(load_task(task_spec, "en", "dev", **kw), max_dev, config.seed)
+    folder = checkpoint_folder(spec)
+
+    seed_everything(config.seed)
+    encoder = load_encoder(model, registry)
+    set_language(encoder.tokenizer, encoder.spec.lang_codes, "en")
+    train_examples = encode(train_records, task_spec, encoder.tokenizer, config.max_length)
+    dev_examples = encode(dev_records, task_spec, encoder.tokenizer, config.max_length)
+    net = task_model(encoder.model, encoder.shape.hidden_size, len(task_spec.labels), task_spec.head, pooling)
+    net.to("cuda" if torch.cuda.is_available() else "cpu")
+    pad_id = encoder.tokenizer.pad_token_id
+    state, best, curve = train(net, train_examples, dev_examples, task_spec, pad_id, config, progress)
+    record = {
+        "model": model, "model_folder": str(folder), "family": encoder.spec.family,
+        "lang_codes": encoder.spec.lang_codes, "task": task_spec.name, "head": task_spec.head,
+        "labels": list(task_spec.labels), "metric": task_spec.metric, "pooling": pooling,
+        "registry": registry_path, "train": asdict(config), "max_train": max_train, "max_dev": max_dev,
+        "data": {"mini_root": _str(mini_root), "xglue_dir": _str(xglue_dir), "xglue_parquet": _str(xglue_parquet)},
+        "n_train": len(train_examples),
+        "n_dev": len(dev_examples), "best_dev_score": best,
+        "examples_per_second": curve.examples_seen / max(curve.seconds, 1e-9),
+    }
+    save_run(output_dir, state, record, curve)
+    return record
+
+
+def _str(path) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def load_finetuned(folder: str | Path):
+    """A finished run's (TaskModel in eval mode, tokenizer, task spec, run record).
+
+    Raises MtnbError when the folder holds no finished run.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from .models import load_encoder, load_registry
+    from .tasks import get_task
+
+    folder = Path(folder)
+    if not (folder / "done.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise MtnbError(f"{folder} holds no finished fine-tuning run (no done.json/model.safetensors); "
+                        "run notebooks/finetune.ipynb into it first")
+    record = json.loads((folder / "run.json").read_text())
+    registry = load_registry(record["registry"]) if record.get("registry") else None
+    encoder = load_encoder(record["model"], registry)
+    task_spec = get_task(record["task"])
+    net = task_model(encoder.model, encoder.shape.hidden_size, len(record["labels"]), record["head"],
+                     record["pooling"])
+    net.load_state_dict(load_file(str(folder / "model.safetensors")))
+    net.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return net, encoder.tokenizer, task_spec, record
