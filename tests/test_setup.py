@@ -53,7 +53,8 @@ def test_environment_yml_has_the_same_dependencies():
         wanted.update({_name(d): d for d in extra})
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {}
-    for dep in env["dependencies"]:
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    for dep in env["dependencies"] + [d for d in pip_section if not d.startswith("-e")]:
         if isinstance(dep, str) and _name(dep) not in ("python", "pip"):
             conda[{"pytorch": "torch"}.get(_name(dep), _name(dep))] = dep
     assert set(conda) == set(wanted)

@@ -1,0 +1,335 @@
+"""Fine-tuning throughput of ``mtnb.finetune``: length-grouped batching, and the training loop's overhead.
+
+Data: --examples (256) English train records of the ``mini-spans`` task (the NER analog, a
+token head), drawn with a fixed seed from the mini corpus (--corpus, default runs/data/mini;
+where that has no manifest.json, /tmp/corpus-a), encoded with ``mtnb.finetune.encode`` at
+max_length 256. Model: a small but real encoder, a BERT with 4 layers, hidden 256, 4 heads,
+feed-forward 1024 and the vocabulary of ``mtnb.random_checkpoints.character_tokenizer("bert")``
+(random weights, seeded), saved in a temporary folder with ``save_pretrained`` and loaded through
+``mtnb.models.load_encoder``; the task head is ``mtnb.finetune.task_model``. The tokenizer is
+character-level, so sequences are long (about one token per character): the batching gain
+measured here is the one for long inputs. (--model takes a checkpoint folder instead, e.g. a
+converted multilingual-e5-small at runs/models/me5-small, whose sub-word sequences are shorter.)
+torch runs on 2 threads (torch.set_num_threads(2)), on the CPU.
+
+(a) Batching. Examples per second of fine-tuning, counting forward, loss, backward, gradient
+    clipping, optimizer and scheduler step (batches are collated beforehand, outside the timing)
+    with our batching (``length_grouped_batches`` + ``collate``: each batch padded to its own
+    longest sequence) against padding every example to 256 tokens (``collate(..., pad_to=256)``),
+    as XGLUE's reference scripts do (pad to max_seq_length). Both modes see the same batches of
+    the same examples (with fixed padding, which examples share a batch does not change the cost),
+    from the same initial weights, for the same --steps optimizer steps at the task's learning
+    rate with batch size 32. Reports the median over --repeats, the ratio, and the mean padded
+    length in each mode. Goal: >= 3x examples per second.
+
+(b) Loop overhead. Time per optimizer step of ``mtnb.finetune.train`` (with a tiny dev set,
+    --dev 16 examples, evaluated once, at the last step) against a bare PyTorch loop over
+    identical batches: the batches come from ``length_grouped_batches`` with the same seeded
+    ``random.Random(seed)`` as train uses, the same ``collate``, the same AdamW parameter groups,
+    LambdaLR ``linear_schedule``, clipping at 1.0 and the same torch seed, so both loops compute
+    the same losses (checked). Each loop is timed as a whole, optimizer construction included,
+    batch collation included (train collates inside its loop, so the bare loop does too).
+    train's evaluation (``predict`` + ``score``, which loads an ``evaluate`` metric; the first
+    load in a process imports ``evaluate`` and takes seconds) is timed by wrapping the two
+    functions, and the overhead is reported both with it (the whole call) and without it
+    (the whole call minus the time inside predict and score). overhead = ours / bare - 1.
+    Goal: <= 10%.
+
+Repeats alternate which mode or loop runs first. The machine is shared (2 cores, other jobs may
+run): figures are medians over repeats, and comparisons are ratios measured in the same run.
+
+    python benchmarks/bench_finetune.py [--repeats 3] [--steps 8] [--examples 256] [--dev 16]
+                                        [--corpus runs/data/mini] [--model small-bert]
+                                        [--out runs/benchmarks/finetune.json]
+Goals: (a) >= 3x examples/s with length-grouped batches; (b) train's overhead <= 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import mtnb.finetune as ft
+from mtnb.minidata import load_mini
+from mtnb.models import load_encoder
+from mtnb.tasks import get_task
+
+DEFAULT_CORPUS = "/work/main/runs/data/mini"
+FALLBACK_CORPUS = "/tmp/corpus-a"
+ME5_SMALL = "/work/main/runs/models/me5-small"
+SMALL_BERT = dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024)
+PAD_TO = 256
+GOAL_SPEEDUP, GOAL_OVERHEAD = 3.0, 0.10
+
+
+def corpus_root(path: str) -> Path:
+    """The corpus folder: ``path``, else /tmp/corpus-a; exits with the build command when neither has one."""
+    for candidate in (Path(path), Path(FALLBACK_CORPUS)):
+        if (candidate / "manifest.json").is_file():
+            if candidate != Path(path):
+                print(f"no mini corpus at {path}; using {candidate}")
+            return candidate
+    sys.exit(f"no mini corpus at {path} (nor at {FALLBACK_CORPUS}): build it with 'mtnb data mini'")
+
+
+def build_small_bert(folder: Path, seed: int = 0) -> Path:
+    """Save a random 4-layer, 256-wide BERT with the character tokenizer into ``folder``."""
+    from transformers import BertConfig, BertModel
+
+    from mtnb.random_checkpoints import character_tokenizer
+
+    tokenizer = character_tokenizer("bert")
+    config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512, **SMALL_BERT)
+    torch.manual_seed(seed)
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def optimizer_and_schedule(model, config: ft.TrainConfig, total: int):
+    """AdamW with the parameter groups of ``ft.train`` and its LambdaLR linear schedule."""
+    warmup = max(1, int(config.warmup * total))
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm", "norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+         "weight_decay": config.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
+         "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: ft.linear_schedule(s, total, warmup))
+    return optimizer, scheduler
+
+
+def step(model, batch, optimizer, scheduler) -> float:
+    """One optimizer step on a collated batch (as ``ft.train`` does it); returns the loss."""
+    model.train()
+    logits = model(batch["input_ids"], batch["attention_mask"])
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                             batch["labels"].reshape(-1), ignore_index=-100)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def train_batches(lengths: list[int], config: ft.TrainConfig, total: int) -> list[list[int]]:
+    """The first ``total`` batches ``ft.train`` draws (its rng, epoch after epoch)."""
+    rng, batches = random.Random(config.seed), []
+    while len(batches) < total:
+        batches += ft.length_grouped_batches(lengths, config.batch_size, rng)
+    return batches[:total]
+
+
+def reset(model, state: dict, seed: int) -> None:
+    model.load_state_dict(state)
+    ft.seed_everything(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# (a) length-grouped batches against padding to 256
+# --------------------------------------------------------------------------------------------
+
+def bench_batching(model, state, examples, pad_id, config, steps, repeats) -> dict:
+    batches = train_batches([len(e["input_ids"]) for e in examples], config, steps)
+    collated = {
+        "length-grouped": [ft.collate([examples[i] for i in rows], pad_id) for rows in batches],
+        f"padded to {PAD_TO}": [ft.collate([examples[i] for i in rows], pad_id, pad_to=PAD_TO) for rows in batches],
+    }
+    n_examples = sum(len(rows) for rows in batches)
+    real_tokens = sum(len(examples[i]["input_ids"]) for rows in batches for i in rows)
+    padded_length = {mode: sum(b["input_ids"].numel() for b in bs) / n_examples for mode, bs in collated.items()}
+    # warm-up: one untimed step per mode (allocator, kernels), then back to the initial weights
+    for bs in collated.values():
+        reset(model, state, config.seed)
+        opt, sch = optimizer_and_schedule(model, config, steps)
+        step(model, bs[-1], opt, sch)
+    times = {mode: [] for mode in collated}
+    for r in range(repeats):
+        for mode in (list(collated) if r % 2 == 0 else list(collated)[::-1]):
+            reset(model, state, config.seed)
+            opt, sch = optimizer_and_schedule(model, config, steps)
+            start = time.perf_counter()
+            for batch in collated[mode]:
+                step(model, batch, opt, sch)
+            times[mode].append(time.perf_counter() - start)
+    median = {mode: statistics.median(t) for mode, t in times.items()}
+    eps = {mode: n_examples / t for mode, t in median.items()}
+    grouped, padded = collated
+    return {"steps": steps, "examples_per_run": n_examples, "batch_size": config.batch_size, "lr": config.lr,
+            "times_s": times, "median_s": median, "examples_per_s": eps,
+            "speedup": eps[grouped] / eps[padded], "goal": GOAL_SPEEDUP,
+            "goal_met": eps[grouped] / eps[padded] >= GOAL_SPEEDUP,
+            "mean_real_length": real_tokens / n_examples, "mean_padded_length": padded_length,
+            "padding_efficiency": {mode: real_tokens / n_examples / length for mode, length in padded_length.items()},
+            "timed": "forward + loss + backward + clip + optimizer and scheduler step; collation outside"}
+
+
+# --------------------------------------------------------------------------------------------
+# (b) ft.train against a bare loop over identical batches
+# --------------------------------------------------------------------------------------------
+
+def bare_loop(model, examples, pad_id, config, total) -> list[float]:
+    optimizer, scheduler = optimizer_and_schedule(model, config, total)
+    losses = []
+    for rows in train_batches([len(e["input_ids"]) for e in examples], config, total):
+        losses.append(step(model, ft.collate([examples[i] for i in rows], pad_id), optimizer, scheduler))
+    return losses
+
+
+class EvalTimer:
+    """Wraps ``ft.predict`` and ``ft.score`` (looked up by ``ft.train`` at call time) to add up
+    the seconds spent in them."""
+
+    def __init__(self):
+        self.seconds, self.calls = 0.0, 0
+        self._predict, self._score = ft.predict, ft.score
+
+    def _timed(self, fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+        return wrapper
+
+    def __enter__(self):
+        ft.predict, ft.score = self._timed(self._predict), self._timed(self._score)
+        return self
+
+    def __exit__(self, *exc):
+        ft.predict, ft.score = self._predict, self._score
+
+
+def bench_loop(model, state, examples, dev, task, pad_id, config, repeats) -> dict:
+    total = config.max_steps
+    ours, ours_no_eval, bare, evals, n_evals = [], [], [], [], []
+    max_diff = 0.0
+    for r in range(repeats):
+        for which in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
+            reset(model, state, config.seed)
+            if which == "ours":
+                with EvalTimer() as timer:
+                    start = time.perf_counter()
+                    _, _, curve = ft.train(model, examples, dev, task, pad_id, config, progress=False)
+                    seconds = time.perf_counter() - start
+                ours.append(seconds / total)
+                ours_no_eval.append((seconds - timer.seconds) / total)
+                evals.append(timer.seconds)
+                n_evals.append(len(curve.eval_steps))
+                our_losses = curve.loss
+            else:
+                start = time.perf_counter()
+                bare_losses = bare_loop(model, examples, pad_id, config, total)
+                bare.append((time.perf_counter() - start) / total)
+        max_diff = max(max_diff, max(abs(a - b) for a, b in zip(our_losses, bare_losses)))
+    m_ours, m_no_eval, m_bare = (statistics.median(x) for x in (ours, ours_no_eval, bare))
+    return {"steps": total, "dev_examples": len(dev), "evaluations_per_train_call": n_evals[0],
+            "per_step_s": {"ours": ours, "ours_without_eval": ours_no_eval, "bare": bare},
+            "median_per_step_s": {"ours": m_ours, "ours_without_eval": m_no_eval, "bare": m_bare},
+            "eval_s_per_train_call": evals, "first_eval_s": evals[0],
+            "overhead_with_eval": m_ours / m_bare - 1, "overhead_without_eval": m_no_eval / m_bare - 1,
+            "goal": GOAL_OVERHEAD, "goal_met_with_eval": m_ours / m_bare - 1 <= GOAL_OVERHEAD,
+            "goal_met_without_eval": m_no_eval / m_bare - 1 <= GOAL_OVERHEAD,
+            "same_losses_max_abs_diff": max_diff,
+            "timed": "whole loop incl. optimizer construction and collation, divided by the steps; "
+                     "'without eval' subtracts the time inside predict + score"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per timed run (both parts)")
+    parser.add_argument("--examples", type=int, default=256, help="English train records used")
+    parser.add_argument("--dev", type=int, default=16, help="dev records for train's evaluation (part b)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS)
+    parser.add_argument("--model", default="small-bert",
+                        help="small-bert (built here, random) or a checkpoint folder for load_encoder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/benchmarks/finetune.json")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    root = corpus_root(args.corpus)
+    task = get_task("mini-spans")
+    train_records = ft.subsample(load_mini("mini-spans", "en", "train", root=root), args.examples, args.seed)
+    dev_records = ft.subsample(load_mini("mini-spans", "en", "dev", root=root), args.dev, args.seed)
+
+    tmp = tempfile.TemporaryDirectory(prefix="bench-finetune-")  # kept until the end
+    folder = build_small_bert(Path(tmp.name) / "small-bert", args.seed) if args.model == "small-bert" else args.model
+    encoder = load_encoder(str(folder))
+    ft.set_language(encoder.tokenizer, encoder.spec.lang_codes, "en")
+    examples = ft.encode(train_records, task, encoder.tokenizer, PAD_TO)
+    dev = ft.encode(dev_records, task, encoder.tokenizer, PAD_TO)
+    torch.manual_seed(args.seed)
+    model = ft.task_model(encoder.model, encoder.shape.hidden_size, len(task.labels), task.head)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    pad_id = encoder.tokenizer.pad_token_id
+    n_params = sum(p.numel() for p in model.parameters())
+    lengths = [len(e["input_ids"]) for e in examples]
+    per_epoch = math.ceil(len(examples) / args.batch_size)
+    config = ft.TrainConfig(lr=task.lr, epochs=max(1, math.ceil(args.steps / per_epoch)), batch_size=args.batch_size,
+                            max_length=PAD_TO, seed=args.seed, max_steps=args.steps, evals_per_epoch=1)
+    print(f"model {args.model} ({n_params / 1e6:.1f}M parameters, {encoder.shape.n_layers} layers, "
+          f"hidden {encoder.shape.hidden_size}); {len(examples)} mini-spans train examples from {root}: "
+          f"{statistics.mean(lengths):.0f} tokens on average, {sum(n >= PAD_TO for n in lengths)} truncated at "
+          f"{PAD_TO}; torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
+    if args.model == "small-bert" and os.path.exists(ME5_SMALL):
+        print(f"(a converted multilingual-e5-small exists at {ME5_SMALL}: pass --model {ME5_SMALL} to "
+              "measure with sub-word inputs)")
+
+    record = {"model": args.model, "model_shape": SMALL_BERT if args.model == "small-bert" else None,
+              "parameters": n_params, "task": "mini-spans", "corpus": str(root), "examples": len(examples),
+              "mean_length": statistics.mean(lengths), "truncated_at_256": sum(n >= PAD_TO for n in lengths),
+              "repeats": args.repeats, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+              "me5_small_available": os.path.exists(ME5_SMALL),
+              "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+              "load_average_at_start": list(os.getloadavg())}
+
+    a = bench_batching(model, state, examples, pad_id, config, args.steps, args.repeats)
+    record["batching"] = a
+    grouped, padded = a["examples_per_s"]
+    print(f"(a) {a['steps']} steps of {args.batch_size}, lr {config.lr:g}, median of {args.repeats}:")
+    for mode in a["examples_per_s"]:
+        print(f"    {mode:>15}: {a['examples_per_s'][mode]:6.1f} examples/s, mean padded length "
+              f"{a['mean_padded_length'][mode]:.0f} (real {a['mean_real_length']:.0f})")
+    print(f"    length-grouped / padded: {a['speedup']:.2f}x (goal >= {GOAL_SPEEDUP:.0f}x: "
+          f"{'met' if a['goal_met'] else 'NOT met'})")
+
+    b = bench_loop(model, state, examples, dev, task, pad_id, config, args.repeats)
+    record["loop"] = b
+    m = b["median_per_step_s"]
+    print(f"(b) {b['steps']} steps, {b['dev_examples']} dev examples evaluated {b['evaluations_per_train_call']}x "
+          f"per train call, median of {args.repeats}:")
+    print(f"    bare loop {m['bare']:.3f} s/step; train {m['ours']:.3f} s/step (overhead "
+          f"{100 * b['overhead_with_eval']:+.1f}%), without its evaluation {m['ours_without_eval']:.3f} s/step "
+          f"(overhead {100 * b['overhead_without_eval']:+.1f}%); goal <= {100 * GOAL_OVERHEAD:.0f}%: "
+          f"{'met' if b['goal_met_with_eval'] else 'NOT met'} with, "
+          f"{'met' if b['goal_met_without_eval'] else 'NOT met'} without evaluation")
+    print(f"    evaluation inside train: {', '.join(f'{s:.2f}' for s in b['eval_s_per_train_call'])} s per call "
+          f"(the first loads evaluate); same losses in both loops: max |diff| {b['same_losses_max_abs_diff']:.1e}")
+    record["load_average_at_end"] = list(os.getloadavg())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
