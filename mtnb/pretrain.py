@@ -382,8 +382,11 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
     elif spec.objective == "translate":
         trained = train_loop(model, next_batch, budget.mt_steps, budget.lr, progress=progress)
     else:
-        mean_len = np.mean([int(b["attention_mask"].sum()) / b["attention_mask"].shape[0] for b in dev_batches])
-        cap = math.ceil(1.25 * budget.lm_tokens / (budget.batch_size * mean_len))
+        # the schedule's length: the steps the token budget takes at the training texts' mean
+        # length (estimated on 256 of them), with room to spare; training stops at the budget
+        sample = make([pool[i] for i in np.random.default_rng(99).integers(0, len(pool), 256)], np.random.default_rng(99))
+        mean_len = int(sample["attention_mask"].sum()) / 256
+        cap = math.ceil(1.2 * budget.lm_tokens / (budget.batch_size * mean_len)) + 1
         trained = train_loop(model, next_batch, cap, budget.lr, stop_tokens=budget.lm_tokens, progress=progress)
     loss_after = heldout_loss(model, dev_batches)
     chrf = None

@@ -1,0 +1,290 @@
+"""Grid files: which notebooks a study runs, over which models, tasks and seeds.
+
+A grid is a YAML file, ``params/grids/<name>.yaml`` (``mtnb run smoke`` reads
+params/grids/smoke.yaml; a path works too), read with ``yaml.safe_load``:
+
+    name: smoke               # its runs go to runs/<name>/ (default: the file's name)
+    registry: null            # a models.yaml other than params/models.yaml (relative to the project root)
+    mini_root: null           # the mini corpus folder (default runs/data/mini), passed to finetune and cka
+    models: [a, b]            # registry names
+    tasks: [mini-topic, mini-spans, mini-rank]    # tasks of params/tasks.yaml
+    seeds: [0, 1, 2]
+    finetune: {learning_rate: 1.0e-3, max_steps: 10}   # finetune.ipynb parameters
+    zeroshot: {max_eval: 100, splits: [test]}          # zeroshot.ipynb parameters
+    cka: {n_samples: 20}      # cka.ipynb parameters (models default: the grid's); omit to skip CKA
+    svd: {base: a}            # svd.ipynb parameters (base required; models default: the grid's
+                              # others); omit to skip SVD
+    slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 120, array_parallelism: 16}
+
+``models``, ``tasks`` and ``seeds`` are required lists. Each notebook section holds parameters of
+that notebook's ``parameters`` cell (its defaults apply to the rest); the runner sets the others
+itself: model, task, seed, registry, mini_root, run_dir and output_dir. A parameter whose default
+is a list takes a list (zeroshot languages, cka pairs and svd layers: a list or null). Write
+floats with a dot (``1.0e-3``): YAML reads ``1e-3`` as a string.
+
+``slurm`` (used only by ``mtnb run --slurm``) takes submitit's shared parameters (timeout_min,
+gpus_per_node, cpus_per_task, mem_gb, nodes, tasks_per_node) and Slurm's own (partition,
+account, qos, constraint, mem, ...); ``array_parallelism`` caps how many jobs are queued or
+running at once.
+
+``load_grid`` checks the whole file before anything runs, and raises MtnbError with one line
+naming the file and the key: an unknown key, a model not in the registry, a task not in the task
+table, a language that is not the task's, a parameter the notebook does not have, a scalar where
+a list is needed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import MtnbError
+from .paths import params_dir, project_root
+
+KEYS = ("name", "registry", "mini_root", "models", "tasks", "seeds",
+        "finetune", "zeroshot", "cka", "svd", "slurm")
+KINDS = ("finetune", "zeroshot", "cka", "svd")   # notebooks/<kind>.ipynb
+OPTIONAL = ("cka", "svd")                        # run only when the grid has the section
+# the parameters the runner sets in each notebook (from the grid's top level, or job folders)
+RUNNER_SET = {
+    "finetune": ("model", "task", "seed", "registry", "mini_root", "output_dir"),
+    "zeroshot": ("run_dir", "output_dir"),
+    "cka": ("registry", "mini_root", "output_dir"),
+    "svd": ("registry", "output_dir"),
+}
+# list parameters whose notebook default is None: a list or null
+NULLABLE_LISTS = {"zeroshot": ("languages",), "cka": ("pairs",), "svd": ("layers",)}
+FLOAT_WITHOUT_DOT = re.compile(r"^[-+]?\d+[eE][-+]?\d+$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class Grid:
+    """A checked grid file. ``sections`` maps each notebook kind the grid runs (finetune and
+    zeroshot always, cka and svd when present) to its notebook parameters, defaults filled in
+    for cka and svd models."""
+
+    path: Path
+    name: str
+    registry: str | None
+    mini_root: str | None
+    models: list[str]
+    tasks: list[str]
+    seeds: list[int]
+    sections: dict[str, dict] = field(default_factory=dict)
+    slurm: dict = field(default_factory=dict)
+    task_languages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def runs_dir(self) -> Path:
+        """``runs/<name>/`` under the project root."""
+        return project_root() / "runs" / self.name
+
+
+def grid_path(name_or_path: str | Path) -> Path:
+    """A grid name (``smoke`` -> params/grids/smoke.yaml) or a path -> the grid file."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
+        if not path.is_file():
+            raise MtnbError(f"{text}: grid file not found; give a grid name or the path of a YAML file")
+        return path
+    path = params_dir() / "grids" / f"{text}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise MtnbError(f"grid {text!r}: no {shown(path)} (known grids: {', '.join(known) or 'none'}); "
+                        "give a grid name or a path")
+    return path
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the project root when it lies inside it, for messages."""
+    try:
+        return str(Path(path).absolute().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def notebook_path(kind: str) -> Path:
+    """``notebooks/<kind>.ipynb`` of the current project."""
+    return project_root() / "notebooks" / f"{kind}.ipynb"
+
+
+def notebook_parameters(path: Path) -> dict[str, object]:
+    """The names and default values of the notebook's ``parameters`` cell, in order (a default
+    that is not a Python literal reads as None).
+
+    Read as plain JSON and parsed with ``ast``: nbformat would cost seconds of imports here.
+    """
+    cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    cell = next((c for c in cells if c["cell_type"] == "code"
+                 and "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        raise MtnbError(f"{shown(path)}: no code cell tagged 'parameters'; tag the first code cell")
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    params = {}
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            if isinstance(target, ast.Name):
+                try:
+                    params[target.id] = ast.literal_eval(node.value) if node.value is not None else None
+                except ValueError:
+                    params[target.id] = None
+    return params
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file (a name or a path; see the module docstring for the format)."""
+    from .models import load_registry
+    from .tasks import load_tasks
+
+    path = grid_path(path)
+    where = shown(path)
+    doc = _read_yaml(path, where)
+    unknown = [str(key) for key in doc if key not in KEYS]
+    if unknown:
+        raise MtnbError(f"{where}: {unknown[0]}: unknown key; allowed keys are {', '.join(KEYS)}")
+    for key in ("models", "tasks", "seeds"):
+        if key not in doc:
+            raise MtnbError(f"{where}: {key}: missing; give a list, e.g. {key}: [...]")
+    name = doc.get("name", path.stem)
+    if not isinstance(name, str) or not NAME.match(name):
+        raise MtnbError(f"{where}: name: {name!r} must be a folder name (letters, digits, . _ -)")
+
+    registry_file = _existing(where, "registry", doc.get("registry"), want_dir=False)
+    specs = load_registry(registry_file)
+    registry_label = shown(registry_file) if registry_file else "params/models.yaml"
+    _existing(where, "mini_root", doc.get("mini_root"), want_dir=True)
+    tasks = load_tasks()
+
+    models = _names(where, "models", doc["models"])
+    _known(where, "models", models, specs, registry_label)
+    task_names = _names(where, "tasks", doc["tasks"])
+    _known(where, "tasks", task_names, tasks, "params/tasks.yaml")
+    seeds = _list(where, "seeds", doc["seeds"], example="[0, 1, 2]")
+    for seed in seeds:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise MtnbError(f"{where}: seeds: {seed!r} is not an integer")
+    if len(set(seeds)) != len(seeds):
+        raise MtnbError(f"{where}: seeds: a seed is listed twice")
+
+    sections = {kind: _section(where, kind, doc.get(kind)) for kind in KINDS
+                if kind not in OPTIONAL or kind in doc}
+    for lang in sections["zeroshot"].get("languages") or []:
+        for task in task_names:
+            if lang not in tasks[task].languages:
+                raise MtnbError(f"{where}: zeroshot.languages: {lang!r} is not a language of task {task} "
+                                f"(it has: {', '.join(tasks[task].languages)})")
+    if "cka" in sections:
+        sections["cka"].setdefault("models", list(models))
+        _known(where, "cka.models", _names(where, "cka.models", sections["cka"]["models"]), specs, registry_label)
+    if "svd" in sections:
+        svd = sections["svd"]
+        if "base" not in svd:
+            raise MtnbError(f"{where}: svd.base: missing; name the model the others are compared with")
+        _known(where, "svd.base", [svd["base"]], specs, registry_label)
+        svd.setdefault("models", [m for m in models if m != svd["base"]])
+        _known(where, "svd.models", _names(where, "svd.models", svd["models"]), specs, registry_label)
+    return Grid(path=path, name=name, registry=doc.get("registry"), mini_root=doc.get("mini_root"),
+                models=models, tasks=task_names, seeds=seeds, sections=sections,
+                slurm=_slurm(where, doc.get("slurm")),
+                task_languages={t: tasks[t].languages for t in task_names})
+
+
+def _read_yaml(path: Path, where: str) -> dict:
+    """The grid file's top-level mapping."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise MtnbError(f"{where}:{line} not valid YAML ({problem}); fix the syntax") from None
+    if not isinstance(doc, dict):
+        raise MtnbError(f"{where}: expected a mapping with models, tasks, seeds and notebook sections")
+    return doc
+
+
+def _existing(where: str, key: str, value, want_dir: bool) -> Path | None:
+    """The file (or folder) ``value`` names, relative to the project root; None when null."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MtnbError(f"{where}: {key}: expected a path, got {value!r}")
+    path = project_root() / Path(value).expanduser()
+    if not (path.is_dir() if want_dir else path.is_file()):
+        raise MtnbError(f"{where}: {key}: no such {'folder' if want_dir else 'file'} {path}; "
+                        "fix the path (relative paths start at the project root)")
+    return path
+
+
+def _list(where: str, key: str, value, example: str = "[a, b]") -> list:
+    """``value`` when it is a list; else the one-line error."""
+    if not isinstance(value, list):
+        raise MtnbError(f"{where}: {key}: expected a list, e.g. {example}; got {value!r}")
+    return value
+
+
+def _names(where: str, key: str, value) -> list[str]:
+    """A list of distinct names."""
+    names = _list(where, key, value)
+    for name in names:
+        if not isinstance(name, str):
+            raise MtnbError(f"{where}: {key}: {name!r} is not a name; quote it")
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise MtnbError(f"{where}: {key}: {twice!r} is listed twice")
+    return names
+
+
+def _known(where: str, key: str, names: list[str], known: dict, label: str) -> None:
+    """Every name is a key of ``known`` (the registry or the task table, called ``label``)."""
+    for name in names:
+        if name not in known:
+            raise MtnbError(f"{where}: {key}: {name!r} is not in {label} (it has: {', '.join(known)})")
+
+
+def _section(where: str, kind: str, value) -> dict:
+    """A notebook section: parameters of notebooks/<kind>.ipynb that the runner does not set."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MtnbError(f"{where}: {kind}: expected a mapping of {kind}.ipynb parameters, got {value!r}")
+    notebook = notebook_path(kind)
+    defaults = notebook_parameters(notebook)
+    settable = [p for p in defaults if p not in RUNNER_SET[kind]]
+    for key, item in value.items():
+        if key in RUNNER_SET[kind]:
+            raise MtnbError(f"{where}: {kind}.{key}: set by the runner (from the grid's models, tasks, "
+                            "seeds, registry, mini_root and job folders); remove it")
+        if key not in defaults:
+            raise MtnbError(f"{where}: {kind}.{key}: not a parameter of {shown(notebook)} "
+                            f"(it has: {', '.join(settable)})")
+        wants_list = isinstance(defaults[key], list) or key in NULLABLE_LISTS.get(kind, ())
+        if wants_list and not isinstance(item, list) and not (item is None and key in NULLABLE_LISTS.get(kind, ())):
+            raise MtnbError(f"{where}: {kind}.{key}: expected a list, e.g. [a, b]; got {item!r}")
+        if isinstance(item, str) and FLOAT_WITHOUT_DOT.match(item):
+            raise MtnbError(f"{where}: {kind}.{key}: {item!r} is a string to YAML; write the number "
+                            f"with a dot, e.g. {item.lower().replace('e', '.0e', 1)}")
+    return dict(value)
+
+
+def _slurm(where: str, value) -> dict:
+    """The slurm section: submitit's shared parameters and Slurm's own."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MtnbError(f"{where}: slurm: expected a mapping of submitit parameters, got {value!r}")
+    import submitit
+
+    allowed = sorted(submitit.AutoExecutor._valid_parameters() | submitit.SlurmExecutor._valid_parameters())
+    for key in value:
+        if key not in allowed:
+            raise MtnbError(f"{where}: slurm.{key}: not a submitit parameter (allowed: {', '.join(allowed)})")
+    return dict(value)

@@ -1,0 +1,106 @@
+"""The mini zoo: objectives, determinism, errors, and the whole zoo at the smoke budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import papermill as pm
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtnb import pretrain
+from mtnb.errors import MtnbError
+from mtnb.models import load_encoder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_span_infilling_masks_about_35_percent_in_spans():
+    rng = np.random.default_rng(0)
+    ids = list(range(10, 110))
+    out = pretrain.infill(ids, mask_id=1, rng=rng)
+    kept = [i for i in out if i != 1]
+    assert 60 <= len(kept) <= 70, "about 35% of 100 tokens masked"
+    assert kept == sorted(kept), "unmasked tokens keep their order"
+    assert out.count(1) < 100 - len(kept), "spans longer than one token collapse into one mask"
+    assert pretrain.infill(ids, 1, np.random.default_rng(0)) == out
+
+
+def test_sentence_permutation_keeps_the_sentences():
+    text = "One here. Two there. Three everywhere."
+    out = pretrain.permute_sentences(text, np.random.default_rng(3))
+    assert sorted(out.split(". ")) != [] and set(out.replace(".", "").split()) == set(text.replace(".", "").split())
+
+
+@pytest.fixture(scope="module")
+def smoke_zoo(real_corpus, tmp_path_factory) -> Path:
+    zoo = tmp_path_factory.mktemp("zoo")
+    for member in pretrain.ZOO:
+        pretrain.pretrain_member(member, real_corpus, zoo, budget="smoke", progress=False)
+    return zoo
+
+
+def test_every_member_is_a_checkpoint_load_encoder_reads(smoke_zoo):
+    for member, spec in pretrain.ZOO.items():
+        record = json.loads((smoke_zoo / member / "pretrain.json").read_text())
+        enc = load_encoder(str(smoke_zoo / member))
+        assert (enc.shape.n_layers, enc.shape.hidden_size) == (pretrain.SHAPE["layers"], pretrain.SHAPE["hidden"])
+        assert enc.spec.family == spec.family
+        if spec.objective in ("mlm", "denoise"):
+            assert record["trained"]["tokens"] >= pretrain.BUDGETS["smoke"].lm_tokens
+            assert record["heldout_loss_after"] < record["heldout_loss_before"], member
+        if spec.objective == "translate":
+            assert record["trained"]["steps"] == pretrain.BUDGETS["smoke"].mt_steps
+            assert set(record["chrf"]) == {f"{a}-{b}" for l in ("de", "es", "fr", "ru") for a, b in (("en", l), (l, "en"))}
+    # mini-random shares mini-xlmr's tokenizer; the continued models share mini-mbart's
+    assert (smoke_zoo / "mini-random" / "tokenizer.json").read_bytes() == (smoke_zoo / "mini-xlmr" / "tokenizer.json").read_bytes()
+    tok = load_encoder(str(smoke_zoo / "mini-mbart-o2m")).tokenizer
+    tok.src_lang = "de_DE"
+    assert tok.convert_ids_to_tokens(tok("Hallo")["input_ids"])[0] == "de_DE"
+
+
+def test_translation_batches_carry_language_tokens(smoke_zoo):
+    from transformers import AutoTokenizer
+
+    for member, scheme, codes in (("mini-mbart", "mbart50", ("ru_RU", "en_XX")), ("mini-nllb", "nllb", ("rus_Cyrl", "eng_Latn"))):
+        tok = AutoTokenizer.from_pretrained(smoke_zoo / member)
+        batch = pretrain.translation_batch(tok, scheme, [("ru", "en", "Привет мир", "Hello world")])
+        assert tok.convert_ids_to_tokens(int(batch["input_ids"][0, 0])) == codes[0]
+        assert tok.convert_ids_to_tokens(int(batch["labels"][0, 0])) == codes[1]
+
+
+def test_same_seed_same_weights(real_corpus, tmp_path):
+    for zoo in ("a", "b"):
+        pretrain.pretrain_member("mini-xlmr", real_corpus, tmp_path / zoo, budget="smoke", seed=7, progress=False)
+    a = load_file(str(tmp_path / "a" / "mini-xlmr" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "mini-xlmr" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_requests_fail_before_training(real_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrain, "train_loop", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(MtnbError, match="unknown zoo member"):
+        pretrain.pretrain_member("mini-gpt", real_corpus, tmp_path)
+    with pytest.raises(MtnbError, match="budget must be positive"):
+        pretrain.pretrain_member("mini-xlmr", real_corpus, tmp_path, budget=pretrain.Budget(lm_tokens=0, mt_steps=1))
+    with pytest.raises(MtnbError, match="starts from mini-mbart, which is not built"):
+        pretrain.pretrain_member("mini-mbart-m2o", real_corpus, tmp_path / "empty-zoo")
+    import shutil
+    partial = tmp_path / "corpus"
+    shutil.copytree(real_corpus, partial)
+    manifest = json.loads((partial / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("parallel/")}
+    (partial / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(MtnbError, match="lacks parallel/train.de.parquet"):
+        pretrain.pretrain_member("mini-nllb", partial, tmp_path)
+
+
+def test_pretrain_notebook(real_corpus, tmp_path):
+    pm.execute_notebook(str(ROOT / "notebooks" / "pretrain.ipynb"), str(tmp_path / "pretrain.ipynb"),
+                        parameters=dict(member="mini-mbart", corpus=str(real_corpus), budget="smoke",
+                                        output_dir=str(tmp_path / "zoo")),
+                        kernel_name="python3", cwd=str(ROOT), progress_bar=False)
+    assert (tmp_path / "zoo" / "mini-mbart" / "model.safetensors").is_file()

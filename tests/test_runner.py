@@ -1,0 +1,277 @@
+"""The batch runner: grid checks, job ids, dry runs, and real runs of a tiny grid (resumed after
+a second run and after kill -9, and with a failing job)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from mtnb.cli import main
+from mtnb.errors import MtnbError
+from mtnb.grids import load_grid
+from mtnb.models import load_registry
+from mtnb.runner import expand, run, status
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch) -> Path:
+    """A project root in tmp (MTNB_ROOT): a copy of params/ without grids, a link to notebooks/,
+    and a registry params/tiny.yaml whose two models point at a folder set later."""
+    shutil.copytree(ROOT / "params", tmp_path / "params", ignore=shutil.ignore_patterns("grids"))
+    (tmp_path / "params" / "grids").mkdir()
+    (tmp_path / "notebooks").symlink_to(ROOT / "notebooks")
+    write_registry(tmp_path, tmp_path / "no-checkpoint")
+    monkeypatch.setenv("MTNB_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def write_registry(root: Path, checkpoint: Path) -> None:
+    entries = {name: {"source": str(checkpoint), "family": "bert", "role": "lm"} for name in ("tiny", "tiny-b")}
+    (root / "params" / "tiny.yaml").write_text(yaml.safe_dump({"models": entries}))
+
+
+def write_grid(root: Path, name: str, **fields) -> Path:
+    """params/grids/<name>.yaml: models [tiny], tasks [mini-topic], seeds [0], registry
+    params/tiny.yaml, overridden by ``fields`` (a None value drops the key)."""
+    doc = {"registry": "params/tiny.yaml", "models": ["tiny"], "tasks": ["mini-topic"], "seeds": [0], **fields}
+    path = root / "params" / "grids" / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in doc.items() if v is not None}, sort_keys=False))
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Checking the grid
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fields, key", [
+    ({"modles": ["tiny"]}, "modles: unknown key"),
+    ({"models": ["tiny", "huge"]}, "models: 'huge' is not in params/tiny.yaml"),
+    ({"tasks": ["mini-topic", "mini-nope"]}, "tasks: 'mini-nope' is not in params/tasks.yaml"),
+    ({"zeroshot": {"languages": ["en", "ja"]}}, "zeroshot.languages: 'ja' is not a language of task mini-topic"),
+    ({"finetune": {"learnig_rate": 0.1}}, "finetune.learnig_rate: not a parameter of notebooks/finetune.ipynb (it has: "),
+    ({"cka": {"n_sample": 3}}, "cka.n_sample: not a parameter of notebooks/cka.ipynb"),
+    ({"finetune": {"output_dir": "x"}}, "finetune.output_dir: set by the runner"),
+    ({"finetune": {"learning_rate": "1e-3"}}, "finetune.learning_rate: '1e-3' is a string to YAML"),
+    ({"seeds": 0}, "seeds: expected a list"),
+    ({"models": "tiny"}, "models: expected a list"),
+    ({"zeroshot": {"splits": "test"}}, "zeroshot.splits: expected a list"),
+    ({"cka": {"models": ["tiny", "huge"]}}, "cka.models: 'huge' is not in params/tiny.yaml"),
+    ({"svd": {"models": ["tiny"]}}, "svd.base: missing"),
+    ({"slurm": {"partitoin": "gpu"}}, "slurm.partitoin: not a submitit parameter"),
+    ({"registry": "params/nope.yaml"}, "registry: no such file"),
+    ({"tasks": None}, "tasks: missing"),
+])
+def test_grid_errors_name_the_file_and_the_key(root, fields, key):
+    write_grid(root, "bad", **fields)
+    with pytest.raises(MtnbError) as err:
+        load_grid("bad")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"params/grids/bad.yaml: {key}"), message
+
+
+def test_cli_reports_a_bad_grid_in_one_line_and_runs_nothing(root, capsys):
+    write_grid(root, "bad", finetune={"learnig_rate": 0.1})
+    assert main(["run", "bad"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "finetune.learnig_rate" in err
+    assert not (root / "runs").exists()
+    assert main(["run", "no-such-grid"]) == 2
+    assert "known grids: bad" in capsys.readouterr().err
+
+
+def test_the_smoke_grid_is_valid(monkeypatch):
+    """The study's smoke grid checks against the repository's registry (not run here)."""
+    monkeypatch.delenv("MTNB_ROOT", raising=False)
+    monkeypatch.chdir(ROOT)
+    if not any(name.startswith("mini-") for name in load_registry()):
+        pytest.skip("the mini zoo is not in params/models.yaml yet")
+    grid = load_grid("smoke")
+    kinds = [job.kind for job in expand(grid)]
+    assert kinds.count("finetune") == kinds.count("zeroshot") == len(grid.models) * len(grid.tasks) * len(grid.seeds)
+    assert {"cka", "svd"} <= set(kinds)
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs, ids and the dry run
+# --------------------------------------------------------------------------------------------
+
+def test_dry_run_lists_every_job_with_its_deps_and_runs_nothing(root, capsys):
+    write_grid(root, "dry", models=["tiny", "tiny-b"], seeds=[0, 1], cka={"n_samples": 4},
+               svd={"base": "tiny"})
+    assert main(["run", "dry", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines[2:-1]]
+    assert [r[0] for r in rows].count("finetune") == 4 and [r[0] for r in rows].count("zeroshot") == 4
+    assert len(rows) == 10 and lines[-1].startswith("10 jobs (4 finetune, 4 zeroshot, 1 cka, 1 svd)")
+    finetune_ids = {r[1] for r in rows if r[0] == "finetune"}
+    assert {r[3] for r in rows if r[0] == "zeroshot"} == finetune_ids, "each zeroshot needs its own finetune"
+    assert all(r[2] == "pending" for r in rows)
+    assert not (root / "runs").exists()
+
+
+def test_job_ids_are_stable_and_follow_parameters_and_deps(root):
+    path = write_grid(root, "ids", seeds=[0, 1], finetune={"max_steps": 3}, zeroshot={"max_eval": 8},
+                      svd={"base": "tiny", "models": ["tiny-b"]})
+    first = expand(load_grid(path))
+    again = expand(load_grid(path))
+    assert [j.id for j in first] == [j.id for j in again]
+    assert len({j.id for j in first}) == len(first) == 5
+    finetune, zeroshot, svd = first[0], first[1], first[-1]
+    assert finetune.folder == root / "runs" / "ids" / "finetune" / finetune.id
+    assert zeroshot.deps == [finetune.id]
+    assert zeroshot.notebook_parameters()["run_dir"] == finetune.notebook_parameters()["output_dir"]
+    assert Path(zeroshot.notebook_parameters()["output_dir"]).parent == zeroshot.folder
+
+    write_grid(root, "ids", seeds=[0, 1], finetune={"max_steps": 4}, zeroshot={"max_eval": 8},
+               svd={"base": "tiny", "models": ["tiny-b"]})
+    changed = expand(load_grid(path))
+    assert changed[0].id != finetune.id, "a finetune parameter changes the finetune id"
+    assert changed[1].id != zeroshot.id, "and the id of the zeroshot job that depends on it"
+    assert changed[-1].id == svd.id, "but not an unrelated job's"
+    write_grid(root, "ids", seeds=[0, 1], finetune={"max_steps": 3}, zeroshot={"max_eval": 9},
+               svd={"base": "tiny", "models": ["tiny-b"]})
+    changed = expand(load_grid(path))
+    assert changed[0].id == finetune.id and changed[1].id != zeroshot.id
+
+
+# --------------------------------------------------------------------------------------------
+# Real runs of a tiny grid
+# --------------------------------------------------------------------------------------------
+
+TINY_FINETUNE = {"learning_rate": 1.0e-3, "epochs": 1, "max_train": 32, "max_dev": 16, "max_length": 32,
+                 "batch_size": 16, "max_steps": 3}
+
+
+@pytest.fixture
+def tiny_root(root, tiny_checkpoint) -> Path:
+    """The tmp project root with params/tiny.yaml naming the tiny BERT (twice)."""
+    write_registry(root, tiny_checkpoint)
+    return root
+
+
+def tiny_grid(root: Path, name: str, **fields) -> Path:
+    return write_grid(root, name, finetune=TINY_FINETUNE, zeroshot={"max_eval": 16}, **fields)
+
+
+def done_mtimes(root: Path, grid: str) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in (root / "runs" / grid).glob("*/*/done.json")}
+
+
+def test_run_executes_the_grid_then_skips_what_is_done(tiny_root, real_corpus, capsys):
+    path = tiny_grid(tiny_root, "e2e", mini_root=str(real_corpus))
+    assert run(path) == 0
+    out = capsys.readouterr().out
+    finetune, zeroshot = expand(load_grid(path))
+    for job in (finetune, zeroshot):
+        record = json.loads((job.folder / "done.json").read_text())
+        assert record["status"] == "done" and record["seconds"] > record["startup_seconds"] > 0
+        assert (job.folder / f"{job.kind}.ipynb").is_file()
+    assert (finetune.folder / "out" / "model.safetensors").is_file()
+    results = pd.read_csv(zeroshot.folder / "out" / "results.csv")
+    assert set(results.language) == {"en", "de", "es", "fr", "ru"}
+    assert "papermill wall time: total" in out and "2 done, 0 skipped" in out
+    assert [row["status"] for row in status(path)] == ["done", "done"]
+
+    before = done_mtimes(tiny_root, "e2e")
+    assert run(path) == 0
+    out = capsys.readouterr().out
+    assert "2 jobs: 2 already done (skipped), 0 to run" in out and "0 done, 2 skipped" in out
+    assert done_mtimes(tiny_root, "e2e") == before
+
+
+def test_a_killed_run_resumes_with_only_the_unfinished_jobs(tiny_root, real_corpus, capsys):
+    path = tiny_grid(tiny_root, "kill", mini_root=str(real_corpus), seeds=[0, 1])
+    runs = tiny_root / "runs" / "kill"
+    with open(tiny_root / "runner.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mtnb.cli", "run", str(path)], cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        first = wait_for(lambda: next(iter(runs.glob("*/*/done.json")), None), 300, tiny_root)
+        # the runner starts the next job: kill everything while it runs
+        half = wait_for(lambda: next((f for f in runs.glob("*/*") if f.name != first.parent.name
+                                      and (f / "job.json").is_file()), None), 60, tiny_root)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (half / "done.json").exists(), "a killed job never looks done"
+    finished = first.stat().st_mtime_ns
+
+    assert run(path) == 0
+    assert "4 jobs: 1 already done (skipped), 3 to run" in capsys.readouterr().out
+    assert first.stat().st_mtime_ns == finished, "the finished job was not run again"
+    assert (half / "done.json").is_file()
+    assert [row["status"] for row in status(path)] == ["done"] * 4
+
+
+def wait_for(probe, timeout: float, root: Path):
+    """The first true value of ``probe()``, polled until ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    log = (root / "runner.log").read_text() if (root / "runner.log").is_file() else ""
+    raise AssertionError(f"timed out; runner output:\n{log[-3000:]}")
+
+
+def test_a_failing_job_is_recorded_and_the_others_go_on(tiny_root, capsys):
+    # pooling 'bogus' passes the grid check (any value) and fails inside the notebook
+    path = write_grid(tiny_root, "fail", finetune={**TINY_FINETUNE, "pooling": "bogus"},
+                      svd={"base": "tiny", "models": ["tiny-b"]})
+    assert run(path, jobs=1) == 1
+    out = capsys.readouterr().out
+    finetune, zeroshot, svd = expand(load_grid(path))
+    failed = json.loads((finetune.folder / "failed.json").read_text())
+    assert failed["error"].startswith("MtnbError: unknown pooling 'bogus'")
+    assert "unknown pooling" in failed["traceback"] and not (finetune.folder / "done.json").exists()
+    assert (finetune.folder / "finetune.ipynb").is_file()
+    assert not zeroshot.folder.exists(), "a job whose dependency failed never starts"
+    done = json.loads((svd.folder / "done.json").read_text())
+    assert (svd.folder / "out" / "svd.csv").is_file()
+    assert datetime.fromisoformat(done["started"]) >= datetime.fromisoformat(failed["finished"]), \
+        "--jobs 1: the second job starts after the first ended"
+    assert "1 done, 0 skipped (already done), 1 failed, 1 blocked" in out
+
+    rows = {row["kind"]: row for row in status(path)}
+    assert rows["finetune"]["status"] == "failed" and "unknown pooling" in rows["finetune"]["note"]
+    assert rows["zeroshot"]["status"] == "blocked" and rows["svd"]["status"] == "done"
+    assert main(["status", "fail"]) == 0
+    printed = capsys.readouterr().out
+    assert "failed" in printed and "blocked" in printed and "3 jobs: 1 failed, 1 blocked, 1 done" in printed
+
+
+def test_jobs_that_outlive_their_runner_are_shown_running_and_left_alone(tiny_root):
+    path = write_grid(tiny_root, "orphan", finetune={**TINY_FINETUNE, "pooling": "bogus"})
+    finetune = expand(load_grid(path))[0]
+    with open(tiny_root / "runner.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mtnb.cli", "run", str(path)], cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: status(path)[0]["status"] == "running", 120, tiny_root)
+        os.kill(proc.pid, signal.SIGKILL)  # the runner alone: its job process goes on
+        proc.wait()
+        with pytest.raises(MtnbError, match="still run from an earlier 'mtnb run'"):
+            run(path)
+        wait_for(lambda: (finetune.folder / "failed.json").is_file(), 120, tiny_root)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert [row["status"] for row in status(path)] == ["failed", "blocked"]
