@@ -13,8 +13,11 @@ dependencies, so editing any of them makes a new job, and its folder is
         done.json       written last, atomically, once papermill has returned: the job is done
         failed.json     or: the error's last line and the traceback
 
-``run(grid)`` executes the jobs in dependency order through submitit (local processes, at most
-``jobs`` at a time, or SLURM jobs), with the same job function, ``execute_job``, either way.
+``run(grid)`` executes the jobs in dependency order through submitit (local processes, or SLURM
+jobs), with the same job function, ``execute_job``, either way. Submitit's local executor starts
+every job it is given at once, so the runner itself caps concurrency: it submits a job only when
+its dependencies are done and fewer than ``jobs`` (SLURM: the grid's ``array_parallelism``) run,
+and polls the running ones. Local jobs see the GPUs the runner sees (submitit would hide them).
 
 Resuming. A job whose folder holds done.json is skipped. Any other folder is half-written (the
 runner was killed, even with ``kill -9``, or the job failed): it is deleted and the job run
