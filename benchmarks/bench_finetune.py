@@ -10,7 +10,10 @@ feed-forward 1024 and the vocabulary of ``mtnb.random_checkpoints.character_toke
 character-level, so sequences are long (about one token per character): the batching gain
 measured here is the one for long inputs. (--model takes a checkpoint folder instead, e.g. a
 converted multilingual-e5-small at runs/models/me5-small, whose sub-word sequences are shorter.)
-torch runs on 2 threads (torch.set_num_threads(2)), on the CPU.
+torch runs on the CPU, on --threads 2 threads (torch.set_num_threads). While other jobs keep
+the 2 cores busy, 2-thread steps of this small model sometimes stall for seconds (OpenMP threads
+waiting for a descheduled partner; a 16-token batch then takes 5 s instead of 0.2 s), which
+hits the short length-grouped steps hardest: compare with --threads 1, which does not stall.
 
 (a) Batching. Examples per second of fine-tuning, counting forward, loss, backward, gradient
     clipping, optimizer and scheduler step (batches are collated beforehand, outside the timing)
@@ -43,7 +46,7 @@ same run. The same ratios in CPU time (``time.process_time``, all threads of thi
 sensitive to other jobs taking the cores, are reported beside them.
 
     python benchmarks/bench_finetune.py [--repeats 3] [--steps 8] [--examples 256] [--dev 16]
-                                        [--corpus runs/data/mini] [--model small-bert]
+                                        [--corpus runs/data/mini] [--model small-bert] [--threads 2]
                                         [--out runs/benchmarks/finetune.json]
 Goals: (a) >= 3x examples/s with length-grouped batches; (b) train's overhead <= 10%.
 """
@@ -286,9 +289,10 @@ def main() -> None:
     parser.add_argument("--model", default="small-bert",
                         help="small-bert (built here, random) or a checkpoint folder for load_encoder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (torch.set_num_threads)")
     parser.add_argument("--out", default="runs/benchmarks/finetune.json")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     root = corpus_root(args.corpus)
     task = get_task("mini-spans")
     train_records = ft.subsample(load_mini("mini-spans", "en", "train", root=root), args.examples, args.seed)
