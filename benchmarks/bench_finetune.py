@@ -10,10 +10,12 @@ feed-forward 1024 and the vocabulary of ``mtnb.random_checkpoints.character_toke
 character-level, so sequences are long (about one token per character): the batching gain
 measured here is the one for long inputs. (--model takes a checkpoint folder instead, e.g. a
 converted multilingual-e5-small at runs/models/me5-small, whose sub-word sequences are shorter.)
-torch runs on the CPU, on --threads 2 threads (torch.set_num_threads). While other jobs keep
-the 2 cores busy, 2-thread steps of this small model sometimes stall for seconds (OpenMP threads
-waiting for a descheduled partner; a 16-token batch then takes 5 s instead of 0.2 s), which
-hits the short length-grouped steps hardest: compare with --threads 1, which does not stall.
+torch runs on the CPU, on --threads 2 threads (torch.set_num_threads), with OMP_WAIT_POLICY=PASSIVE
+unless the environment sets it: with OpenMP's default (spinning) wait, while other jobs keep the
+2 cores busy, 2-thread steps of this small model stalled for seconds (a thread spinning while the
+partner it waits for is descheduled: a 32 x 16-token step took 5 s instead of 0.2 s, with
+--threads 1 or the passive policy 0.2 s), which swamps the differences measured here and hits
+the short length-grouped steps hardest. OMP_WAIT_POLICY=ACTIVE python ... measures the default.
 
 (a) Batching. Examples per second of fine-tuning, counting forward, loss, backward, gradient
     clipping, optimizer and scheduler step (batches are collated beforehand, outside the timing)
@@ -24,8 +26,9 @@ hits the short length-grouped steps hardest: compare with --threads 1, which doe
     from the same initial weights, for the same --steps optimizer steps at the task's learning
     rate with batch size 32. Each mode trains its own copy of the model, and the two are stepped
     in turns (step i of one, then step i of the other, the order alternating), so that both see
-    the same load on a shared machine; a mode's time is the sum of its steps. Reports the median over --repeats, the ratio, and the mean padded
-    length in each mode. Goal: >= 3x examples per second.
+    the same load on a shared machine; a mode's time is the sum of its steps. Reports the median
+    over --repeats, the ratio, and the mean padded length in each mode. Goal: >= 3x examples per
+    second.
 
 (b) Loop overhead. Time per optimizer step of ``mtnb.finetune.train`` (with a tiny dev set,
     --dev 16 examples, evaluated once, at the last step) against a bare PyTorch loop over
@@ -66,12 +69,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+# Threads that wait for each other sleep instead of spinning (read by OpenMP when torch loads;
+# an OMP_WAIT_POLICY already set in the environment is kept). See the docstring.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import mtnb.finetune as ft
-from mtnb.minidata import load_mini
-from mtnb.models import load_encoder
-from mtnb.tasks import get_task
+import torch  # noqa: E402
+
+import mtnb.finetune as ft  # noqa: E402
+from mtnb.minidata import load_mini  # noqa: E402
+from mtnb.models import load_encoder  # noqa: E402
+from mtnb.tasks import get_task  # noqa: E402
 
 DEFAULT_CORPUS = "/work/main/runs/data/mini"
 FALLBACK_CORPUS = "/tmp/corpus-a"
@@ -212,24 +219,26 @@ def bare_loop(model, examples, pad_id, config, total) -> list[float]:
 
 class EvalTimer:
     """Wraps ``ft.predict`` and ``ft.score`` (looked up by ``ft.train`` at call time) to add up
-    the seconds spent in them."""
+    the wall and CPU seconds spent in them."""
 
     def __init__(self):
         self.seconds, self.cpu_seconds = 0.0, 0.0
+        self.split = {"predict": 0.0, "score": 0.0}
         self._predict, self._score = ft.predict, ft.score
 
-    def _timed(self, fn):
+    def _timed(self, name, fn):
         def wrapper(*args, **kwargs):
             start, cpu = time.perf_counter(), time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - start
+                self.split[name] += time.perf_counter() - start
                 self.cpu_seconds += time.process_time() - cpu
         return wrapper
 
     def __enter__(self):
-        ft.predict, ft.score = self._timed(self._predict), self._timed(self._score)
+        ft.predict, ft.score = self._timed("predict", self._predict), self._timed("score", self._score)
         return self
 
     def __exit__(self, *exc):
@@ -239,7 +248,7 @@ class EvalTimer:
 def bench_loop(model, state, examples, dev, task, pad_id, config, repeats) -> dict:
     total = config.max_steps
     ours, ours_no_eval, bare, evals, n_evals = [], [], [], [], []
-    cpu_ours_no_eval, cpu_bare = [], []
+    cpu_ours_no_eval, cpu_bare, eval_split = [], [], []
     max_diff = 0.0
     for r in range(repeats):
         for which in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
@@ -253,6 +262,7 @@ def bench_loop(model, state, examples, dev, task, pad_id, config, repeats) -> di
                 ours_no_eval.append((seconds - timer.seconds) / total)
                 cpu_ours_no_eval.append((cpu - timer.cpu_seconds) / total)
                 evals.append(timer.seconds)
+                eval_split.append(dict(timer.split))
                 n_evals.append(len(curve.eval_steps))
                 our_losses = curve.loss
             else:
@@ -267,8 +277,10 @@ def bench_loop(model, state, examples, dev, task, pad_id, config, repeats) -> di
             "per_step_s": {"ours": ours, "ours_without_eval": ours_no_eval, "bare": bare},
             "median_per_step_s": {"ours": m_ours, "ours_without_eval": m_no_eval, "bare": m_bare},
             "eval_s_per_train_call": evals, "first_eval_s": evals[0],
+            "eval_split_s": eval_split,
             "overhead_with_eval": m_ours / m_bare - 1, "overhead_without_eval": m_no_eval / m_bare - 1,
-            "overhead_without_eval_per_repeat": paired, "median_paired_overhead_without_eval": statistics.median(paired),
+            "overhead_without_eval_per_repeat": paired,
+            "median_paired_overhead_without_eval": statistics.median(paired),
             "goal": GOAL_OVERHEAD, "goal_met_with_eval": m_ours / m_bare - 1 <= GOAL_OVERHEAD,
             "goal_met_without_eval": m_no_eval / m_bare - 1 <= GOAL_OVERHEAD,
             "same_losses_max_abs_diff": max_diff,
@@ -316,7 +328,8 @@ def main() -> None:
     print(f"model {args.model} ({n_params / 1e6:.1f}M parameters, {encoder.shape.n_layers} layers, "
           f"hidden {encoder.shape.hidden_size}); {len(examples)} mini-spans train examples from {root}: "
           f"{statistics.mean(lengths):.0f} tokens on average, {sum(n >= PAD_TO for n in lengths)} truncated at "
-          f"{PAD_TO}; torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} "
+          f"{PAD_TO}; torch threads {torch.get_num_threads()} (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
+          f"load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores")
     if args.model == "small-bert" and os.path.exists(ME5_SMALL):
         print(f"(a converted multilingual-e5-small exists at {ME5_SMALL}: pass --model {ME5_SMALL} to "
@@ -326,6 +339,7 @@ def main() -> None:
               "parameters": n_params, "task": "mini-spans", "corpus": str(root), "examples": len(examples),
               "mean_length": statistics.mean(lengths), "truncated_at_256": sum(n >= PAD_TO for n in lengths),
               "repeats": args.repeats, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "me5_small_available": os.path.exists(ME5_SMALL),
               "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
               "load_average_at_start": list(os.getloadavg())}
@@ -337,7 +351,8 @@ def main() -> None:
     for mode in a["examples_per_s"]:
         print(f"    {mode:>15}: {a['examples_per_s'][mode]:6.1f} examples/s, mean padded length "
               f"{a['mean_padded_length'][mode]:.0f} (real {a['mean_real_length']:.0f})")
-    print(f"    length-grouped / padded: {a['speedup']:.2f}x in wall time ({a['speedup_cpu_time']:.2f}x in CPU time) (goal >= {GOAL_SPEEDUP:.0f}x: "
+    print(f"    length-grouped / padded: {a['speedup']:.2f}x in wall time ({a['speedup_cpu_time']:.2f}x in CPU time) "
+          f"(goal >= {GOAL_SPEEDUP:.0f}x: "
           f"{'met' if a['goal_met'] else 'NOT met'})")
 
     b = bench_loop(model, state, examples, dev, task, pad_id, config, args.repeats)
@@ -353,8 +368,10 @@ def main() -> None:
     print(f"    without evaluation, per repeat (the two loops back to back): "
           f"{', '.join(f'{100 * x:+.1f}%' for x in b['overhead_without_eval_per_repeat'])}; "
           f"in CPU time (process_time, all threads): {100 * b['overhead_without_eval_cpu_time']:+.1f}%")
+    in_score = ", ".join(f"{e['score']:.2f}" for e in b["eval_split_s"])
     print(f"    evaluation inside train: {', '.join(f'{s:.2f}' for s in b['eval_s_per_train_call'])} s per call "
-          f"(the first loads evaluate); same losses in both loops: max |diff| {b['same_losses_max_abs_diff']:.1e}")
+          f"(the first imports evaluate), of which in score (loading an evaluate metric, computing it): "
+          f"{in_score} s; same losses in both loops: max |diff| {b['same_losses_max_abs_diff']:.1e}")
     record["load_average_at_end"] = list(os.getloadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,8 @@ that waits (on the disk) has CPU time far below its wall time.
 The machine is shared (2 cores, other jobs may run): the load average at start, after each
 build and at the end is printed and recorded, and the figures are medians.
 
-    python benchmarks/bench_minicorpus.py [--repeats 3] [--cache runs/data/cache/apt] [--out runs/benchmarks/minicorpus.json]
+    python benchmarks/bench_minicorpus.py [--repeats 3] [--cache runs/data/cache/apt]
+                                          [--out runs/benchmarks/minicorpus.json]
 Goal (issue): a build takes <= 60 s on this 2-core machine.
 """
 
@@ -170,7 +171,8 @@ def main() -> None:
         "aligned_paragraphs": m0["aligned_paragraphs"], "files": len(m0["files"]),
         "sources": {lang: s["version"] for lang, s in m0["sources"].items()},
         "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-        "load_average_at_start": load_start, "load_average_after_builds": load_after, "load_average_at_end": list(os.getloadavg()),
+        "load_average_at_start": load_start, "load_average_after_builds": load_after,
+        "load_average_at_end": list(os.getloadavg()),
     }
     print(f"pages parsed: {sum(record['pages_parsed'].values())} ({sum(record['pages_failed'].values())} failed); "
           f"aligned paragraphs: {m0['aligned_paragraphs']}; {len(m0['files'])} Parquet files")
