@@ -112,19 +112,7 @@ def build_small_bert(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def optimizer_and_schedule(model, config: ft.TrainConfig, total: int):
-    """AdamW with the parameter groups of ``ft.train`` and its LambdaLR linear schedule."""
-    warmup = max(1, int(config.warmup * total))
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm", "norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": config.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-         "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: ft.linear_schedule(s, total, warmup))
-    return optimizer, scheduler
+optimizer_and_schedule = ft.optimizer_and_schedule  # the same optimizer and schedule as ft.train
 
 
 def step(model, batch, optimizer, scheduler) -> float:

@@ -249,6 +249,36 @@ def linear_schedule(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm", "norm.weight")
+
+
+def optimizer_and_schedule(model, config: TrainConfig, total: int):
+    """AdamW (no weight decay on biases and layer norms) and a LambdaLR with a linear warmup
+    over ``config.warmup`` of ``total`` steps, then linear decay to 0."""
+    import torch
+
+    warmup = max(1, int(config.warmup * total))
+    named = list(model.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total, warmup))
+    return optimizer, scheduler
+
+
+def optimizer_step(model, optimizer, scheduler, loss) -> None:
+    """Backpropagate ``loss``, clip the gradient norm to 1, step the optimizer and schedule."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad_id: int,
           config: TrainConfig, progress: bool = True):
     """Fine-tune ``model`` in place; returns (best state dict, best dev score, Curve).
@@ -262,16 +292,7 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
     lengths = [len(e["input_ids"]) for e in train_examples]
     per_epoch = math.ceil(len(train_examples) / config.batch_size)
     total = per_epoch * config.epochs if config.max_steps is None else min(per_epoch * config.epochs, config.max_steps)
-    warmup = max(1, int(config.warmup * total))
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm", "norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": config.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-         "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total, warmup))
+    optimizer, scheduler = optimizer_and_schedule(model, config, total)
     device = next(model.parameters()).device
     eval_every = max(1, per_epoch // max(1, config.evals_per_epoch))
     gold = references(dev_examples, task)
@@ -289,11 +310,7 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
             if not torch.isfinite(loss):
                 raise MtnbError(f"the training loss became {loss.item()} at step {step + 1}: lower the "
                                 f"learning rate (now {config.lr:g}) or check the data")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, scheduler, loss)
             step += 1
             curve.steps.append(step)
             curve.loss.append(loss.item())

@@ -41,9 +41,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from .errors import MtnbError
+from .yamlfile import read_yaml
 from .paths import params_dir, project_root
 
 KEYS = ("name", "registry", "mini_root", "models", "tasks", "seeds",
@@ -199,13 +199,7 @@ def load_grid(path: str | Path) -> Grid:
 
 def _read_yaml(path: Path, where: str) -> dict:
     """The grid file's top-level mapping."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}:" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise MtnbError(f"{where}:{line} not valid YAML ({problem}); fix the syntax") from None
+    doc = read_yaml(path, where)
     if not isinstance(doc, dict):
         raise MtnbError(f"{where}: expected a mapping with models, tasks, seeds and notebook sections")
     return doc

@@ -23,9 +23,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from .errors import MtnbError
+from .yamlfile import read_yaml
 from .languages import SCHEMES
 from .paths import params_dir, project_root
 
@@ -91,13 +91,7 @@ def load_registry(path: str | Path | None = None) -> dict[str, ModelSpec]:
     path = Path(path) if path is not None else registry_path()
     if not path.is_file():
         raise MtnbError(f"{path}: model registry not found; run from the project folder or set MTNB_ROOT")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise MtnbError(f"{path}:{where} not valid YAML ({problem}); fix the syntax") from None
+    doc = read_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
         raise MtnbError(f"{path}: expected a top-level 'models:' mapping of name -> fields")
     specs: dict[str, ModelSpec] = {}

@@ -262,7 +262,7 @@ def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int 
     import torch
     from tqdm.auto import tqdm
 
-    from .finetune import linear_schedule
+    from .finetune import linear_schedule, optimizer_step
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, total_steps // 20)
@@ -275,11 +275,7 @@ def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int 
         loss = model(**batch).loss
         if not torch.isfinite(loss):
             raise MtnbError(f"the pretraining loss became {loss.item()} at step {step + 1}; lower the learning rate")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(model, optimizer, scheduler, loss)
         step += 1
         seen += int(batch["attention_mask"].sum())
         bar.update(1)

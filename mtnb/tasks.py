@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from .errors import MtnbError
+from .yamlfile import read_yaml
 from .paths import params_dir
 
 SOURCES = ("xglue", "mini")
@@ -83,13 +83,7 @@ def load_tasks(path: str | Path | None = None) -> dict[str, TaskSpec]:
     path = Path(path) if path is not None else tasks_path()
     if not path.is_file():
         raise MtnbError(f"{path}: task table not found; run from the project folder or set MTNB_ROOT")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise MtnbError(f"{path}:{where} not valid YAML ({problem}); fix the syntax") from None
+    doc = read_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), dict) or set(doc) != {"tasks"}:
         raise MtnbError(f"{path}: expected only a top-level 'tasks:' mapping of name -> fields")
     return {str(name): _task_spec(path, str(name), fields) for name, fields in doc["tasks"].items()}
