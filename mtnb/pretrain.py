@@ -122,12 +122,13 @@ def build_model(family: str, tokenizer):
 # Objectives: each turns a list of texts (or pairs) into one batch of tensors
 # --------------------------------------------------------------------------------------------
 
-def mlm_batch(tokenizer, texts: list[str], rng: np.random.Generator, p: float = 0.15) -> dict:
+def mlm_batch(tokenizer, texts: list[str], rng: np.random.Generator, p: float = 0.15,
+              max_length: int = MAX_LENGTH) -> dict:
     """Masked LM (BERT's recipe): choose 15% of the non-special tokens; of those 80% become the
     mask token, 10% a random token, 10% stay; labels are -100 except at chosen positions."""
     import torch
 
-    enc = tokenizer(texts, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt",
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt",
                     return_special_tokens_mask=True)
     ids = enc["input_ids"].clone()
     candidates = (enc.pop("special_tokens_mask") == 0) & (enc["attention_mask"] == 1)
@@ -219,14 +220,39 @@ def _pad_seq2seq(inputs, labels, pad_id, torch) -> dict:
 # Training and evaluation
 # --------------------------------------------------------------------------------------------
 
+def model_loss(model, batch: dict):
+    """The objective's mean cross-entropy on ``batch``. For a masked LM the vocabulary
+    projection runs only at the chosen positions (about 15%): the same value as the full
+    model's ``.loss``, without the (batch x length x vocabulary) logits of every other token."""
+    import torch
+
+    head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
+    if head is None or model.config.is_encoder_decoder:
+        return model(**batch).loss
+    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    chosen = batch["labels"] != -100
+    return torch.nn.functional.cross_entropy(head(hidden[chosen]), batch["labels"][chosen])
+
+
 def heldout_loss(model, batches: list[dict]) -> float:
     """Mean loss over fixed held-out batches (same masking for every model compared)."""
     import torch
 
     model.eval()
     with torch.no_grad():
-        losses = [float(model(**b).loss) for b in batches]
+        losses = [float(model_loss(model, b)) for b in batches]
     return float(np.mean(losses))
+
+
+def grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: int = 16):
+    """Endless random batches of item indices, each drawn from ``group`` x ``batch_size`` random
+    items sorted by length (``lengths``: one number per item, e.g. characters), so a batch
+    pads to a length close to its own items'; the batches of a group come in random order."""
+    while True:
+        picks = rng.integers(0, len(lengths), group * batch_size)
+        picks = picks[np.argsort(lengths[picks], kind="stable")]
+        for g in rng.permutation(group):
+            yield picks[g * batch_size:(g + 1) * batch_size].tolist()
 
 
 def chrf_by_direction(model, tokenizer, scheme: str, parallel_test: dict[str, list[dict]], n: int,
@@ -272,7 +298,7 @@ def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int 
     model.train()
     while step < total_steps and (stop_tokens is None or seen < stop_tokens):
         batch = next_batch(step)
-        loss = model(**batch).loss
+        loss = model_loss(model, batch)
         if not torch.isfinite(loss):
             raise MtnbError(f"the pretraining loss became {loss.item()} at step {step + 1}; lower the learning rate")
         optimizer_step(model, optimizer, scheduler, loss)
@@ -369,9 +395,11 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
     dev_batches = [make(dev_pool[i:i + 16], dev_rng) for i in range(0, len(dev_pool), 16)]
     loss_before = heldout_loss(model, dev_batches)
 
+    lengths = np.array([len(item[1]) if len(item) == 2 else len(item[2]) for item in pool])
+    batches = grouped_batches(lengths, budget.batch_size, rng)
+
     def next_batch(step):
-        picks = rng.integers(0, len(pool), budget.batch_size)
-        return make([pool[i] for i in picks], rng)
+        return make([pool[i] for i in next(batches)], rng)
 
     if spec.objective == "none":
         trained = {"steps": 0, "tokens": 0, "seconds": 0.0}

@@ -1,0 +1,445 @@
+"""Controlled continued pretraining of multilingual-e5-small: one control, three MT variants.
+
+| member  | objective after me5-small                                              |
+|---------|------------------------------------------------------------------------|
+| me5-mlm | masked LM on the monolingual training paragraphs (the control)         |
+| me5-m2o | translation into English (de/es/fr/ru -> en), a small fresh decoder     |
+| me5-o2m | translation out of English (en -> de/es/fr/ru)                          |
+| me5-m2m | both                                                                   |
+
+All four start from the same weights and see the same number of optimizer steps of the same
+batch size, with the same learning-rate schedule and seed; only the objective differs. Only the
+encoder is kept (a BERT checkpoint folder like me5-small's), exactly as the paper keeps only
+mBART's encoder.
+
+What is the same for all four, so that the comparison stays controlled (recorded in
+``continued.json``):
+
+- the encoder's 250,002-row word-embedding matrix is frozen (its rows are never updated; its
+  size would otherwise dominate the optimizer's time and memory on a CPU);
+- the output layer of both heads predicts only the ``V'`` pieces that occur in the corpus's
+  training text (``corpus_pieces``; about 30k of the 250k) and starts from their embedding rows;
+- both heads are fresh and learn faster (``head_lr``) than the encoder (``encoder_lr``);
+- every encoder input is ``"passage: " + text`` (e5's prefix), at most ``max_length`` tokens.
+
+Masked LM (BERT's recipe, 15% of the text's pieces: 80% <mask>, 10% random, 10% kept) puts a
+head ``h -> LayerNorm(GELU(W h)) E'^T + b`` on the last layer. Translation feeds the encoder's
+last layer to a ``decoder_layers``-layer Transformer decoder whose first input token names the
+target language (as mBART-50's forced first token does): decoder input ``[<2xx>] y_1 ... y_n``,
+labels ``y_1 ... y_n </s>``; greedy decoding starts from ``[<2xx>]``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MtnbError
+from .pretrain import LANGS, mlm_batch, translation_pairs
+
+MEMBERS = {"me5-mlm": None, "me5-m2o": "m2o", "me5-o2m": "o2m", "me5-m2m": "m2m"}  # -> directions
+BASE = "me5-small"
+PREFIX = "passage: "
+
+
+@dataclass
+class E5Budget:
+    """The budget every member gets: ``steps`` optimizer steps of ``batch_size`` sequences
+    (paragraphs for masked LM, sentence pairs for translation) of at most ``max_length`` tokens;
+    ``eval_pairs`` test pairs per direction for chrF; ``decoder_layers`` of the fresh decoder."""
+
+    steps: int
+    batch_size: int = 16
+    max_length: int = 48
+    encoder_lr: float = 5e-5
+    head_lr: float = 1e-3
+    warmup: float = 0.06
+    decoder_layers: int = 2
+    eval_pairs: int = 60
+    heldout: int = 64
+
+
+E5_BUDGETS = {
+    "smoke": E5Budget(steps=3, batch_size=4, max_length=24, eval_pairs=4, heldout=8),
+    "mini": E5Budget(steps=120),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The output vocabulary: the corpus's pieces
+# --------------------------------------------------------------------------------------------
+
+def corpus_pieces(tokenizer, texts: list[str], max_length: int) -> np.ndarray:
+    """Sorted ids of the pieces that occur in ``texts`` (as the encoder sees them: prefixed,
+    truncated to ``max_length``), plus the special tokens; shape (V',)."""
+    ids = tokenizer([PREFIX + t for t in sorted(set(texts))], truncation=True, max_length=max_length)["input_ids"]
+    seen = set(tokenizer.all_special_ids)
+    for row in ids:
+        seen.update(row)
+    return np.array(sorted(seen), dtype=np.int64)
+
+
+def cached_corpus_pieces(tokenizer, corpus_root: Path, texts: list[str], max_length: int,
+                         cache_dir: Path | None = None) -> np.ndarray:
+    """``corpus_pieces`` computed once per corpus, tokenizer and length (tokenizing the whole
+    corpus takes tens of seconds; the four members share the result), kept under
+    runs/cache/e5-vocabulary/<key>.npy, the key a SHA-256 of the corpus manifest's file hashes,
+    the tokenizer's vocabulary size and ``max_length``."""
+    import hashlib
+
+    from .minidata import corpus_manifest
+    from .paths import project_root
+
+    files = corpus_manifest(corpus_root)["files"]
+    key = hashlib.sha256(json.dumps([files, len(tokenizer), max_length, PREFIX], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:20]
+    cache = (cache_dir or project_root() / "runs" / "cache" / "e5-vocabulary") / f"{key}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    kept = corpus_pieces(tokenizer, texts, max_length)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, kept)
+    tmp.replace(cache)
+    return kept
+
+
+class Vocabulary:
+    """The map between the encoder's ids (0..250,001) and the heads' output ids (0..V'-1 for the
+    kept pieces, then ``</s>`` is among them, then one ``<2xx>`` per language)."""
+
+    def __init__(self, kept: np.ndarray, eos_id: int, langs=LANGS):
+        self.kept = kept
+        self.to_small = np.full(int(kept.max()) + 1, -1, dtype=np.int64)
+        self.to_small[kept] = np.arange(len(kept))
+        self.eos = int(self.to_small[eos_id])
+        self.lang = {lang: len(kept) + i for i, lang in enumerate(langs)}
+        self.size = len(kept) + len(langs)
+
+    def small(self, ids):
+        """Encoder ids -> output ids (a piece outside the kept set raises)."""
+        out = self.to_small[np.asarray(ids)]
+        if (out < 0).any():
+            raise MtnbError("a piece outside the corpus vocabulary reached the head; rebuild the vocabulary")
+        return out
+
+    def full(self, small_ids) -> list[int]:
+        """Output ids -> encoder ids (language tokens dropped)."""
+        return [int(self.kept[i]) for i in small_ids if i < len(self.kept)]
+
+
+# --------------------------------------------------------------------------------------------
+# The heads
+# --------------------------------------------------------------------------------------------
+
+def _heads():
+    import torch
+    from torch import nn
+
+    class MaskedLMHead(nn.Module):
+        """logits = LayerNorm(GELU(W h)) E'^T + b over the V' kept pieces; E' starts from the
+        kept embedding rows. h: (batch, length, d) -> (batch, length, V')."""
+
+        def __init__(self, embeddings: torch.Tensor, n_extra: int):
+            super().__init__()
+            d = embeddings.shape[1]
+            self.dense, self.norm = nn.Linear(d, d), nn.LayerNorm(d)
+            self.output = nn.Parameter(torch.cat([embeddings, 0.02 * torch.randn(n_extra, d)]).clone())
+            self.bias = nn.Parameter(torch.zeros(len(self.output)))
+
+        def forward(self, hidden):
+            return self.norm(nn.functional.gelu(self.dense(hidden))) @ self.output.T + self.bias
+
+    class Decoder(nn.Module):
+        """A pre-norm Transformer decoder over the output vocabulary, tied input and output
+        embeddings (starting from the kept embedding rows), learned positions.
+        (tokens (batch, m), memory (batch, n, d), memory padding (batch, n)) -> (batch, m, V')."""
+
+        def __init__(self, embeddings: torch.Tensor, n_extra: int, layers: int, heads: int, max_length: int):
+            super().__init__()
+            d = embeddings.shape[1]
+            self.embed = nn.Parameter(torch.cat([embeddings, 0.02 * torch.randn(n_extra, d)]).clone())
+            self.positions = nn.Embedding(max_length + 2, d)
+            layer = nn.TransformerDecoderLayer(d, heads, 4 * d, dropout=0.1, batch_first=True, norm_first=True)
+            self.layers = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(d))
+            self.bias = nn.Parameter(torch.zeros(len(self.embed)))
+
+        def forward(self, tokens, memory, memory_padding):
+            m = tokens.shape[1]
+            x = self.embed[tokens] + self.positions(torch.arange(m))
+            # True = may not attend; padding sits after a target's last token, so the causal
+            # mask alone keeps it out of every real position
+            causal = torch.triu(torch.ones(m, m, dtype=torch.bool), diagonal=1)
+            h = self.layers(x, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=memory_padding)
+            return h @ self.embed.T + self.bias
+
+    return MaskedLMHead, Decoder
+
+
+# --------------------------------------------------------------------------------------------
+# Batches
+# --------------------------------------------------------------------------------------------
+
+def mlm_step_batch(tokenizer, vocab: Vocabulary, texts: list[str], rng, max_length: int) -> dict:
+    """A masked-LM batch of prefixed texts with labels in output ids (-100 where not chosen)."""
+    import torch
+
+    batch = mlm_batch(tokenizer, [PREFIX + t for t in texts], rng, max_length=max_length)
+    labels = batch["labels"]
+    chosen = labels != -100
+    small = torch.full_like(labels, -100)
+    small[chosen] = torch.from_numpy(vocab.small(labels[chosen].numpy()))
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": small}
+
+
+def translation_step_batch(tokenizer, vocab: Vocabulary, pairs, max_length: int) -> dict:
+    """Source ids (prefixed) with their mask; decoder input ``[<2tgt>] y`` and labels ``y </s>``
+    in output ids, padded with -100 (labels) and 0 (decoder input, masked out by the labels)."""
+    import torch
+
+    src = tokenizer([PREFIX + s for _, _, s, _ in pairs], truncation=True, max_length=max_length,
+                    padding=True, return_tensors="pt")
+    targets = tokenizer([t for _, _, _, t in pairs], truncation=True, max_length=max_length - 1,
+                        add_special_tokens=False)["input_ids"]
+    width = max(len(t) for t in targets) + 1
+    dec = torch.zeros((len(pairs), width), dtype=torch.long)
+    labels = torch.full((len(pairs), width), -100, dtype=torch.long)
+    for i, ((_, tgt_lang, _, _), target) in enumerate(zip(pairs, targets)):
+        y = vocab.small(target).tolist()
+        dec[i, :len(y) + 1] = torch.tensor([vocab.lang[tgt_lang]] + y)
+        labels[i, :len(y) + 1] = torch.tensor(y + [vocab.eos])
+    return {"input_ids": src["input_ids"], "attention_mask": src["attention_mask"],
+            "decoder_input_ids": dec, "labels": labels}
+
+
+# --------------------------------------------------------------------------------------------
+# The model: encoder + head
+# --------------------------------------------------------------------------------------------
+
+def _model(encoder, head, kind: str):
+    import torch
+    from torch import nn
+
+    class Continued(nn.Module):
+        """The e5 encoder and one head; ``forward(batch)`` returns the mean cross-entropy."""
+
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.head, self.kind = encoder, head, kind
+
+        def encode(self, input_ids, attention_mask):
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+        def forward(self, batch):
+            memory = self.encode(batch["input_ids"], batch["attention_mask"])
+            if self.kind == "mlm":
+                logits = self.head(memory)
+            else:
+                logits = self.head(batch["decoder_input_ids"], memory, batch["attention_mask"] == 0)
+            return nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+
+    return Continued()
+
+
+def greedy_translate(model, tokenizer, vocab: Vocabulary, sources: list[str], tgt_lang: str, max_length: int,
+                     batch_size: int = 16) -> list[str]:
+    """Greedy decoding from ``[<2tgt>]`` until ``</s>`` or ``max_length`` tokens."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(sources), batch_size):
+            enc = tokenizer([PREFIX + s for s in sources[i:i + batch_size]], truncation=True,
+                            max_length=max_length, padding=True, return_tensors="pt")
+            memory = model.encode(enc["input_ids"], enc["attention_mask"])
+            tokens = torch.full((len(memory), 1), vocab.lang[tgt_lang])
+            finished = torch.zeros(len(memory), dtype=torch.bool)
+            for _ in range(max_length):
+                nxt = model.head(tokens, memory, enc["attention_mask"] == 0)[:, -1].argmax(-1)
+                nxt[finished] = vocab.eos
+                tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+                finished |= nxt == vocab.eos
+                if finished.all():
+                    break
+            for row in tokens[:, 1:].tolist():
+                row = row[:row.index(vocab.eos)] if vocab.eos in row else row
+                out.append(tokenizer.decode(vocab.full(row), skip_special_tokens=True))
+    return out
+
+
+def chrf_table(model, tokenizer, vocab, parallel_test: dict[str, list[dict]], n: int, max_length: int) -> dict:
+    """chrF (sacrebleu) of greedy translations of the first ``n`` test pairs in every direction
+    (``xx-en`` and ``en-xx``), and of copying the source unchanged (the score that shared
+    names, numbers and markup alone give)."""
+    from sacrebleu.metrics import CHRF
+
+    scores, copy = {}, {}
+    for lang, rows in parallel_test.items():
+        rows = rows[:n]
+        for src_lang, tgt_lang in ((lang, "en"), ("en", lang)):
+            sources, refs = [r[src_lang] for r in rows], [[r[tgt_lang] for r in rows]]
+            hyps = greedy_translate(model, tokenizer, vocab, sources, tgt_lang, max_length)
+            scores[f"{src_lang}-{tgt_lang}"] = CHRF().corpus_score(hyps, refs).score
+            copy[f"{src_lang}-{tgt_lang}"] = CHRF().corpus_score(sources, refs).score
+    return {"model": scores, "copy_source": copy}
+
+
+# --------------------------------------------------------------------------------------------
+# One member, end to end
+# --------------------------------------------------------------------------------------------
+
+def check_request(member: str, corpus_root: Path, budget: str | E5Budget) -> E5Budget:
+    """Every check that can fail before training: the member, the budget and the corpus files."""
+    from .minidata import corpus_manifest
+
+    if member not in MEMBERS:
+        raise MtnbError(f"unknown e5 member {member!r}: use one of {', '.join(MEMBERS)}")
+    if isinstance(budget, str):
+        if budget not in E5_BUDGETS:
+            raise MtnbError(f"unknown budget {budget!r}: use one of {', '.join(E5_BUDGETS)}")
+        budget = E5_BUDGETS[budget]
+    if budget.steps <= 0 or budget.batch_size <= 0 or budget.max_length < 8:
+        raise MtnbError("the e5 budget must have steps > 0, batch_size > 0 and max_length >= 8")
+    files = corpus_manifest(corpus_root)["files"]
+    needed = [f"monolingual/train.{lang}.parquet" for lang in LANGS]
+    needed += [f"parallel/{split}.{lang}.parquet" for split in ("train", "test") for lang in LANGS[1:]]
+    missing = [f for f in needed if f not in files]
+    if missing:
+        raise MtnbError(f"the corpus at {corpus_root} lacks {missing[0]}, which {member} needs; rebuild it with 'mtnb data mini'")
+    return budget
+
+
+def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *, budget: str | E5Budget = "mini",
+                    seed: int = 0, base: str | Path | None = None, progress: bool = True,
+                    vocab_cache: str | Path | None = None) -> dict:
+    """Continue me5-small (or the checkpoint folder ``base``) on ``member``'s objective and write
+    its encoder to ``out_dir`` (a BERT checkpoint folder with ``continued.json``); returns the
+    record. ``vocab_cache``: where the corpus vocabulary is cached (runs/cache/e5-vocabulary)."""
+    import torch
+
+    from .finetune import linear_schedule, seed_everything
+    from .me5 import ensure_me5_small
+    from .minidata import load_mini
+    from .models import load_encoder
+
+    corpus_root, out_dir = Path(corpus_root), Path(out_dir)
+    budget = check_request(member, corpus_root, budget)
+    directions = MEMBERS[member]
+    base_folder = Path(base) if base is not None else ensure_me5_small()
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+
+    encoder = load_encoder(str(base_folder))
+    tokenizer, bert = encoder.tokenizer, encoder.model
+    mono = {lang: load_mini("monolingual", lang, "train", root=corpus_root)["text"] for lang in LANGS}
+    parallel = {lang: load_mini("parallel", lang, "train", root=corpus_root).to_list() for lang in LANGS[1:]}
+    parallel_test = {lang: load_mini("parallel", lang, "test", root=corpus_root).to_list() for lang in LANGS[1:]}
+    # the same output vocabulary for every member: pieces of all training text of both kinds
+    texts = [t for lang in LANGS for t in mono[lang]] + [r[k] for rows in parallel.values() for r in rows for k in r
+                                                          if k in LANGS]
+    kept = cached_corpus_pieces(tokenizer, corpus_root, texts, budget.max_length,
+                                Path(vocab_cache) if vocab_cache else None)
+    vocab = Vocabulary(kept, tokenizer.eos_token_id)
+
+    word = bert.embeddings.word_embeddings.weight
+    word.requires_grad_(False)
+    kept_rows = word.detach()[torch.from_numpy(vocab.kept)].clone()
+    torch.manual_seed(seed)
+    MaskedLMHead, Decoder = _heads()
+    n_extra = len(LANGS)
+    if directions is None:
+        head = MaskedLMHead(kept_rows, n_extra)
+        pool = [t for lang in LANGS for t in mono[lang]]
+        dev = [t for lang in LANGS for t in load_mini("monolingual", lang, "dev", root=corpus_root)["text"][:budget.heldout // 4]]
+
+        def make(items, r):
+            return mlm_step_batch(tokenizer, vocab, items, r, budget.max_length)
+    else:
+        head = Decoder(kept_rows, n_extra, budget.decoder_layers, bert.config.num_attention_heads, budget.max_length)
+        pool = translation_pairs(parallel, directions)
+        dev = translation_pairs({lang: rows[-(budget.heldout // 4):] for lang, rows in parallel_test.items()}, directions)
+
+        def make(items, r):
+            return translation_step_batch(tokenizer, vocab, items, budget.max_length)
+    model = _model(bert, head, "mlm" if directions is None else "translate")
+
+    dev_rng = np.random.default_rng(1234)
+    dev_batches = [make(dev[i:i + 16], dev_rng) for i in range(0, len(dev), 16)]
+
+    def heldout() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(np.mean([float(model(b)) for b in dev_batches]))
+
+    loss_before = heldout()
+    groups = [{"params": [p for p in bert.parameters() if p.requires_grad], "lr": budget.encoder_lr},
+              {"params": list(head.parameters()), "lr": budget.head_lr}]
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+    warmup = max(1, int(budget.warmup * budget.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, budget.steps, warmup))
+    trained = _train(model, optimizer, scheduler, lambda: make([pool[i] for i in rng.integers(0, len(pool), budget.batch_size)], rng),
+                     budget.steps, progress, member)
+    loss_after = heldout()
+    chrf = None
+    if directions is not None:
+        chrf = chrf_table(model, tokenizer, vocab, parallel_test, budget.eval_pairs, budget.max_length)
+    record = {
+        "member": member, "base": str(base_folder), "objective": "mlm" if directions is None else "translate",
+        "directions": directions, "seed": seed, "budget": asdict(budget), "output_vocabulary": len(vocab.kept),
+        "frozen": "encoder word embeddings (250k rows); heads predict only the corpus's pieces",
+        "head_parameters": sum(p.numel() for p in head.parameters()),
+        "trained": trained, "tokens_per_second": trained["tokens"] / trained["seconds"],
+        "heldout_loss_before": loss_before, "heldout_loss_after": loss_after, "chrf": chrf,
+    }
+    _save_encoder(bert, base_folder, record, out_dir)
+    return record
+
+
+def _train(model, optimizer, scheduler, next_batch, steps: int, progress: bool, name: str) -> dict:
+    """``steps`` AdamW steps (gradient norm clipped to 1); returns steps, encoder input tokens
+    (non-padding) and seconds."""
+    import torch
+    from tqdm.auto import tqdm
+
+    model.train()
+    seen, start = 0, time.perf_counter()
+    bar = tqdm(range(steps), desc=name, disable=not progress)
+    for step in bar:
+        batch = next_batch()
+        loss = model(batch)
+        if not torch.isfinite(loss):
+            raise MtnbError(f"the loss of {name} became {loss.item()} at step {step + 1}; lower the learning rate")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seen += int(batch["attention_mask"].sum())
+        bar.set_postfix(loss=f"{loss.item():.2f}")
+    return {"steps": steps, "tokens": seen, "seconds": time.perf_counter() - start}
+
+
+def _save_encoder(bert, base_folder: Path, record: dict, out: Path) -> None:
+    """Write the encoder (BertModel tensor names, safetensors) with me5-small's tokenizer files
+    into a temporary sibling folder, then rename it into place."""
+    from .models import _quiet_transformers
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    bert.eval()
+    with _quiet_transformers():
+        bert.save_pretrained(tmp, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (base_folder / name).is_file():
+            shutil.copy2(base_folder / name, tmp / name)
+    (tmp / "continued.json").write_text(json.dumps(record, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)

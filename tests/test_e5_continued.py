@@ -1,0 +1,140 @@
+"""Continued pretraining of multilingual-e5-small: vocabulary, batches, training, errors.
+
+The training tests use a tiny BERT (2 layers x 32) with e5's real 250k tokenizer in place of
+the 12-layer model, so they run in seconds; the real family is trained by the mini grid."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtnb import e5_continued as e5c
+from mtnb import me5
+from mtnb.errors import MtnbError
+from mtnb.models import load_encoder
+
+BUDGET = e5c.E5Budget(steps=12, batch_size=8, max_length=24, encoder_lr=1e-3, head_lr=3e-3, eval_pairs=4, heldout=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_e5(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT over e5's vocabulary, with e5's tokenizer files."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-e5")
+    config = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=1)
+    torch.manual_seed(0)
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    shutil.copyfile(me5.tokenizer_source().path, folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 64, **me5.SPECIAL_TOKENS}))
+    (folder / "special_tokens_map.json").write_text(json.dumps(me5.SPECIAL_TOKENS))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_e5):
+    return load_encoder(str(tiny_e5)).tokenizer
+
+
+def test_vocabulary_maps_pieces_both_ways(tokenizer):
+    texts = ["Click the OK button.", "Klicken Sie auf OK."]
+    kept = e5c.corpus_pieces(tokenizer, texts, 24)
+    vocab = e5c.Vocabulary(kept, tokenizer.eos_token_id)
+    ids = tokenizer(e5c.PREFIX + texts[1])["input_ids"]
+    assert vocab.full(vocab.small(ids)) == ids
+    assert vocab.size == len(kept) + 5 and sorted(vocab.lang.values()) == list(range(len(kept), vocab.size))
+    outside = next(i for i in range(5, 250000) if i not in set(kept.tolist()))
+    with pytest.raises(MtnbError, match="outside the corpus vocabulary"):
+        vocab.small([outside])
+
+
+def test_translation_batch_marks_the_target_language(tokenizer):
+    pairs = [("de", "en", "Klicken Sie auf OK.", "Click OK."), ("en", "ru", "Click OK.", "Нажмите OK.")]
+    texts = [t for p in pairs for t in p[2:]]
+    vocab = e5c.Vocabulary(e5c.corpus_pieces(tokenizer, texts, 24), tokenizer.eos_token_id)
+    batch = e5c.translation_step_batch(tokenizer, vocab, pairs, 24)
+    assert batch["decoder_input_ids"][:, 0].tolist() == [vocab.lang["en"], vocab.lang["ru"]]
+    for row_in, row_lab in zip(batch["decoder_input_ids"], batch["labels"]):
+        n = int((row_lab != -100).sum())
+        assert row_lab[n - 1] == vocab.eos, "labels end with </s>"
+        assert row_in[1:n].tolist() == row_lab[:n - 1].tolist(), "decoder input is the labels shifted right"
+    target = tokenizer.decode(vocab.full(batch["labels"][1][batch["labels"][1] >= 0].tolist()), skip_special_tokens=True)
+    assert target == "Нажмите OK."
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_e5, real_corpus, tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("e5-family")
+    cache = tmp_path_factory.mktemp("vocab-cache")
+    folders = {}
+    for member in ("me5-mlm", "me5-m2o"):
+        e5c.continue_member(member, real_corpus, out / member, budget=BUDGET, base=tiny_e5, progress=False,
+                            vocab_cache=cache)
+        folders[member] = out / member
+    return folders
+
+
+def test_members_learn_and_keep_the_embeddings_frozen(trained, tiny_e5):
+    base = load_file(str(tiny_e5 / "model.safetensors"))
+    for member, folder in trained.items():
+        record = json.loads((folder / "continued.json").read_text())
+        assert record["trained"]["steps"] == BUDGET.steps and record["trained"]["tokens"] > 0
+        assert record["heldout_loss_after"] < record["heldout_loss_before"], member
+        weights = load_file(str(folder / "model.safetensors"))
+        assert set(weights) == set(base)
+        key = "embeddings.word_embeddings.weight"
+        assert torch.equal(weights[key], base[key]), "the 250k-row embedding matrix stays frozen"
+        moved = [k for k in base if k != key and not torch.equal(weights[k], base[k])]
+        assert any("encoder.layer.1" in k for k in moved), "the encoder layers were trained"
+        enc = load_encoder(str(folder))
+        assert enc.shape.n_layers == 2 and enc.shape.hidden_size == 32
+
+
+def test_translation_member_reports_chrf_per_direction(trained):
+    record = json.loads((trained["me5-m2o"] / "continued.json").read_text())
+    directions = {f"{x}-en" for x in ("de", "es", "fr", "ru")} | {f"en-{x}" for x in ("de", "es", "fr", "ru")}
+    assert set(record["chrf"]["model"]) == directions == set(record["chrf"]["copy_source"])
+    assert record["chrf"]["copy_source"]["de-en"] > record["chrf"]["copy_source"]["ru-en"], \
+        "copying a Latin-script source shares more characters with English than Cyrillic does"
+    assert json.loads((trained["me5-mlm"] / "continued.json").read_text())["chrf"] is None
+
+
+def test_same_seed_same_weights(trained, tiny_e5, real_corpus, tmp_path):
+    again = tmp_path / "me5-mlm"
+    e5c.continue_member("me5-mlm", real_corpus, again, budget=BUDGET, base=tiny_e5, progress=False,
+                        vocab_cache=tmp_path / "cache")
+    first, second = load_file(str(trained["me5-mlm"] / "model.safetensors")), load_file(str(again / "model.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.parametrize("member, budget, message", [
+    ("me5-xyz", BUDGET, "unknown e5 member 'me5-xyz'"),
+    ("me5-mlm", "huge", "unknown budget 'huge'"),
+    ("me5-mlm", replace(BUDGET, steps=0), "steps > 0"),
+])
+def test_bad_requests_fail_before_loading(member, budget, message, real_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr("mtnb.models.load_encoder", lambda *a, **k: pytest.fail("weights loaded"))
+    with pytest.raises(MtnbError, match=message):
+        e5c.continue_member(member, real_corpus, tmp_path / "out", budget=budget, base=tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corpus_without_parallel_data_is_named(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"files": {}}))
+    with pytest.raises(MtnbError, match="lacks monolingual/train.en.parquet"):
+        e5c.check_request("me5-m2m", tmp_path, BUDGET)
+
+
+def test_cached_vocabulary_is_reused(tokenizer, real_corpus, tmp_path, monkeypatch):
+    first = e5c.cached_corpus_pieces(tokenizer, real_corpus, ["Click OK."], 24, cache_dir=tmp_path)
+    monkeypatch.setattr(e5c, "corpus_pieces", lambda *a: pytest.fail("recomputed"))
+    assert np.array_equal(e5c.cached_corpus_pieces(tokenizer, real_corpus, ["Click OK."], 24, cache_dir=tmp_path), first)
