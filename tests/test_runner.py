@@ -74,6 +74,11 @@ def write_grid(root: Path, name: str, **fields) -> Path:
     ({"slurm": {"partitoin": "gpu"}}, "slurm.partitoin: not a submitit parameter"),
     ({"registry": "params/nope.yaml"}, "registry: no such file"),
     ({"tasks": None}, "tasks: missing"),
+    ({"pretrain": {"budget": "huge"}}, "pretrain.budget: 'huge' is not a budget; use one of smoke, mini"),
+    ({"pretrain": {"member": "x"}}, "pretrain.member: set by the runner"),
+    ({"finetune": {"per_model": {"huge": {"mode": "probe"}}}}, "finetune.per_model.huge: not a model of this grid"),
+    ({"finetune": {"per_model": {"tiny": {"mdoe": "probe"}}}}, "finetune.per_model.tiny.mdoe: not a parameter"),
+    ({"svd": [{"base": "tiny"}, {"models": ["tiny"]}]}, "svd[1].base: missing"),
 ])
 def test_grid_errors_name_the_file_and_the_key(root, fields, key):
     write_grid(root, "bad", **fields)
@@ -100,10 +105,50 @@ def test_the_smoke_grid_is_valid(monkeypatch):
     monkeypatch.chdir(ROOT)
     if not any(name.startswith("mini-") for name in load_registry()):
         pytest.skip("the mini zoo is not in params/models.yaml yet")
-    grid = load_grid("smoke")
-    kinds = [job.kind for job in expand(grid)]
-    assert kinds.count("finetune") == kinds.count("zeroshot") == len(grid.models) * len(grid.tasks) * len(grid.seeds)
-    assert {"cka", "svd"} <= set(kinds)
+    for name in ("smoke", "mini"):
+        grid = load_grid(name)
+        jobs = expand(grid)
+        kinds = [job.kind for job in jobs]
+        assert kinds.count("finetune") == kinds.count("zeroshot") == len(grid.models) * len(grid.tasks)
+        assert all(job.parameters["seeds"] == grid.seeds for job in jobs if job.kind == "finetune")
+        assert {"pretrain", "cka", "svd"} <= set(kinds)
+        assert kinds.count("pretrain") == len(grid.zoo_members)
+    assert len(grid.seeds) >= 3 and {"me5-small", "me5-mlm", "me5-m2o", "me5-o2m", "me5-m2m"} <= set(grid.models)
+    assert {m for m, p in grid.per_model.items() if p.get("mode") == "probe"} == {m for m in grid.models if m.startswith("me5")}
+
+
+def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):
+    """Members the grid names get pretrain jobs, with the members they start from; every job
+    using one waits for it; the grid's registry points them at the jobs' folders."""
+    path = write_grid(root, "zoo", registry=None, models=["mini-mbart-m2o", "mini-random", "me5-o2m"],
+                      pretrain={"budget": "smoke"}, svd={"base": "mini-mbart", "models": ["mini-mbart-m2o"]},
+                      finetune={"per_model": {"me5-o2m": {"mode": "probe"}}})
+    grid = load_grid(path)
+    assert grid.zoo_members == ["mini-mbart", "mini-mbart-m2o", "mini-xlmr", "mini-random", "me5-o2m"]
+    jobs = expand(grid)
+    pre = {job.parameters["member"]: job for job in jobs if job.kind == "pretrain"}
+    assert list(pre) == grid.zoo_members and all(j.parameters["budget"] == "smoke" for j in pre.values())
+    assert pre["mini-mbart-m2o"].deps == [pre["mini-mbart"].id]
+    assert pre["mini-mbart-m2o"].paths["base_dir"] == pre["mini-mbart"].paths["output_dir"]
+    assert pre["mini-random"].deps == [pre["mini-xlmr"].id] and pre["me5-o2m"].deps == []
+    finetune = {job.parameters["model"]: job for job in jobs if job.kind == "finetune"}
+    assert finetune["mini-mbart-m2o"].deps == [pre["mini-mbart-m2o"].id]
+    assert finetune["me5-o2m"].parameters["mode"] == "probe" and "mode" not in finetune["mini-random"].parameters
+    svd = next(job for job in jobs if job.kind == "svd")
+    assert set(svd.deps) == {pre["mini-mbart"].id, pre["mini-mbart-m2o"].id}
+    assert {job.parameters["registry"] for job in jobs if "registry" in job.parameters} == {"runs/zoo/models.yaml"}
+
+    from mtnb.runner import pretrain_jobs, write_grid_registry
+
+    written = load_registry(write_grid_registry(grid, pretrain_jobs(grid)))
+    for member, job in pre.items():
+        assert root / written[member].source == Path(job.paths["output_dir"]) / member
+    assert written["me5-small"].source == "runs/models/me5-small" and written["me5-o2m"].inputs == "e5"
+    pre_budget = pre["mini-mbart"].id
+    write_grid(root, "zoo", registry=None, models=["mini-mbart-m2o", "mini-random", "me5-o2m"],
+               pretrain={"budget": "mini"}, svd={"base": "mini-mbart", "models": ["mini-mbart-m2o"]})
+    again = {job.parameters["member"]: job for job in expand(load_grid(path)) if job.kind == "pretrain"}
+    assert again["mini-mbart"].id != pre_budget, "another budget is another job (its own folder)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,8 +161,10 @@ def test_dry_run_lists_every_job_with_its_deps_and_runs_nothing(root, capsys):
     assert main(["run", "dry", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split() for line in lines[2:-1]]
-    assert [r[0] for r in rows].count("finetune") == 4 and [r[0] for r in rows].count("zeroshot") == 4
-    assert len(rows) == 10 and lines[-1].startswith("10 jobs (4 finetune, 4 zeroshot, 1 cka, 1 svd)")
+    # one finetune job per (model, task) trains both seeds; one zeroshot job after each
+    assert [r[0] for r in rows].count("finetune") == 2 and [r[0] for r in rows].count("zeroshot") == 2
+    assert len(rows) == 6 and lines[-1].startswith("6 jobs (2 finetune, 2 zeroshot, 1 cka, 1 svd)")
+    assert all("seeds=[0, 1]" in line for line in lines[2:-1] if line.startswith("finetune"))
     finetune_ids = {r[1] for r in rows if r[0] == "finetune"}
     assert {r[3] for r in rows if r[0] == "zeroshot"} == finetune_ids, "each zeroshot needs its own finetune"
     assert all(r[2] == "pending" for r in rows)
@@ -130,7 +177,7 @@ def test_job_ids_are_stable_and_follow_parameters_and_deps(root):
     first = expand(load_grid(path))
     again = expand(load_grid(path))
     assert [j.id for j in first] == [j.id for j in again]
-    assert len({j.id for j in first}) == len(first) == 5
+    assert len({j.id for j in first}) == len(first) == 3
     finetune, zeroshot, svd = first[0], first[1], first[-1]
     assert finetune.folder == root / "runs" / "ids" / "finetune" / finetune.id
     assert zeroshot.deps == [finetune.id]
@@ -147,6 +194,10 @@ def test_job_ids_are_stable_and_follow_parameters_and_deps(root):
                svd={"base": "tiny", "models": ["tiny-b"]})
     changed = expand(load_grid(path))
     assert changed[0].id == finetune.id and changed[1].id != zeroshot.id
+    write_grid(root, "ids", seeds=[0], finetune={"max_steps": 3}, zeroshot={"max_eval": 8},
+               svd={"base": "tiny", "models": ["tiny-b"]})
+    changed = expand(load_grid(path))
+    assert changed[0].id != finetune.id and changed[0].parameters["seeds"] == [0], "the seeds are the job's"
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +232,7 @@ def test_run_executes_the_grid_then_skips_what_is_done(tiny_root, real_corpus, c
         record = json.loads((job.folder / "done.json").read_text())
         assert record["status"] == "done" and record["seconds"] > record["startup_seconds"] > 0
         assert (job.folder / f"{job.kind}.ipynb").is_file()
-    assert (finetune.folder / "out" / "model.safetensors").is_file()
+    assert (finetune.folder / "out" / "seed-0" / "model.safetensors").is_file()
     results = pd.read_csv(zeroshot.folder / "out" / "results.csv")
     assert set(results.language) == {"en", "de", "es", "fr", "ru"}
     assert "papermill wall time: total" in out and "2 done, 0 skipped" in out
@@ -195,7 +246,7 @@ def test_run_executes_the_grid_then_skips_what_is_done(tiny_root, real_corpus, c
 
 
 def test_a_killed_run_resumes_with_only_the_unfinished_jobs(tiny_root, real_corpus, capsys):
-    path = tiny_grid(tiny_root, "kill", mini_root=str(real_corpus), seeds=[0, 1])
+    path = tiny_grid(tiny_root, "kill", mini_root=str(real_corpus), models=["tiny", "tiny-b"])
     runs = tiny_root / "runs" / "kill"
     with open(tiny_root / "runner.log", "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "mtnb.cli", "run", str(path)], cwd=ROOT,
