@@ -61,3 +61,15 @@ def test_environment_yml_has_the_same_dependencies():
     for name, dep in conda.items():
         spec_conda = dep.split(_name(dep), 1)[1] if not dep.startswith("pytorch") else dep[len("pytorch"):]
         assert spec_conda.replace(" ", "") == wanted[name][len(name):].replace(" ", ""), name
+
+
+def test_readme_main_command_runs_the_mini_study_and_builds_its_book():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- main-command -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, "the README's main command is one line"
+    steps = [step.strip() for step in lines[0].split("&&")]
+    assert "torch==2.13.0" in steps[1].split() and ".[docs,e5]" in steps[1]
+    assert steps[-3:] == [".venv/bin/mtnb data mini", ".venv/bin/mtnb run mini --jobs 2", ".venv/bin/mtnb book mini"]
+    assert (ROOT / "params" / "grids" / "mini.yaml").is_file()
+    assert "runs/mini/book/_build/html/index.html" in text
