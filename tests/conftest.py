@@ -1,10 +1,17 @@
-"""Shared fixtures: random-weight checkpoints at the paper models' shapes, built once a session."""
+"""Shared fixtures: random-weight checkpoints at the paper models' shapes, the mini corpus, tiny
+checkpoints and a small grid run, each built once a session."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILIES = ("bert", "xlm-roberta", "mbart", "m2m100")
@@ -38,19 +45,87 @@ def real_corpus(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A 2-layer, 64-wide BERT with the character tokenizer: fast enough to fine-tune in tests."""
+def tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """Write a 2-layer, 64-wide BERT with the character tokenizer (weights drawn with ``seed``)."""
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
     from mtnb.random_checkpoints import character_tokenizer
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = character_tokenizer("bert")
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=128, max_position_embeddings=512)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     BertForMaskedLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A 2-layer, 64-wide BERT with the character tokenizer: fast enough to fine-tune in tests."""
+    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"), seed=0)
+
+
+@dataclass
+class GridRun:
+    """A grid run by ``mtnb run`` in its own project root (``MTNB_ROOT``)."""
+
+    root: Path
+    name: str
+    threads: str      # OMP_NUM_THREADS its jobs ran with
+    seconds: float
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs" / self.name
+
+    def env(self, **extra: str) -> dict:
+        return {**os.environ, "MTNB_ROOT": str(self.root), **extra}
+
+    def mtnb(self, *args: str) -> subprocess.CompletedProcess:
+        """``mtnb ARGS`` in a subprocess on this root."""
+        return subprocess.run([sys.executable, "-m", "mtnb.cli", *args], cwd=ROOT, env=self.env(),
+                              capture_output=True, text=True)
+
+
+SMALL_FINETUNE = {"learning_rate": 1.0e-3, "epochs": 1, "max_train": 32, "max_dev": 16, "max_length": 32,
+                  "batch_size": 16, "max_steps": 3}
+
+
+@pytest.fixture(scope="session")
+def small_grid_run(tmp_path_factory, real_corpus) -> GridRun:
+    """The grid ``small``, run once a session by ``mtnb run small --jobs 2`` (a subprocess, with
+    OMP_NUM_THREADS=1 for its jobs): two tiny BERTs, ``tiny`` and ``tiny-o2m`` (registered as tiny
+    continued on translation, so the two form the grid's book family), mini-topic, seeds 0 and
+    1, zero-shot on 16 examples per language, CKA and SVD; about two minutes on two cores.
+
+    Its project root is a temporary folder with the repository's params/ (grids replaced by this
+    one, registry params/tiny.yaml), a link to notebooks/, and a benchmark JSON in
+    runs/benchmarks/."""
+    root = tmp_path_factory.mktemp("small-grid")
+    (root / "params").mkdir()
+    for name in ("models.yaml", "tasks.yaml"):
+        (root / "params" / name).write_text((ROOT / "params" / name).read_text())
+    (root / "params" / "grids").mkdir()
+    (root / "notebooks").symlink_to(ROOT / "notebooks")
+    models = {"tiny": {"source": str(tiny_bert(root / "tiny", seed=0)), "family": "bert", "role": "lm"},
+              "tiny-o2m": {"source": str(tiny_bert(root / "tiny-o2m", seed=1)), "family": "bert", "role": "cp",
+                           "base": "tiny"}}
+    (root / "params" / "tiny.yaml").write_text(yaml.safe_dump({"models": models}))
+    grid = {"name": "small", "registry": "params/tiny.yaml", "mini_root": str(real_corpus),
+            "models": ["tiny", "tiny-o2m"], "tasks": ["mini-topic"], "seeds": [0, 1],
+            "finetune": SMALL_FINETUNE, "zeroshot": {"max_eval": 16}, "cka": {"n_samples": 8, "max_length": 32},
+            "svd": {"base": "tiny"}, "book": {"family": ["tiny", "tiny-o2m"], "base": "tiny", "title": "The tiny family"}}
+    (root / "params" / "grids" / "small.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
+    (root / "runs" / "benchmarks").mkdir(parents=True)
+    (root / "runs" / "benchmarks" / "finetune.json").write_text(
+        '{"examples": 256, "batching": {"speedup": 3.2938559521033577, "goal_met": true}}')
+    run = GridRun(root=root, name="small", threads="1", seconds=0.0)
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "mtnb.cli", "run", "small", "--jobs", "2"], cwd=ROOT,
+                         env=run.env(OMP_NUM_THREADS=run.threads),
+                         capture_output=True, text=True)
+    run.seconds = time.perf_counter() - start
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return run

@@ -1,15 +1,34 @@
-"""The Jupyter Book builds, without executing any notebook."""
+"""The Jupyter Book builds, without executing any notebook: the project's book, and the book of
+a grid's runs (``mtnb book``), checked in its source, in headless Chromium, and with its executed
+notebooks re-executed under nbval; the numbers behind its tables and its family paragraph."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import time
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
+import numpy as np
+import pandas as pd
+import pytest
 import yaml
+from scipy import stats
+from selenium.webdriver.support.ui import WebDriverWait
+
+from mtnb import paper
+from mtnb.cli import main
+from mtnb.errors import MtnbError
+from mtnb.grids import load_grid
 
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "runs" / "test-artifacts"   # screenshots (runs/ is ignored by git)
 
 
 def test_config_never_executes_notebooks():
@@ -29,3 +48,331 @@ def test_book_builds(tmp_path):
     intro = (html / "book" / "intro.html").read_text()
     assert "Introduction" in intro and "zero-shot" in intro
     assert (html / "index.html").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# mtnb book: the book of a grid's runs
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_book(small_grid_run) -> Path:
+    """``mtnb book small`` built once from the session's small grid run: its index.html."""
+    start = time.perf_counter()
+    out = small_grid_run.mtnb("book", "small")
+    seconds = time.perf_counter() - start
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    index = small_grid_run.runs / "book" / "_build" / "html" / "index.html"
+    assert f"open {index}" in out.stdout, out.stdout
+    print(f"\nsmall grid: run in {small_grid_run.seconds:.0f} s, book built in {seconds:.0f} s")
+    return index
+
+
+def results_tables(runs: Path):
+    """Every results.csv of the run's zero-shot jobs, concatenated."""
+    return pd.concat([pd.read_csv(p) for p in sorted(runs.glob("zeroshot/*/out/**/results.csv"))], ignore_index=True)
+
+
+def test_book_of_a_grid_run_shows_its_results_and_notebooks(small_grid_run, small_book):
+    src = small_book.parent.parent.parent
+    log = (src / "build.log").read_text()
+    assert "WARNING" not in log, log[-3000:]
+    for page in ("overview", "results", "cka", "svd", "performance", "about"):
+        assert (small_book.parent / f"{page}.html").is_file(), page
+    config = yaml.safe_load((src / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off" and "(grid small)" in config["title"]
+
+    results = (src / "results.md").read_text()
+    family, tables = results.split("## Average over languages", 1)
+    assert "## The tiny family" in family and "### CKA against tiny, per layer" in family
+    assert "### What this says about the paper's finding" in family and "tiny-o2m" in family
+    # a cell recomputed here from the results tables: tiny's English mean and t-interval over seeds
+    raw = results_tables(small_grid_run.runs)
+    english = raw[(raw.system == "model") & (raw.model == "tiny") & (raw.language == "en")].value
+    assert len(english) == 2
+    ci = stats.t.interval(0.95, 1, loc=english.mean(), scale=stats.sem(english))
+    cell = f"{english.mean():.1f}\u00a0±\u00a0{(ci[1] - ci[0]) / 2:.1f}"
+    row = next(line for line in tables.split("### mini-topic")[1].splitlines() if line.startswith("| tiny |"))
+    assert row.split(" | ")[1] == cell, (row, cell)
+    assert "| majority |" in tables and "| bag-of-subwords |" in tables and "paper" not in tables
+
+    overview = (src / "overview.md").read_text()
+    assert "| finetune | 2 | 2 | 0 | 0 | 0 | 0 |" in overview and "| zeroshot | 2 | 2 |" in overview
+    performance = (src / "performance.md").read_text()
+    assert "From `benchmarks/bench_finetune.py`" in performance and "| batching.speedup | 3.294 |" in performance
+    assert "of the job time" in performance
+    notebooks = sorted((src / "notebooks").glob("*/*.ipynb"))
+    assert len(notebooks) == 6 == len(list(small_grid_run.runs.glob("*/*/done.json")))
+    finetune = (src / "notebooks" / "finetune.md").read_text()
+    assert "Fine-tuning: tiny on mini-topic, seeds 0, 1" in finetune or "Fine-tuning: tiny on mini-topic, seed 0" in finetune
+    for notebook in notebooks:
+        assert (small_book.parent / "notebooks" / notebook.parent.name / f"{notebook.stem}.html").is_file()
+
+
+def test_missing_pieces_give_notes_and_an_unrun_grid_one_line(small_grid_run, tmp_path, monkeypatch, capsys):
+    from mtnb.book import build_book
+
+    root = tmp_path / "root"
+    shutil.copytree(small_grid_run.root, root, symlinks=True, ignore=shutil.ignore_patterns("book"))
+    for kind in ("cka", "svd"):
+        for done in (root / "runs" / "small" / kind).glob("*/done.json"):
+            done.unlink()
+    shutil.rmtree(root / "runs" / "benchmarks")
+    monkeypatch.setenv("MTNB_ROOT", str(root))
+    src = build_book("small", build=False, quiet=True)
+    assert "No finished CKA job" in (src / "cka.md").read_text()
+    assert "No finished SVD job" in (src / "svd.md").read_text()
+    results = (src / "results.md").read_text()
+    assert "No finished CKA job: nothing to show" in results and "No finished SVD job" in results
+    assert "2 of 6 jobs are not done" in (src / "overview.md").read_text()
+    assert "No benchmark results" in (src / "performance.md").read_text()
+
+    grid = yaml.safe_load((root / "params" / "grids" / "small.yaml").read_text())
+    (root / "params" / "grids" / "unrun.yaml").write_text(yaml.safe_dump({**grid, "name": "unrun"}))
+    assert main(["book", "unrun"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "grid unrun: nothing has run yet" in err and "mtnb run unrun" in err
+
+
+# --------------------------------------------------------------------------------------------
+# The book as a reader sees it: headless Chromium
+# --------------------------------------------------------------------------------------------
+
+class Anchors(HTMLParser):
+    """The ids and names of an HTML file's elements."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.found.update(value for key, value in attrs if key in ("id", "name") and value)
+
+
+def anchors(path: Path) -> set[str]:
+    parser = Anchors()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.found
+
+
+def chromium():
+    """A headless Chromium driven by selenium through the Debian chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.fail("headless Chromium is needed: apt-get install -y chromium chromium-driver (as .ci/run does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_results_page_in_headless_chromium(small_book):
+    html = small_book.parent
+    browser = chromium()
+    try:
+        browser.get((html / "results.html").as_uri())
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+        images = browser.execute_script(
+            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        assert len(images) >= 2, images   # the family's CKA plot and the per-language bars
+        assert all(complete and width > 0 for _, complete, width in images), images
+        text = browser.find_element("css selector", "main").text
+        assert "Average over languages (Table 1 analog)" in text and "±" in text
+
+        hrefs = browser.execute_script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)")
+        internal = sorted({h for h in hrefs if h.startswith("file://")})
+        assert {f"{p}.html" for p in ("overview", "cka", "svd", "performance")} <= {Path(urlparse(h).path).name for h in internal}
+        assert any("/notebooks/" in h for h in internal)
+        broken = []
+        for href in internal:
+            url = urlparse(href)
+            target = Path(unquote(url.path))
+            if not target.is_file():
+                broken.append(href)
+            elif url.fragment and unquote(url.fragment) not in anchors(target):
+                broken.append(href)
+        assert not broken, broken
+        assert sum(bool(urlparse(h).fragment) for h in internal) >= 5, "the page's own section links"
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1280, min(int(height), 12000))
+        shot = ARTIFACTS / "book-results.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+    finally:
+        browser.quit()
+
+
+# --------------------------------------------------------------------------------------------
+# The executed notebooks under nbval
+# --------------------------------------------------------------------------------------------
+
+def test_executed_notebooks_reproduce_under_nbval(small_grid_run, tmp_path):
+    """Re-executes every executed notebook of the small run with nbval and compares its outputs,
+    sanitized by tests/nbval_sanitize.cfg. On a copy: a fresh project root with the same params/,
+    each notebook at its top (nbval runs a notebook in its own folder, papermill ran them in the
+    root), numbered in the order the jobs ran, with the output folders in its injected parameters
+    moved into the copy, so the fine-tuning runs are trained again and the zero-shot ones score
+    those. The copy is the project root (MTNB_ROOT), so the features cache starts empty as it
+    did for the jobs (a cached re-execution prints fewer progress bars). Same seeds, same thread
+    count (OMP_NUM_THREADS) as the jobs had."""
+    copy = tmp_path / "nbval"
+    shutil.copytree(small_grid_run.root / "params", copy / "params")
+    done = sorted(small_grid_run.runs.glob("*/*/done.json"), key=lambda p: json.loads(p.read_text())["started"])
+    for i, record in enumerate(done):
+        kind, job = record.parent.parent.name, record.parent.name
+        nb = json.loads((record.parent / f"{kind}.ipynb").read_text())
+        injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert len(injected) == 1
+        source = "".join(injected[0]["source"])
+        assert str(small_grid_run.root) in source
+        injected[0]["source"] = source.replace(str(small_grid_run.root), str(copy))
+        (copy / f"{i:02d}-{kind}-{job}.ipynb").write_text(json.dumps(nb))
+    notebooks = sorted(p.name for p in copy.glob("*.ipynb"))
+    assert len(notebooks) == 6
+    out = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
+                          "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-c", "/dev/null",
+                          "--rootdir", str(copy), "-q", *notebooks],
+                         cwd=copy, env={**os.environ, "MTNB_ROOT": str(copy), "OMP_NUM_THREADS": small_grid_run.threads},
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
+    assert re.search(r"\b\d{2,} passed\b", out.stdout) and "failed" not in out.stdout.splitlines()[-1]
+
+
+def test_the_sanitizers_mask_noise_and_keep_numbers():
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns((ROOT / "tests" / "nbval_sanitize.cfg").read_text())
+
+    def clean(text):
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+
+    a = ("tiny fine-tuned on mini-topic: 32 English examples, best English dev accuracy 31.2, 26.0 examples/s; "
+         "run saved in /tmp/pytest-of-root/small-grid0/runs/small/finetune/5d2733bb9527/out\n"
+         "training:  50%|█████     | 1/2 [00:01<00:01,  1.52s/it]  took 4.2 s; CKA 0.874187")
+    b = ("tiny fine-tuned on mini-topic: 32 English examples, best English dev accuracy 31.2, 38.9 examples/s; "
+         "run saved in /tmp/pytest-of-root/nbval0/runs/small/finetune/5d2733bb9527/out\n"
+         "training: 100%|██████████| 2/2 [00:03<00:00,  1.60s/it]  took 11.0 s; CKA 0.874191")
+    assert clean(a) == clean(b)
+    assert "accuracy 31.2" in clean(a) and "CKA 0.87" in clean(a) and "32 English examples" in clean(a)
+    assert clean(a.replace("accuracy 31.2", "accuracy 31.3")) != clean(b)
+    assert clean(a.replace("CKA 0.874187", "CKA 0.884187")) != clean(b)
+
+
+# --------------------------------------------------------------------------------------------
+# The numbers: intervals, the paper's columns, the family paragraph
+# --------------------------------------------------------------------------------------------
+
+def test_mean_ci_is_the_student_t_interval():
+    from mtnb.summary import mean_ci
+
+    values = [61.0, 64.5, 59.25, 63.0, 60.5]
+    ci = mean_ci(values)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert ci.n == 5 and ci.mean == pytest.approx(61.65)
+    assert (ci.low, ci.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    # by hand: two seeds 10 and 12: mean 11, s = sqrt(2), t(0.975, 1) = 12.7062 -> 11 ± 12.7062
+    two = mean_ci([10.0, 12.0])
+    assert two.half == pytest.approx(12.7062047, abs=1e-6) and two.text() == "11.0 ± 12.7"
+    one = mean_ci([42.0, float("nan")])
+    assert one.n == 1 and np.isnan(one.half) and one.text() == "42.0"
+    assert mean_ci([1.0, 2.0], level=0.9).half == pytest.approx(stats.t.ppf(0.95, 1) * 0.5)
+
+
+def fake_results(rows: dict[tuple[str, str], dict[str, list[float]]], seeds=(0, 1, 2)):
+    """A results.csv-like table: {(model, task): {language: [value per seed]}} plus controls."""
+    records = []
+    for (model, task), langs in rows.items():
+        for lang, values in langs.items():
+            for seed, value in zip(seeds, values):
+                records.append(dict(model=model, task=task, seed=seed, system="model", language=lang,
+                                    split="test", metric="accuracy", value=value, n=100))
+                records.append(dict(model=model, task=task, seed=seed, system="majority", language=lang,
+                                    split="test", metric="accuracy", value=20.0 + seed, n=100))
+    return pd.DataFrame(records)
+
+
+def test_a_paper_grid_table_shows_the_papers_numbers_beside_ours():
+    from mtnb.summary import normalize, table1, table4
+
+    wpr = {lang: [60.0, 62.0, 64.0] for lang in ("de", "en", "es", "fr", "it", "pt")} | {"zh": [0.0, 0.0, 0.0]}
+    nc = {lang: [80.0, 81.0, 82.0] for lang in ("de", "en", "es", "fr", "ru")}
+    table = normalize(fake_results({("mbert", "wpr"): wpr, ("mbert", "nc"): nc, ("mini-xlmr", "mini-topic"): nc}))
+    first = table1(table, ["mbert", "mini-xlmr"], paper.table1())
+    published = paper.table1().set_index(["task", "model"])["score"]
+    assert first.loc["mbert", "wpr paper"] == f"{published['wpr', 'mbert']:.1f}" == "74.4"
+    assert first.loc["mbert", "nc paper"] == f"{published['nc', 'mbert']:.1f}"
+    # ours leaves zh out of the WPR average as the paper does: 62 ± t(0.975, 2)·2/sqrt(3)
+    assert first.loc["mbert", "wpr"] == f"62.0 ± {stats.t.ppf(0.975, 2) * 2 / np.sqrt(3):.1f}"
+    assert "mini-topic paper" not in first.columns and first.loc["mini-xlmr", "wpr paper"] == ""
+    assert first.loc["majority", "wpr paper"] == ""
+
+    fourth = table4(table, "wpr", ["mbert"], paper.table4())
+    assert list(fourth.columns[:4]) == ["de", "de paper", "en", "en paper"]
+    assert fourth.loc["mbert", "de paper"] == "76.6" and fourth.loc["mbert", "zh paper"] == "62.7"
+    assert fourth.loc["mbert", "avg paper"] == "74.4" and fourth.loc["mbert", "avg"].startswith("62.0 ")
+    assert fourth.loc["mbert", "zh"].startswith("0.0")
+    mini = table4(table, "mini-topic", ["mini-xlmr"], paper.table4())
+    assert not any("paper" in c for c in mini.columns)
+
+
+def family_table(scores: dict[str, list[float]]):
+    """Two tasks; per model, its non-English scores per seed (English fixed at 70)."""
+    from mtnb.summary import normalize
+
+    rows = {}
+    for model, values in scores.items():
+        for task in ("mini-topic", "mini-spans"):
+            rows[(model, task)] = {"en": [70.0, 70.0, 70.0], "de": values, "fr": values}
+    return normalize(fake_results(rows))
+
+
+def test_the_family_paragraph_follows_the_numbers():
+    from mtnb.summary import family_finding
+
+    mt = ["m-m2o", "m-o2m", "m-m2m"]
+    as_in_paper = family_table({"m": [50.0, 51.0, 52.0], "m-mlm": [50.5, 51.0, 51.5], "m-m2o": [49.0, 51.0, 53.0],
+                                "m-o2m": [40.0, 41.0, 42.0], "m-m2m": [49.5, 50.5, 51.5]})
+    text = family_finding(as_in_paper, "m", mt, ["m-mlm"])
+    assert "The paper's first finding holds here" in text and "does not hold" not in text
+    assert "no difference we can resolve" in text
+    assert "As in the paper, one-to-many hurts most: m-o2m loses 10.0 points" in text
+    assert "its interval lies below m's on 2 of 2 tasks" in text
+    assert "m-o2m 41.0 [38.5, 43.5] against m 51.0 [48.5, 53.5]" in text
+    assert "Against m-mlm" in text and "lower in 2" in text
+
+    flipped = family_table({"m": [50.0, 51.0, 52.0], "m-mlm": [50.5, 51.0, 51.5], "m-m2o": [60.0, 61.0, 62.0],
+                            "m-o2m": [49.0, 51.0, 53.0], "m-m2m": [40.0, 41.0, 42.0]})
+    text = family_finding(flipped, "m", mt, ["m-mlm"])
+    assert "The paper's first finding does not hold here" in text and "holds here" not in text
+    assert "m-m2o 61.0 [58.5, 63.5] against m 51.0 [48.5, 53.5]" in text
+    assert "Unlike the paper, one-to-many does not hurt most here: m-m2m loses 10.0 points" in text
+
+    unresolved = family_table({"m": [45.0, 51.0, 57.0], "m-o2m": [44.0, 50.0, 56.0]})
+    text = family_finding(unresolved, "m", ["m-o2m"])
+    assert "holds here" in text and "overlap m's on every task, so this is not a drop we can resolve" in text
+
+
+@pytest.mark.parametrize("book, key", [
+    ({"family": ["mbert", "nope"], "base": "mbert"}, "book.family: 'nope' is not a model of this grid"),
+    ({"family": ["mbert", "xlmr"], "base": "mbart"}, "book.base: 'mbart' is not a model of this grid"),
+    ({"family": ["mbert", "xlmr"]}, "book.base: missing"),
+    ({"family": ["mbert"], "base": "xlmr"}, "book.base: 'xlmr' is not in book.family"),
+    ({"famliy": ["mbert"]}, "book.famliy: unknown key"),
+    ({"family": "mbert", "base": "mbert"}, "book.family: expected a list"),
+])
+def test_the_book_key_is_checked(project, book, key):
+    for name in ("models.yaml", "tasks.yaml"):
+        (project / "params" / name).write_text((ROOT / "params" / name).read_text())
+    (project / "params" / "grids").mkdir()
+    (project / "notebooks").symlink_to(ROOT / "notebooks")
+    grid = {"models": ["mbert", "xlmr"], "tasks": ["mini-topic"], "seeds": [0], "book": book}
+    (project / "params" / "grids" / "g.yaml").write_text(yaml.safe_dump(grid))
+    with pytest.raises(MtnbError) as err:
+        load_grid("g")
+    assert str(err.value).startswith(f"params/grids/g.yaml: {key}") and "\n" not in str(err.value)

@@ -1,0 +1,385 @@
+"""Zero-shot results over seeds: means with 95% confidence intervals, the paper's table layouts,
+the transfer gap, and the family paragraph of the book.
+
+Input is the tidy table every zero-shot run writes (``results.csv``, see ``mtnb.zeroshot``): one
+row per (model, task, seed, system, language, split) with ``value`` on a 0-100 scale. ``system``
+is ``model`` or a control (``majority``, ``bag-of-subwords``); a ``mode`` column (or a system
+named ``probe`` / ``finetune``) says how the model was trained on English. ``normalize`` turns
+it into one row per (task, system, language, seed): the label of a model row is its name (with
+the mode when the table has several), and a control's value for a seed is its mean over the
+models' runs of that seed (the majority class is the same for all of them; the bag of sub-words
+differs only by tokenizer).
+
+Every cell over seeds is ``mean ± h``: the mean of the n seeds and the half-width h of the 95%
+Student-t interval, h = t(0.975, n-1) · s / sqrt(n) with s the sample standard deviation
+(``mean_ci``); one seed gives no interval. Averages over languages are taken per seed first,
+then over seeds; where the paper leaves a language out of a task's average (WPR: zh), so do we.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .paper import AVERAGE_EXCLUDES
+
+CONTROLS = ("majority", "bag-of-subwords")
+REQUIRED = ("model", "task", "seed", "system", "language", "value")
+LEVEL = 0.95
+
+
+# --------------------------------------------------------------------------------------------
+# Means and intervals
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CI:
+    """A mean over ``n`` seeds and its confidence interval [low, high] (NaN when n < 2)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def half(self) -> float:
+        return (self.high - self.low) / 2
+
+    def text(self, digits: int = 1) -> str:
+        """``56.1 ± 3.2``, or ``56.1`` for one seed."""
+        if math.isnan(self.mean):
+            return ""
+        if math.isnan(self.half):
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.half:.{digits}f}"
+
+    def bracket(self, digits: int = 1) -> str:
+        """``56.1 [52.9, 59.3]``, or ``56.1 (one seed)``."""
+        if math.isnan(self.half):
+            return f"{self.mean:.{digits}f} ({self.n} seed{'s' * (self.n != 1)}, no interval)"
+        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def mean_ci(values, level: float = LEVEL) -> CI:
+    """Mean and Student-t confidence interval of ``values`` (one per seed; NaNs dropped):
+    mean ± t((1+level)/2, n-1) · s/sqrt(n), s the sample standard deviation (ddof 1)."""
+    from scipy import stats
+
+    x = np.asarray(list(values), dtype=np.float64)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return CI(float("nan"), float("nan"), float("nan"), 0)
+    mean = float(x.mean())
+    if n < 2:
+        return CI(mean, float("nan"), float("nan"), n)
+    half = float(stats.t.ppf((1 + level) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return CI(mean, mean - half, mean + half, n)
+
+
+def overlap(a: CI, b: CI) -> str:
+    """``higher`` when a's interval lies wholly above b's, ``lower`` when wholly below, else
+    ``overlap`` (also when either has no interval: one seed resolves nothing)."""
+    if math.isnan(a.half) or math.isnan(b.half):
+        return "overlap"
+    if a.low > b.high:
+        return "higher"
+    if a.high < b.low:
+        return "lower"
+    return "overlap"
+
+
+# --------------------------------------------------------------------------------------------
+# The tidy table
+# --------------------------------------------------------------------------------------------
+
+def normalize(results):
+    """One row per (task, metric, split, system, model, mode, control, language, seed) with
+    the mean ``value`` of duplicates; see the module docstring for labels and controls."""
+    missing = [c for c in REQUIRED if c not in results.columns]
+    if missing:
+        raise ValueError(f"results table lacks column(s) {', '.join(missing)}")
+    table = results.copy()
+    for column, default in (("split", "test"), ("metric", "score")):
+        if column not in table.columns:
+            table[column] = default
+    table["control"] = table["system"].isin(CONTROLS)
+    if "mode" not in table.columns:
+        table["mode"] = np.where(table["system"].isin(("model", *CONTROLS)), "finetune", table["system"])
+    table.loc[table["control"], "mode"] = ""
+    modes = sorted(set(table.loc[~table["control"], "mode"]))
+    label = table["model"].astype(str) + (" (" + table["mode"].astype(str) + ")" if len(modes) > 1 else "")
+    table["system"] = np.where(table["control"], table["system"], label)
+    table.loc[table["control"], "model"] = ""
+    keys = ["task", "metric", "split", "system", "model", "mode", "control", "language", "seed"]
+    return table.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
+
+
+def choose_split(table) -> str:
+    """``test`` when the table has it, else its first split."""
+    splits = list(dict.fromkeys(table["split"]))
+    return "test" if "test" in splits else splits[0]
+
+
+def order_systems(systems, models: list[str]) -> list[str]:
+    """Model rows in the order of ``models`` (then any others), then the controls."""
+    systems = list(dict.fromkeys(systems))
+    rank = {m: i for i, m in enumerate(models)}
+
+    def key(s):
+        if s in CONTROLS:
+            return (2, CONTROLS.index(s), s)
+        base = s.split(" (")[0]
+        return (0, rank[base], s) if base in rank else (1, 0, s)
+    return sorted(systems, key=key)
+
+
+def averaged_languages(task: str, languages) -> list[str]:
+    """The languages a task's average is taken over (all but the paper's exclusions)."""
+    return [lang for lang in languages if lang not in AVERAGE_EXCLUDES.get(task, ())]
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries over seeds
+# --------------------------------------------------------------------------------------------
+
+def _summarize(per_seed, keys: list[str]):
+    """Rows of ``keys`` with a CI over the ``value`` of their seeds (columns mean, low, high,
+    half, n, ci)."""
+    import pandas as pd
+
+    rows = []
+    for key, group in per_seed.groupby(keys, sort=False):
+        ci = mean_ci(group["value"])
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(keys, key)), "mean": ci.mean, "low": ci.low, "high": ci.high,
+                     "half": ci.half, "n": ci.n, "ci": ci})
+    return pd.DataFrame(rows, columns=[*keys, "mean", "low", "high", "half", "n", "ci"])
+
+
+def per_language(table):
+    """Per (task, system, model, language): the CI over seeds."""
+    return _summarize(table, ["task", "metric", "system", "model", "control", "language"])
+
+
+def language_average_per_seed(table, languages=None):
+    """Per (task, system, seed): the mean over the task's averaged languages (or ``languages``,
+    a function of the task)."""
+    import pandas as pd
+
+    languages = languages or averaged_languages
+    rows = []
+    for task, sub in table.groupby("task", sort=False):
+        sub = sub[sub["language"].isin(languages(task, sub["language"].unique()))]
+        rows.append(sub.groupby(["task", "metric", "system", "model", "control", "seed"], sort=False)["value"]
+                    .mean().reset_index())
+    return pd.concat(rows, ignore_index=True) if rows else table.iloc[:0]
+
+
+def average(table):
+    """Per (task, system): the CI over seeds of the mean over languages (Table 1's cell)."""
+    return _summarize(language_average_per_seed(table), ["task", "metric", "system", "model", "control"])
+
+
+def cross_lingual(table):
+    """Per (task, system): the CI over seeds of the mean over the non-English languages."""
+    def others(task, langs):
+        return [lang for lang in averaged_languages(task, langs) if lang != "en"]
+    return _summarize(language_average_per_seed(table, others), ["task", "metric", "system", "model", "control"])
+
+
+def transfer_gap(table):
+    """Per (task, model row): the CI over seeds of English minus the mean of the other
+    (averaged) languages. Controls and tasks without English are left out."""
+    import pandas as pd
+
+    models = table[~table["control"]]
+    rows = []
+    for (task, system, model, seed), sub in models.groupby(["task", "system", "model", "seed"], sort=False):
+        langs = averaged_languages(task, sub["language"])
+        en = sub.loc[sub["language"] == "en", "value"]
+        rest = sub.loc[sub["language"].isin([l for l in langs if l != "en"]), "value"]
+        if len(en) and len(rest):
+            rows.append(dict(task=task, system=system, model=model, seed=seed, value=float(en.mean() - rest.mean())))
+    per_seed = pd.DataFrame(rows, columns=["task", "system", "model", "seed", "value"])
+    return _summarize(per_seed, ["task", "system", "model"])
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's layouts (cells are text)
+# --------------------------------------------------------------------------------------------
+
+def table1(table, models: list[str], paper_table1=None):
+    """Table 1's analog: rows systems, one column per task (mean ± h of the language average);
+    with ``paper_table1`` (``mtnb.paper.table1()``), a ``<task> paper`` column beside each task
+    that the paper has."""
+    import pandas as pd
+
+    avg = average(table)
+    systems = order_systems(avg["system"], models)
+    out = pd.DataFrame(index=systems)
+    for task, sub in avg.groupby("task", sort=False):
+        cells = dict(zip(sub["system"], sub["ci"]))
+        out[task] = [cells[s].text() if s in cells else "" for s in systems]
+        if paper_table1 is not None and task in set(paper_table1["task"]):
+            published = paper_table1[paper_table1["task"] == task].set_index("model")["score"]
+            model_of = dict(zip(sub["system"], sub["model"]))
+            out[f"{task} paper"] = [_number(published.get(model_of.get(s))) for s in systems]
+    out.index.name = "system"
+    return out
+
+
+def table4(table, task: str, models: list[str], paper_table4=None):
+    """Table 4's analog for one task: rows systems, a column per language and ``avg`` (the
+    task's average; WPR's leaves zh out as the paper's does); with ``paper_table4``, a
+    ``<lang> paper`` column beside each language the paper has for the task."""
+    import pandas as pd
+
+    sub = table[table["task"] == task]
+    per_lang = per_language(sub)
+    avg = average(sub)
+    systems = order_systems(per_lang["system"], models)
+    langs = list(dict.fromkeys(sub["language"]))
+    published = None
+    if paper_table4 is not None:
+        published = paper_table4[paper_table4["task"] == task]
+        if published.empty:
+            published = None
+    model_of = dict(zip(per_lang["system"], per_lang["model"]))
+    out = pd.DataFrame(index=systems)
+    for lang in [*langs, "avg"]:
+        rows = avg if lang == "avg" else per_lang[per_lang["language"] == lang]
+        cells = dict(zip(rows["system"], rows["ci"]))
+        out[lang] = [cells[s].text() if s in cells else "" for s in systems]
+        if published is not None and lang in set(published["language"]):
+            scores = published[published["language"] == lang].set_index("model")["score"]
+            out[f"{lang} paper"] = [_number(scores.get(model_of.get(s))) for s in systems]
+    out.index.name = "system"
+    return out
+
+
+def gap_table(table, models: list[str]):
+    """Rows model systems, a column per task: the transfer gap's mean ± h."""
+    import pandas as pd
+
+    gap = transfer_gap(table)
+    systems = order_systems(gap["system"], models)
+    out = pd.DataFrame(index=systems)
+    for task, sub in gap.groupby("task", sort=False):
+        cells = dict(zip(sub["system"], sub["ci"]))
+        out[task] = [cells[s].text() if s in cells else "" for s in systems]
+    out.index.name = "system"
+    return out
+
+
+def _number(value) -> str:
+    """A published score as text ('' when absent)."""
+    return "" if value is None or math.isnan(float(value)) else f"{float(value):.1f}"
+
+
+# --------------------------------------------------------------------------------------------
+# The family paragraph
+# --------------------------------------------------------------------------------------------
+
+def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) -> str:
+    """One paragraph saying whether the paper's finding holds for a family: continued
+    pretraining on translation (the ``mt`` variants of ``base``) does not help zero-shot
+    transfer, and one-to-many (the variant named ``*o2m*``) hurts most.
+
+    ``table`` is a normalized results table restricted to one mode, whose ``system`` is the
+    model name. Transfer is the mean score over the non-English languages; two models differ
+    only where their 95% intervals do not overlap. ``controls`` are variants continued on their
+    own objective for the same steps (e.g. masked LM); translation variants are compared with
+    them too.
+    """
+    scores = cross_lingual(table[~table["control"]])
+    ci = {(row.task, row.system): row.ci for row in scores.itertuples()}
+    tasks = [t for t in dict.fromkeys(scores["task"]) if (t, base) in ci]
+    mt = [m for m in mt if any((t, m) in ci for t in tasks)]
+    if not tasks or not mt:
+        return (f"The results hold no translation variant of {base} beside {base} itself, so the paper's "
+                "finding cannot be tested here.")
+    seeds = max(c.n for c in ci.values())
+    parts = [f"Transfer here is the mean score over the non-English languages, with its 95% t-interval over "
+             f"{seeds} seed{'s' * (seeds != 1)} in brackets; two models differ only where their intervals do "
+             "not overlap."]
+    if seeds < 2:
+        parts.append("With one seed there are no intervals, so no difference can be resolved.")
+    parts.append(_first_finding(ci, tasks, base, mt))
+    parts.append(_second_finding(ci, tasks, base, mt))
+    for control in controls:
+        if any((t, control) in ci for t in tasks):
+            parts.append(_against_control(ci, tasks, control, mt))
+    return " ".join(parts)
+
+
+def _compare(ci: dict, tasks: list[str], model: str, other: str) -> list[tuple[str, str]]:
+    """[(task, verdict of model against other)] over the tasks both have."""
+    return [(t, overlap(ci[(t, model)], ci[(t, other)])) for t in tasks if (t, model) in ci and (t, other) in ci]
+
+
+def _cite(ci: dict, task: str, a: str, b: str) -> str:
+    """'on T, a 41.2 [38.0, 44.4] against b 45.0 [43.1, 46.9]'."""
+    return f"on {task}, {a} {ci[(task, a)].bracket()} against {b} {ci[(task, b)].bracket()}"
+
+
+def _first_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
+    """Whether any translation variant transfers better than the base."""
+    verdicts = [(m, t, v) for m in mt for t, v in _compare(ci, tasks, m, base)]
+    better = [(m, t) for m, t, v in verdicts if v == "higher"]
+    worse = [(m, t) for m, t, v in verdicts if v == "lower"]
+    if better:
+        cites = "; ".join(_cite(ci, t, m, base) for m, t in better[:3])
+        return (f"The paper's first finding does not hold here: continued pretraining on translation helps "
+                f"transfer in {len(better)} of {_count(len(verdicts), 'model-task comparison')} ({cites}).")
+    m, t = max(((m, t) for m, t, _ in verdicts), key=lambda pair: abs(ci[(pair[1], pair[0])].mean - ci[(pair[1], base)].mean))
+    unresolved = len(verdicts) - len(worse)
+    return (f"The paper's first finding holds here: continued pretraining on translation does not help transfer. "
+            f"No translation variant scores above {base} beyond the intervals: of "
+            f"{_count(len(verdicts), 'model-task comparison')}, {len(worse)} lower and {unresolved} overlapping (no "
+            f"difference we can resolve); the largest difference is {_cite(ci, t, m, base)}.")
+
+
+def _second_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
+    """Whether the one-to-many variant loses most against the base."""
+    o2m = next((m for m in mt if "o2m" in m), None)
+    if o2m is None:
+        return "The family has no one-to-many variant, so the paper's second finding (o2m hurts most) is not tested."
+    drop = {m: float(np.mean([ci[(t, base)].mean - ci[(t, m)].mean for t in tasks if (t, m) in ci])) for m in mt}
+    worst = max(drop, key=drop.get)
+    others = ", ".join(f"{m} {_points(drop[m])}" for m in mt if m != o2m)
+    verdicts = [v for _, v in _compare(ci, tasks, o2m, base)]
+    below, above = verdicts.count("lower"), verdicts.count("higher")
+    if worst == o2m and drop[o2m] > 0:
+        resolved = (f"its interval lies below {base}'s on {below} of {_count(len(verdicts), 'task')}" if below else
+                    f"but its intervals overlap {base}'s on every task, so this is not a drop we can resolve")
+        return (f"As in the paper, one-to-many hurts most: {o2m} {_points(drop[o2m])} against {base} on average "
+                f"over the tasks" + (f" ({others})" if others else "") + f"; {resolved}.")
+    resolved = (f"its interval lies above {base}'s on {above} and below on {below} of {_count(len(verdicts), 'task')}"
+                if above or below else f"its intervals overlap {base}'s on every task: no difference we can resolve")
+    if drop[worst] <= 0:
+        return (f"Unlike the paper, no translation variant loses against {base} on average over the tasks: {o2m} "
+                f"{_points(drop[o2m])}" + (f" ({others})" if others else "") + f"; {resolved}.")
+    return (f"Unlike the paper, one-to-many does not hurt most here: {worst} {_points(drop[worst])} against {base} "
+            f"on average over the tasks, {o2m} {_points(drop[o2m])}; for {o2m}, {resolved}.")
+
+
+def _against_control(ci: dict, tasks: list[str], control: str, mt: list[str]) -> str:
+    """How the translation variants compare with a variant continued on its own objective."""
+    verdicts = [v for m in mt for _, v in _compare(ci, tasks, m, control)]
+    counts = {v: verdicts.count(v) for v in ("higher", "lower", "overlap")}
+    return (f"Against {control}, continued for the same steps on its own objective, the translation variants are "
+            f"higher in {counts['higher']}, lower in {counts['lower']} and not resolvably different in "
+            f"{counts['overlap']} of {_count(len(verdicts), 'model-task comparison')}.")
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 task', '2 tasks'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _points(drop: float) -> str:
+    """'loses 3.1 points' or 'gains 0.4 points'."""
+    return f"loses {drop:.1f} points" if drop >= 0 else f"gains {-drop:.1f} points"
