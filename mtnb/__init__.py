@@ -9,7 +9,8 @@ evaluation, CKA, SVD), the batch runner and the Jupyter Book report. Modules:
 - ``mtnb.libo_help``, ``mtnb.minicorpus``, ``mtnb.minidata``: the offline LibreOffice corpus;
 - ``mtnb.xglue``, ``mtnb.tasks``, ``mtnb.data``: XGLUE, the task table, one loader for both;
 - ``mtnb.metrics``: entity F1, accuracy and nDCG as local ``evaluate`` modules;
-- ``mtnb.finetune``, ``mtnb.zeroshot``, ``mtnb.controls``: fine-tuning and zero-shot scoring;
+- ``mtnb.finetune``, ``mtnb.probe``, ``mtnb.zeroshot``, ``mtnb.controls``: fine-tuning, linear
+  probes and zero-shot scoring;
 - ``mtnb.representations``, ``mtnb.cka``, ``mtnb.cka_study``: pooled features and CKA;
 - ``mtnb.svd``: singular values of encoder weight matrices; ``mtnb.paper``: the paper's tables;
 - ``mtnb.vocab``, ``mtnb.pretrain``: the mini zoo; ``mtnb.me5``: multilingual-e5-small;

@@ -10,7 +10,8 @@ finetune, zeroshot, cka, svd). It writes a book source into
     runs/<grid>/book/
         _config.yml         the project's _config.yml, execution off, this grid's title
         _toc.yml            generated
-        overview.md         the grid, its jobs (done, failed, pending), wall times, where things are
+        overview.md         the grid, its jobs (done, failed, pending), wall times, the mtnb code
+                            versions when jobs ran different ones, where things are
         results.md          the grid's family (when its ``book:`` key names one), Table 1 and
                             Table 4 analogs with 95% intervals over seeds, the transfer gap
         cka.md, svd.md      the CKA job's figures and tables; a section per SVD job
@@ -226,6 +227,11 @@ def overview_page(study: Study) -> str:
         parts.append("\nNotebook parameters set by the grid (the notebooks' defaults apply to the rest):\n\n")
         parts += [f"- **{kind}**: " + ", ".join(f"`{k}={v}`" for k, v in params.items()) + "\n" for kind, params in sections]
     parts += ["\n## Jobs\n\n", md_table(_job_rows(study), index=False)]
+    code = _code_rows(study)
+    if code is not None:
+        parts += ["\nThe finished jobs ran different versions of the mtnb code (`code_hash` in their `done.json`: a "
+                  "hash of the package's source files); numbers made by older code may not compare:\n\n",
+                  md_table(code, index=False)]
     failed = [(j, study.states[j.id]["note"]) for j in study.jobs if study.states[j.id]["status"] == "failed"]
     if failed:
         parts.append("\nFailed jobs (their error; see `failed.json` in the job's folder):\n\n")
@@ -278,6 +284,23 @@ def _job_rows(study: Study):
                          **{"wall time (sum)": _seconds(sum(wall)) if wall else "",
                             "median per job": _seconds(statistics.median(wall)) if wall else ""}))
     return pd.DataFrame(rows)
+
+
+def _code_rows(study: Study):
+    """Per mtnb code hash of the finished jobs: how many, of which kinds, the last finish; None
+    when they all ran the same code."""
+    import pandas as pd
+
+    by_code: dict[str, list[Job]] = {}
+    for job in study.done():
+        by_code.setdefault(study.records[job.id].get("code_hash") or "(not recorded)", []).append(job)
+    if len(by_code) < 2:
+        return None
+    rows = [{"mtnb code": f"`{code}`" if code[0] != "(" else code, "jobs": len(jobs),
+             "kinds": ", ".join(dict.fromkeys(j.kind for j in jobs)),
+             "last finished": max(study.records[j.id].get("finished", "") for j in jobs)[:19].replace("T", " ")}
+            for code, jobs in by_code.items()]
+    return pd.DataFrame(rows).sort_values("last finished")
 
 
 def _where_rows(study: Study):

@@ -13,6 +13,11 @@ One task head on the encoder, by the task table's ``head``:
 Training follows the paper: AdamW, a linear warmup then linear decay of the learning rate, on
 the English train split, keeping the weights that score best on English dev. Batches hold
 examples of similar length, each padded only to its own longest sequence.
+
+A job (``run_job``, what notebooks/finetune.ipynb calls) trains one model on one task for
+several seeds, each into its own run folder ``<output_dir>/seed-<k>/``, in one of two modes:
+``finetune`` (the above, the paper's) or ``probe`` (the encoder frozen, a linear classifier on
+one layer's features: ``mtnb.probe``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from .errors import MtnbError
 from .languages import language_code
 
 POOLINGS = ("mean", "first")
+MODES = ("finetune", "probe")
 
 
 # --------------------------------------------------------------------------------------------
@@ -42,31 +48,51 @@ def set_language(tokenizer, spec_lang_codes: str, lang: str) -> None:
         tokenizer.src_lang = language_code(lang, spec_lang_codes)
 
 
-def encode(records, task, tokenizer, max_length: int) -> list[dict]:
+def input_prefixes(inputs: str, head: str) -> tuple[str, str]:
+    """The text put before a model's first and second input segment, by the registry's
+    ``inputs`` convention.
+
+    plain: nothing. e5 (multilingual-e5 was trained on "query: ..." and "passage: ..."):
+    "query: " before a ranking query, "passage: " before everything else (a text, a sentence's
+    words, both sides of a pair, a ranking candidate). One prefix on both sides of symmetric
+    inputs, as e5's model card asks, and the prefix of the me5 family's continued pretraining
+    (``mtnb.e5_continued``), so that the features of all its members compare.
+    """
+    if inputs == "e5":
+        return ("query: " if head == "ranking" else "passage: "), "passage: "
+    return "", ""
+
+
+def encode(records, task, tokenizer, max_length: int, prefixes: tuple[str, str] = ("", "")) -> list[dict]:
     """Token ids and labels of every record: ``[{"input_ids": [...], "labels": ...}]``.
 
     ``labels`` is a list (one per token, -100 where ignored) for token heads and an int
     otherwise; ranking records also keep ``query_id``. Inputs longer than ``max_length``
-    tokens are truncated (for pairs, the longer text first).
+    tokens are truncated (for pairs, the longer text first). ``prefixes`` (see
+    ``input_prefixes``) go before the first and second segment; for token heads the first
+    prefix's words go before the sentence's words, labelled -100.
     """
     examples = []
     label_field = task.label_field
     if task.head == "token":
-        words = [r[task.text_fields[0]] for r in records]
+        lead = prefixes[0].split()
+        words = [lead + list(r[task.text_fields[0]]) for r in records]
         enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
         for i, record in enumerate(records):
             tags, labels, previous = record[label_field], [], None
             for word in enc.word_ids(i):
-                labels.append(-100 if word is None or word == previous else int(tags[word]))
+                ignored = word is None or word == previous or word < len(lead)
+                labels.append(-100 if ignored else int(tags[word - len(lead)]))
                 previous = word
             examples.append({"input_ids": enc["input_ids"][i], "labels": labels})
         return examples
+    first, second = prefixes
     segments = [task.segments(r) for r in records]
     if task.head == "sequence":
-        enc = tokenizer([s[0] for s in segments], truncation=True, max_length=max_length)
+        enc = tokenizer([first + s[0] for s in segments], truncation=True, max_length=max_length)
     else:
-        enc = tokenizer([s[0] for s in segments], [s[1] for s in segments], truncation="longest_first",
-                        max_length=max_length)
+        enc = tokenizer([first + s[0] for s in segments], [second + s[1] for s in segments],
+                        truncation="longest_first", max_length=max_length)
     for i, record in enumerate(records):
         example = {"input_ids": enc["input_ids"][i], "labels": int(record[label_field])}
         if task.head == "ranking":
@@ -332,16 +358,25 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
     return best_state, best, curve
 
 
-def save_run(folder: Path, state: dict, run_config: dict, curve: Curve) -> None:
-    """Write a finished run: ``model.safetensors`` (encoder and head), ``run.json`` (what was
-    run), ``curve.json``; ``done.json`` last, so a folder without it is never taken as finished."""
+def save_run(folder: Path, state: dict, run_config: dict, curve, weights_file: str = "model.safetensors",
+             figure=None) -> None:
+    """Write a finished run: ``weights_file`` (fine-tuning: encoder and head in
+    model.safetensors), ``run.json`` (what was run), ``curve.json`` (the dataclass ``curve``),
+    ``curve.png`` (when ``figure``, a function returning a matplotlib figure, is given);
+    ``done.json`` last, so a folder without it is never taken as finished."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "done.json").unlink(missing_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / weights_file))
     (folder / "run.json").write_text(json.dumps(run_config, indent=1))
     (folder / "curve.json").write_text(json.dumps(asdict(curve)))
+    if figure is not None:
+        import matplotlib.pyplot as plt
+
+        fig = figure()
+        fig.savefig(folder / "curve.png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
     (folder / "done.json").write_text(json.dumps({"finished": True}))
 
 
@@ -405,15 +440,17 @@ def finetune_run(model: str, task: str, output_dir: str | Path, *, config: Train
     seed_everything(config.seed)
     encoder = load_encoder(model, registry)
     set_language(encoder.tokenizer, encoder.spec.lang_codes, "en")
-    train_examples = encode(train_records, task_spec, encoder.tokenizer, config.max_length)
-    dev_examples = encode(dev_records, task_spec, encoder.tokenizer, config.max_length)
+    prefixes = input_prefixes(encoder.spec.inputs, task_spec.head)
+    train_examples = encode(train_records, task_spec, encoder.tokenizer, config.max_length, prefixes)
+    dev_examples = encode(dev_records, task_spec, encoder.tokenizer, config.max_length, prefixes)
     net = task_model(encoder.model, encoder.shape.hidden_size, len(task_spec.labels), task_spec.head, pooling)
     net.to("cuda" if torch.cuda.is_available() else "cpu")
     pad_id = encoder.tokenizer.pad_token_id
     state, best, curve = train(net, train_examples, dev_examples, task_spec, pad_id, config, progress)
     record = {
-        "model": model, "model_folder": str(folder), "family": encoder.spec.family,
-        "lang_codes": encoder.spec.lang_codes, "task": task_spec.name, "head": task_spec.head,
+        "mode": "finetune", "model": model, "model_folder": str(folder), "family": encoder.spec.family,
+        "lang_codes": encoder.spec.lang_codes, "inputs": encoder.spec.inputs, "prefixes": list(prefixes),
+        "task": task_spec.name, "head": task_spec.head,
         "labels": list(task_spec.labels), "metric": task_spec.metric, "pooling": pooling,
         "registry": registry_path, "train": asdict(config), "max_train": max_train, "max_dev": max_dev,
         "data": {"mini_root": _str(mini_root), "xglue_dir": _str(xglue_dir), "xglue_parquet": _str(xglue_parquet)},
@@ -421,7 +458,8 @@ def finetune_run(model: str, task: str, output_dir: str | Path, *, config: Train
         "n_dev": len(dev_examples), "best_dev_score": best,
         "examples_per_second": curve.examples_seen / max(curve.seconds, 1e-9),
     }
-    save_run(output_dir, state, record, curve)
+    save_run(output_dir, state, record, curve,
+             figure=lambda: plot_curve(curve, f"{model} on {task_spec.name} (seed {config.seed})"))
     return record
 
 
@@ -445,6 +483,9 @@ def load_finetuned(folder: str | Path):
         raise MtnbError(f"{folder} holds no finished fine-tuning run (no done.json/model.safetensors); "
                         "run notebooks/finetune.ipynb into it first")
     record = json.loads((folder / "run.json").read_text())
+    if record.get("mode", "finetune") != "finetune":
+        raise MtnbError(f"{folder} holds a {record['mode']} run, not a fine-tuned model; load it with "
+                        "mtnb.probe.load_probe")
     registry = load_registry(record["registry"]) if record.get("registry") else None
     encoder = load_encoder(record["model"], registry)
     task_spec = get_task(record["task"])
@@ -453,3 +494,97 @@ def load_finetuned(folder: str | Path):
     net.load_state_dict(load_file(str(folder / "model.safetensors")))
     net.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return net, encoder.tokenizer, task_spec, record
+
+
+# --------------------------------------------------------------------------------------------
+# A job: one model, one task, several seeds, fine-tuned or probed
+# --------------------------------------------------------------------------------------------
+
+def check_seeds(seeds) -> list[int]:
+    """``seeds`` as a list of distinct ints (at least one); MtnbError otherwise."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, (list, tuple)) or not seeds or \
+            any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise MtnbError(f"seeds {seeds!r}: give a list of integers, e.g. [0, 1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise MtnbError(f"seeds {seeds!r}: a seed is listed twice")
+    return list(seeds)
+
+
+def run_folders(output_dir: str | Path, seeds) -> dict[int, Path]:
+    """``{seed: <output_dir>/seed-<seed>}``; MtnbError when one of them already holds a finished
+    run (nothing computed is overwritten)."""
+    output_dir = Path(output_dir)
+    folders = {seed: output_dir / f"seed-{seed}" for seed in check_seeds(seeds)}
+    for folder in [output_dir, *folders.values()]:
+        if (folder / "done.json").is_file():
+            raise MtnbError(f"{folder} already holds a finished run; choose another output folder")
+    return folders
+
+
+def run_job(model: str, task: str, output_dir: str | Path, *, mode: str = "finetune", seeds=(0,),
+            config: TrainConfig | None = None, probe_layer: int = -1, pooling: str = "mean",
+            max_train: int | None = None, max_dev: int | None = None, max_eval: int | None = None,
+            registry_path: str | None = None, mini_root=None, xglue_dir=None, xglue_parquet=None,
+            progress: bool = True) -> list[dict]:
+    """Train ``model`` on ``task`` once per seed, into ``<output_dir>/seed-<seed>/``; returns the
+    run records in seed order.
+
+    ``mode`` finetune: ``finetune_run`` per seed with ``config`` (its seed replaced). ``mode``
+    probe: ``mtnb.probe.probe_run`` with ``probe_layer`` (the features are computed once for
+    all seeds; ``config`` gives max_length and the forward batch size; ``max_eval`` caps the
+    test examples per language whose features are computed ahead for zero-shot evaluation).
+    A bad mode, seed list, layer or name fails before any weights load.
+    """
+    from dataclasses import replace
+
+    if mode not in MODES:
+        raise MtnbError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    config = config or TrainConfig()
+    folders = run_folders(output_dir, seeds)
+    data = dict(registry_path=registry_path, mini_root=mini_root, xglue_dir=xglue_dir,
+                xglue_parquet=xglue_parquet, progress=progress)
+    if mode == "probe":
+        from .probe import ProbeConfig, probe_run
+
+        probe_config = ProbeConfig(layer=probe_layer, pooling=pooling, max_length=config.max_length,
+                                   batch_size=config.batch_size)
+        return probe_run(model, task, output_dir, seeds=list(folders), config=probe_config, max_train=max_train,
+                         max_dev=max_dev, max_eval=max_eval, **data)
+    if isinstance(probe_layer, bool) or not isinstance(probe_layer, int):
+        raise MtnbError(f"probe_layer {probe_layer!r}: give an integer layer (-1: the last)")
+    return [finetune_run(model, task, folder, config=replace(config, seed=seed), pooling=pooling,
+                         max_train=max_train, max_dev=max_dev, **data)
+            for seed, folder in folders.items()]
+
+
+def run_table(records: list[dict]):
+    """One row per seed of a job's run records: English examples, best English dev score
+    (0-100) and, by mode, training speed (finetune) or the chosen weight decay (probe)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row = {"seed": r["train"]["seed"], "mode": r.get("mode", "finetune"), "English examples": r["n_train"],
+               f"English dev {r['metric']}": round(100 * r["best_dev_score"], 1)}
+        if row["mode"] == "probe":
+            row.update({"layer": r["layer_index"], "weight decay": r["weight_decay"]})
+        else:
+            row["examples/s"] = round(r["examples_per_second"], 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_run(folder: str | Path):
+    """The figure of a finished run folder: the training curve (fine-tuning) or the probe's
+    losses and dev scores per weight decay (probe)."""
+    folder = Path(folder)
+    record = json.loads((folder / "run.json").read_text())
+    curve = json.loads((folder / "curve.json").read_text())
+    title = f"{record['model']} on {record['task']} (seed {record['train']['seed']})"
+    if record.get("mode", "finetune") == "probe":
+        from .probe import ProbeCurve, plot_probe
+
+        return plot_probe(ProbeCurve(**curve), title)
+    return plot_curve(Curve(**curve), title)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -31,10 +31,14 @@ from .paths import params_dir, project_root
 
 FAMILIES = ("bert", "xlm-roberta", "mbart", "m2m100")
 ROLES = ("lm", "cp", "mt")
-FIELDS = ("source", "family", "role", "base", "lang_codes", "note")
+FIELDS = ("source", "family", "role", "base", "lang_codes", "inputs", "note")
+# how a model expects its input texts: as they are, or with e5's "query: " / "passage: " prefixes
+INPUTS = ("plain", "e5")
 REQUIRED = ("source", "family", "role")
 # config.model_type -> registry family
 MODEL_TYPES = {"bert": "bert", "xlm-roberta": "xlm-roberta", "mbart": "mbart", "m2m_100": "m2m100"}
+# the language codes of a checkpoint outside the registry, by family
+AUTO_LANG_CODES = {"mbart": "mbart50", "m2m100": "nllb"}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]
@@ -50,7 +54,8 @@ class ModelSpec:
 
     ``source`` is a Hub id (``org/name``) or a folder; ``family`` the architecture; ``role`` lm,
     cp or mt; ``base`` the registry name a cp model was continued from; ``lang_codes`` none,
-    mbart50 or nllb.
+    mbart50 or nllb; ``inputs`` plain (texts as they are) or e5 (each text starts with
+    "query: " or "passage: ", see ``mtnb.finetune.input_prefixes``).
     """
 
     name: str
@@ -60,6 +65,7 @@ class ModelSpec:
     base: str | None = None
     lang_codes: str = "none"
     note: str = ""
+    inputs: str = "plain"
 
     def local_folder(self) -> Path | None:
         """The checkpoint folder when ``source`` is a path, None when it is a Hub id.
@@ -108,15 +114,28 @@ def load_registry(path: str | Path | None = None) -> dict[str, ModelSpec]:
         _check_choice(where, "family", fields["family"], FAMILIES)
         _check_choice(where, "role", fields["role"], ROLES)
         _check_choice(where, "lang_codes", fields.get("lang_codes", "none"), tuple(SCHEMES))
+        if fields.get("inputs") is not None:
+            _check_choice(where, "inputs", fields["inputs"], INPUTS)
         specs[str(name)] = ModelSpec(
             name=str(name), source=str(fields["source"]), family=fields["family"],
             role=fields["role"], base=fields.get("base"),
             lang_codes=fields.get("lang_codes", "none"), note=str(fields.get("note") or ""),
+            inputs=fields.get("inputs"),
         )
     for spec in specs.values():
         if spec.role == "cp" and spec.base not in specs:
             raise MtnbError(f"{path}: model {spec.name!r}: base {spec.base!r} is not a model of the registry")
-    return specs
+    return {name: replace(spec, inputs=_inputs(spec, specs)) for name, spec in specs.items()}
+
+
+def _inputs(spec: ModelSpec, specs: dict[str, ModelSpec]) -> str:
+    """A model's input convention: its own ``inputs``, else its base's (a model continued from
+    me5-small keeps e5's prefixes), else plain."""
+    seen = set()
+    while spec.inputs is None and spec.base in specs and spec.name not in seen:
+        seen.add(spec.name)
+        spec = specs[spec.base]
+    return spec.inputs or "plain"
 
 
 def _check_choice(where: str, key: str, value, allowed: tuple[str, ...]) -> None:
@@ -234,7 +253,7 @@ def load_encoder(name: str, registry: dict[str, ModelSpec] | None = None, *,
     without a checkpoint, an unavailable Hub model, or a family outside the study.
     """
     import torch
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     spec = resolve(name, registry)
     folder = checkpoint_folder(spec)
@@ -247,16 +266,45 @@ def load_encoder(name: str, registry: dict[str, ModelSpec] | None = None, *,
         raise MtnbError(f"model {spec.name!r}: params/models.yaml says family {spec.family!r} but the "
                         f"checkpoint is {family!r}; correct the registry entry")
     if spec.family == "auto":
-        spec = ModelSpec(spec.name, spec.source, family, spec.role, spec.base,
-                         {"mbart": "mbart50", "m2m100": "nllb"}.get(family, "none"), spec.note)
+        spec = replace(spec, family=family, lang_codes=AUTO_LANG_CODES.get(family, "none"))
     dtype = torch.float32 if dtype is None else dtype
     shape = (EncoderShape(config.num_hidden_layers, config.hidden_size) if family in ("bert", "xlm-roberta")
              else EncoderShape(config.encoder_layers, config.d_model))
     model = build_encoder(folder, family, config, dtype)
-    with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False) if with_tokenizer else None
+    tokenizer = load_tokenizer(folder) if with_tokenizer else None
     model.to(device).eval()
     return Encoder(model=model, tokenizer=tokenizer, shape=shape, spec=spec, folder=folder)
+
+
+def complete_spec(spec: ModelSpec, folder: Path) -> ModelSpec:
+    """``spec`` with the family (and language codes) of a folder or Hub id outside the registry
+    (``family='auto'``) read from the checkpoint's config.json, as ``load_encoder`` reads them."""
+    if spec.family != "auto":
+        return spec
+    family = MODEL_TYPES.get(json.loads((Path(folder) / "config.json").read_text()).get("model_type"))
+    if family is None:
+        return spec  # load_encoder names the unsupported architecture
+    return replace(spec, family=family, lang_codes=AUTO_LANG_CODES.get(family, "none"))
+
+
+def load_tokenizer(folder: Path):
+    """The tokenizer of the checkpoint in ``folder`` (the one ``load_encoder`` gives), without
+    reading any weights."""
+    from transformers import AutoTokenizer
+
+    with _quiet_transformers():
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+
+
+def encoder_shape(folder: Path) -> EncoderShape:
+    """The encoder's depth and width from the checkpoint's config.json (no weights read)."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    if "encoder_layers" in config and "d_model" in config:       # mbart, m2m100
+        return EncoderShape(int(config["encoder_layers"]), int(config["d_model"]))
+    if "num_hidden_layers" in config and "hidden_size" in config:  # bert, xlm-roberta
+        return EncoderShape(int(config["num_hidden_layers"]), int(config["hidden_size"]))
+    raise MtnbError(f"{folder}/config.json names no encoder depth and width (num_hidden_layers and "
+                    "hidden_size, or encoder_layers and d_model)")
 
 
 # Where each family keeps its encoder inside a checkpoint: the prefixes a checkpoint tensor name

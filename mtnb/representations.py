@@ -1,16 +1,28 @@
-"""Pooled hidden states of every layer of an encoder, computed once and cached on disk.
+"""Hidden states of an encoder, computed once per model and input and cached on disk.
 
-For a model and a list of texts in one language, ``layer_features`` returns an array of shape
-(n_layers + 1, n_texts, hidden): the embedding output, then each Transformer layer, each
-sequence pooled to one vector:
+Two kinds of features, both float32:
 
-    mean:  h̄ = Σ_t m_t h_t / Σ_t m_t      (m_t = 1 on non-padding tokens, special tokens included)
-    first: h̄ = h_0                       (the first token: [CLS] / <s> / the language token)
+- pooled: for one input sequence, every layer pooled to one vector, shape (n_layers + 1, hidden):
+  the embedding output, then each Transformer layer,
 
-The cache key is a SHA-256 of the model's weight files (their content), the texts, the
-language, the pooling and the maximum length, so a retrained checkpoint or another sample set
-never reuses stale features. ``extract_features`` loads one model at a time and frees it
-before the next, so peak memory is one encoder plus the (small) features.
+      mean:  h̄ = Σ_t m_t h_t / Σ_t m_t      (m_t = 1 on non-padding tokens, special tokens included)
+      first: h̄ = h_0                       (the first token: [CLS] / <s> / the language token)
+
+- words: for one input sequence and one layer, the hidden state at given token positions (the
+  first sub-word of each word, for tagging), shape (n_positions, hidden).
+
+``FeatureExtractor`` serves one model's features. It keys each input by its token ids (so the
+tokenizer, a text prefix, truncation and a language token are all part of the key), looks it up
+in a ``FeatureStore`` under ``runs/cache/features/<model key>/`` and runs the encoder only over
+the inputs not stored yet: one forward pass, batched by length under ``torch.inference_mode``,
+gives the pooled features of every layer and the word features of the asked layer together.
+The model key is a SHA-256 of the weight files' content (``weights_fingerprint``), so a
+retrained checkpoint never reuses stale features, while every task, seed, zero-shot evaluation
+and CKA analysis of the same weights shares them. The encoder is loaded only when something is
+missing, and kept until ``close()``.
+
+``extract_features`` is the CKA notebook's entry point: pooled features of given texts per
+(model, language), through the same store.
 """
 
 from __future__ import annotations
@@ -24,11 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MtnbError
-from .languages import language_code
 from .paths import project_root
 
 POOLINGS = ("mean", "first")
-FEATURES_VERSION = 1  # bump when the way features are computed changes
+FEATURES_VERSION = 2  # bump when the way features are computed changes
+SHARD_BYTES = 64 << 20  # a forward pass writes its features in shards of about this size
 
 
 def default_cache_dir() -> Path:
@@ -62,54 +74,304 @@ def weights_fingerprint(folder: str | Path, memo_dir: Path | None = None) -> str
             changed = True
         total.update(f"{path.name}:{memo[key]}".encode())
     if changed:
-        _atomic_write_text(memo_path, json.dumps(memo, indent=0))
+        # another process may have added its own files meanwhile: merge, then replace atomically
+        latest = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
+        _atomic_write_text(memo_path, json.dumps({**latest, **memo}, indent=0))
     return total.hexdigest()
 
 
-def pooled_hidden_states(encoder, texts: list[str], lang: str | None = None, pooling: str = "mean",
-                         batch_size: int = 16, max_length: int = 128, progress: bool = False) -> np.ndarray:
-    """Run ``encoder`` (an ``mtnb.models.Encoder``) over ``texts``; returns float32 features of
-    shape (n_layers + 1, len(texts), hidden), pooled per sequence as the module docstring says.
-
-    For models that mark languages (mBART-50, NLLB) the tokenizer's source language is set to
-    ``lang`` when the tokenizer supports it. Texts are sorted by length into batches (less
-    padding) and the rows are put back in input order.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    if pooling not in POOLINGS:
-        raise MtnbError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
-    tokenizer = encoder.tokenizer
-    if lang is not None and encoder.spec.lang_codes != "none" and hasattr(tokenizer, "src_lang"):
-        tokenizer.src_lang = language_code(lang, encoder.spec.lang_codes)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((encoder.shape.n_layers + 1, len(texts), encoder.shape.hidden_size), dtype=np.float32)
-    device = next(encoder.model.parameters()).device
-    with torch.no_grad():
-        for start in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="features"):
-            rows = order[start:start + batch_size]
-            batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                              max_length=max_length, return_tensors="pt")
-            mask = batch["attention_mask"].to(device)
-            hidden = encoder.model(input_ids=batch["input_ids"].to(device), attention_mask=mask,
-                                   output_hidden_states=True).hidden_states
-            for layer, h in enumerate(hidden):            # h: (batch, seq, hidden)
-                if pooling == "mean":
-                    m = mask.unsqueeze(-1).to(h.dtype)    # (batch, seq, 1)
-                    pooled = (h * m).sum(1) / m.sum(1)
-                else:
-                    pooled = h[:, 0]
-                out[layer, rows] = pooled.float().cpu().numpy()
-    return out
-
-
-def features_key(fingerprint: str, texts: list[str], lang: str | None, pooling: str, max_length: int) -> str:
-    """The cache key of one (model weights, texts, language, pooling, length) combination."""
-    h = hashlib.sha256()
-    h.update(json.dumps([FEATURES_VERSION, fingerprint, lang, pooling, max_length, texts],
-                        ensure_ascii=False).encode())
+def input_key(ids, positions=None) -> str:
+    """The store key of one input: 32 hex digits of SHA-256 over its token ids (and, for word
+    features, the token positions)."""
+    h = hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes())
+    if positions is not None:
+        h.update(b"|" + np.asarray(positions, dtype=np.int64).tobytes())
     return h.hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------------------------
+
+class FeatureStore:
+    """Feature matrices on disk, one per key, each of shape (rows, hidden), float32.
+
+    Written in shards and never overwritten::
+
+        <folder>/<shard>.npy    (total rows, hidden): every entry's rows, one after the other
+        <folder>/<shard>.json   {"keys": [...], "starts": [...], "stops": [...]}
+
+    A shard's .json is written (atomically) after its .npy, so a killed writer leaves no
+    entry that points at a partial file. Two processes adding the same entries at once write
+    two shards; lookups take the first. Reads memory-map the shards.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.index: dict[str, tuple[str, int, int]] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+        self._seen: set[str] = set()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the index of shards written since (by this or another process)."""
+        if not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.glob("*.json")):
+            if path.stem in self._seen:
+                continue
+            shard = json.loads(path.read_text())
+            for key, start, stop in zip(shard["keys"], shard["starts"], shard["stops"]):
+                self.index.setdefault(key, (path.stem, start, stop))
+            self._seen.add(path.stem)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _array(self, shard: str) -> np.ndarray:
+        if shard not in self._arrays:
+            self._arrays[shard] = np.load(self.folder / f"{shard}.npy", mmap_mode="r")
+        return self._arrays[shard]
+
+    def get(self, key: str) -> np.ndarray:
+        """The (rows, hidden) matrix stored under ``key`` (KeyError when absent)."""
+        shard, start, stop = self.index[key]
+        return np.array(self._array(shard)[start:stop])
+
+    def row(self, key: str, row: int) -> np.ndarray:
+        """Row ``row`` of the matrix under ``key``, shape (hidden,)."""
+        shard, start, stop = self.index[key]
+        if not 0 <= row < stop - start:
+            raise IndexError(f"row {row} of an entry with {stop - start} rows")
+        return np.array(self._array(shard)[start + row])
+
+    def add(self, entries: dict[str, np.ndarray]) -> None:
+        """Store ``{key: (rows, hidden) array}`` as one new shard (keys already stored are skipped)."""
+        entries = {k: v for k, v in entries.items() if k not in self.index}
+        if not entries:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        keys = sorted(entries)
+        stops = np.cumsum([len(entries[k]) for k in keys]).tolist()
+        starts = [0] + stops[:-1]
+        data = np.concatenate([np.asarray(entries[k], dtype=np.float32) for k in keys])
+        name = hashlib.sha256("".join(keys).encode()).hexdigest()[:24]
+        _atomic_save(self.folder / f"{name}.npy", data)
+        _atomic_write_text(self.folder / f"{name}.json", json.dumps({"keys": keys, "starts": starts, "stops": stops}))
+        self.refresh()
+
+
+# --------------------------------------------------------------------------------------------
+# One model's features
+# --------------------------------------------------------------------------------------------
+
+class FeatureExtractor:
+    """Pooled and word features of one model (registry name, folder or Hub id), from the store
+    or from one forward pass.
+
+    ``compute(pooled=..., words=..., layer=...)`` runs the encoder once over every input not yet
+    stored; ``pooled(sequences)`` -> (n_layers + 1, n, hidden) (or (n, hidden) for one
+    ``layer``); ``words(sequences, positions, layer)`` -> one (n_positions_i, hidden) array per
+    sequence. Both compute what is missing first. Inputs are token id lists; ``encode_texts``
+    makes them from texts the way the model expects (language token, e5 prefix). Nothing is
+    loaded but config.json and the tokenizer until a forward pass is needed.
+    """
+
+    def __init__(self, model: str, registry=None, *, pooling: str = "mean", cache_dir: str | Path | None = None,
+                 batch_size: int = 32, progress: bool = True):
+        from .models import checkpoint_folder, complete_spec, encoder_shape, resolve
+
+        if pooling not in POOLINGS:
+            raise MtnbError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
+        self.model, self.registry, self.pooling = model, registry, pooling
+        self.batch_size, self.progress = batch_size, progress
+        self.folder = checkpoint_folder(resolve(model, registry))
+        self.spec = complete_spec(resolve(model, registry), self.folder)
+        shape = encoder_shape(self.folder)
+        self.n_layers, self.hidden_size = shape.n_layers, shape.hidden_size
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._tokenizer = None
+        self._encoder = None
+        self._root = None
+        self._fingerprint = None
+        self._stores: dict[str, FeatureStore] = {}
+        self.forward_passes = 0     # how many times the encoder ran (0 when all came from the store)
+        self.sequences_computed = 0
+
+    # -- names and inputs --------------------------------------------------------------------
+
+    def layer_index(self, layer: int) -> int:
+        """``layer`` as an index into (embeddings, layer 1, ..., layer n): 0..n, or -1 for the
+        last, -2 for the one before, ...; MtnbError when the model has no such layer."""
+        depth = self.n_layers + 1
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -depth <= layer < depth:
+            raise MtnbError(f"layer {layer!r}: model {self.model} has {self.n_layers} layers; use 0 (the "
+                            f"embeddings) to {self.n_layers}, or -1 (the last) to -{depth}")
+        return int(layer) % depth
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer (loaded on first use, without the weights)."""
+        if self._tokenizer is None:
+            from .models import load_tokenizer
+            self._tokenizer = load_tokenizer(self.folder)
+        return self._tokenizer
+
+    def encode_texts(self, texts: list[str], lang: str | None, max_length: int, kind: str = "passage") -> list[list[int]]:
+        """Token ids of ``texts`` as the model reads them: the source language set for models
+        with language tokens, e5's prefix of ``kind`` (passage or query) for e5 models,
+        truncated to ``max_length`` tokens."""
+        from .finetune import input_prefixes, set_language
+
+        if lang is not None:
+            set_language(self.tokenizer, self.spec.lang_codes, lang)
+        query, passage = input_prefixes(self.spec.inputs, "ranking")
+        prefix = {"query": query, "passage": passage}[kind]
+        return self.tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)["input_ids"]
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the model's weight files (``weights_fingerprint``)."""
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.folder, self.cache_dir)
+        return self._fingerprint
+
+    def _store(self, name: str) -> FeatureStore:
+        if self._root is None:
+            fingerprint = self.fingerprint()
+            key = hashlib.sha256(f"{FEATURES_VERSION}:{fingerprint}".encode()).hexdigest()[:32]
+            self._root = self.cache_dir / key
+            if not (self._root / "model.json").is_file():
+                _atomic_write_text(self._root / "model.json", json.dumps(
+                    {"model": self.model, "folder": str(self.folder), "weights_sha256": fingerprint,
+                     "features_version": FEATURES_VERSION, "n_layers": self.n_layers,
+                     "hidden_size": self.hidden_size}, indent=1))
+        if name not in self._stores:
+            self._stores[name] = FeatureStore(self._root / name)
+        return self._stores[name]
+
+    def pooled_store(self) -> FeatureStore:
+        """The store of pooled features (every layer) for this model and pooling."""
+        return self._store(f"pooled-{self.pooling}")
+
+    def words_store(self, layer: int) -> FeatureStore:
+        """The store of word features of ``layer`` (an index, see ``layer_index``)."""
+        return self._store(f"words-layer{self.layer_index(layer)}")
+
+    # -- computing ---------------------------------------------------------------------------
+
+    def compute(self, pooled=(), words=(), layer: int | None = None) -> None:
+        """Compute and store what is missing, in one forward pass over the distinct inputs:
+        pooled features of every layer for each id list in ``pooled``; word features of
+        ``layer`` for each (ids, positions) in ``words``."""
+        pooled_store = self.pooled_store()
+        todo: dict[tuple, dict] = {}
+        for ids in pooled:
+            key = input_key(ids)
+            if key not in pooled_store:
+                todo.setdefault(tuple(ids), {})["pooled"] = key
+        if words:
+            if layer is None:
+                raise MtnbError("word features need a layer")
+            store, k = self.words_store(layer), self.layer_index(layer)
+            for ids, positions in words:
+                key = input_key(ids, positions)
+                if key not in store:
+                    todo.setdefault(tuple(ids), {}).setdefault("words", {})[key] = list(positions)
+        if todo:
+            self._forward(todo, None if not words else k)
+
+    def _forward(self, todo: dict[tuple, dict], layer: int | None) -> None:
+        """Run the encoder over ``todo``'s inputs (batched by length) and store the features."""
+        import torch
+        from tqdm.auto import tqdm
+
+        from .finetune import length_grouped_batches
+
+        encoder = self.encoder()
+        device = next(encoder.model.parameters()).device
+        pad_id = self.tokenizer.pad_token_id
+        inputs = list(todo)
+        pooled_out, words_out, size = {}, {}, 0
+        batches = length_grouped_batches([len(ids) for ids in inputs], self.batch_size, None)
+        with torch.inference_mode():
+            for rows in tqdm(batches, desc=f"features of {self.model}", disable=not self.progress):
+                width = max(len(inputs[i]) for i in rows)
+                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for j, i in enumerate(rows):
+                    ids[j, :len(inputs[i])] = torch.tensor(inputs[i])
+                    mask[j, :len(inputs[i])] = 1
+                hidden = encoder.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                       output_hidden_states=True).hidden_states   # n_layers + 1 x (batch, seq, hidden)
+                m = mask.to(device).unsqueeze(-1).float()                         # (batch, seq, 1)
+                pooled = np.stack([((h.float() * m).sum(1) / m.sum(1) if self.pooling == "mean" else h[:, 0].float())
+                                   .cpu().numpy() for h in hidden], 1)            # (batch, n_layers + 1, hidden)
+                for j, i in enumerate(rows):
+                    job = todo[inputs[i]]
+                    if "pooled" in job:
+                        pooled_out[job["pooled"]] = pooled[j]
+                        size += pooled[j].nbytes
+                    for key, positions in job.get("words", {}).items():
+                        words_out[key] = hidden[layer][j, positions].float().cpu().numpy()   # (n_positions, hidden)
+                        size += words_out[key].nbytes
+                if size >= SHARD_BYTES:
+                    self._flush(pooled_out, words_out, layer)
+                    pooled_out, words_out, size = {}, {}, 0
+        self._flush(pooled_out, words_out, layer)
+        self.forward_passes += 1
+        self.sequences_computed += len(inputs)
+
+    def _flush(self, pooled_out: dict, words_out: dict, layer: int | None) -> None:
+        if pooled_out:
+            self.pooled_store().add(pooled_out)
+        if words_out:
+            self.words_store(layer).add(words_out)
+
+    def encoder(self):
+        """The loaded encoder (``mtnb.models.Encoder``), loaded on first call."""
+        if self._encoder is None:
+            from .models import load_encoder
+
+            self._encoder = load_encoder(self.model, self.registry)
+            if self._tokenizer is None:
+                self._tokenizer = self._encoder.tokenizer
+        return self._encoder
+
+    def close(self) -> None:
+        """Free the encoder (the store stays)."""
+        self._encoder = None
+        gc.collect()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def pooled(self, sequences, layer: int | None = None) -> np.ndarray:
+        """Pooled features of each id list: (n_layers + 1, n, hidden), or (n, hidden) for one
+        ``layer``; computes the missing ones first."""
+        sequences = list(sequences)
+        self.compute(pooled=sequences)
+        store = self.pooled_store()
+        keys = [input_key(ids) for ids in sequences]
+        if layer is not None:
+            k = self.layer_index(layer)
+            out = np.empty((len(keys), self.hidden_size), dtype=np.float32)
+            for i, key in enumerate(keys):
+                out[i] = store.row(key, k)
+            return out
+        out = np.empty((self.n_layers + 1, len(keys), self.hidden_size), dtype=np.float32)
+        for i, key in enumerate(keys):
+            out[:, i] = store.get(key)
+        return out
+
+    def words(self, sequences, positions, layer: int) -> list[np.ndarray]:
+        """Word features of ``layer``: for each id list, its hidden states at ``positions``
+        (n_positions, hidden); computes the missing ones first."""
+        pairs = list(zip(sequences, positions))
+        self.compute(words=pairs, layer=layer)
+        store = self.words_store(layer)
+        return [store.get(input_key(ids, pos)) for ids, pos in pairs]
 
 
 def extract_features(models: list[str], texts: dict[str, list[str]], *, registry=None,
@@ -117,30 +379,25 @@ def extract_features(models: list[str], texts: dict[str, list[str]], *, registry
                      cache_dir: str | Path | None = None, progress: bool = True) -> dict[tuple[str, str], np.ndarray]:
     """``{(model, lang): features (n_layers + 1, n, hidden)}`` for every model and language.
 
-    ``texts`` maps a language to its samples. Cached features are read back; a model is loaded
-    only when some of its features are missing, one model at a time, and freed before the next.
+    ``texts`` maps a language to its samples (given e5's "passage: " prefix for e5 models, as
+    the linear probe does). Stored features are read back; a model is loaded only when some of
+    its features are missing, one model at a time, and freed before the next.
     """
     from tqdm.auto import tqdm
 
-    from .models import checkpoint_folder, load_encoder, resolve
+    from .models import resolve
 
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    specs = {name: resolve(name, registry) for name in models}  # unknown names fail before any work
+    for name in models:  # unknown names fail before any work
+        resolve(name, registry)
     result = {}
     for name in tqdm(models, desc="models", disable=not progress):
-        fingerprint = weights_fingerprint(checkpoint_folder(specs[name]), cache)
-        keys = {lang: features_key(fingerprint, t, lang, pooling, max_length) for lang, t in texts.items()}
-        missing = [lang for lang, key in keys.items() if not (cache / f"{key}.npy").is_file()]
-        if missing:
-            encoder = load_encoder(name, registry)
-            for lang in missing:
-                feats = pooled_hidden_states(encoder, texts[lang], lang, pooling, batch_size, max_length)
-                _atomic_save(cache / f"{keys[lang]}.npy", feats)
-            del encoder
-            gc.collect()
-        for lang, key in keys.items():
-            result[(name, lang)] = np.load(cache / f"{key}.npy")
+        extractor = FeatureExtractor(name, registry, pooling=pooling, cache_dir=cache_dir,
+                                     batch_size=batch_size, progress=progress)
+        ids = {lang: extractor.encode_texts(t, lang, max_length) for lang, t in texts.items()}
+        extractor.compute(pooled=[s for seqs in ids.values() for s in seqs])
+        for lang, seqs in ids.items():
+            result[(name, lang)] = extractor.pooled(seqs)
+        extractor.close()
     return result
 
 

@@ -31,6 +31,10 @@ job.json: if the runner alone was killed (or, with SLURM, logged out) while its 
 ``mtnb status`` shows them running and ``mtnb run`` refuses to start until they end, rather
 than delete a folder that a live job writes to.
 
+The record. done.json (or failed.json) also holds what the numbers depend on besides the
+parameters (``job_environment``): OMP_NUM_THREADS, torch's thread count, the torch and
+transformers versions, and ``code_hash``, a hash of the mtnb package's source files.
+
 Timing. done.json records ``seconds``, the wall time of papermill's execution, and
 ``cells_seconds``, the time spent inside the notebook's code cells: the difference is the
 start-up (kernel launch, notebook reading and writing); ``job_seconds`` runs from submission to
@@ -214,7 +218,7 @@ def _execute_notebook(folder: Path, notebook: str, kind: str, parameters: dict, 
                       submitted: float) -> dict:
     """The body of ``execute_job``: papermill, then done.json or failed.json."""
     record = {"kind": kind, "host": socket.gethostname(), "started": _now(),
-              "start_delay_seconds": round(time.time() - submitted, 3)}
+              "start_delay_seconds": round(time.time() - submitted, 3), **job_environment()}
     start = time.perf_counter()
     try:
         import papermill
@@ -235,6 +239,27 @@ def _execute_notebook(folder: Path, notebook: str, kind: str, parameters: dict, 
                   job_seconds=round(time.time() - submitted, 3), cell_seconds=cells)
     write_json_atomic(folder / "done.json", record)
     return record
+
+
+def job_environment() -> dict:
+    """What a job's numbers depend on besides its parameters: the thread settings its kernel
+    inherits, the torch and transformers versions, and the mtnb code (``code_hash``)."""
+    from importlib.metadata import version
+
+    import torch  # about 2 s, before papermill's clock starts
+
+    return {"omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "transformers": version("transformers"), "code_hash": code_hash()}
+
+
+def code_hash() -> str:
+    """12 hex digits of SHA-256 over the mtnb package's source files (their paths and contents):
+    results made with other code carry another hash."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def error_line(err: BaseException) -> str:

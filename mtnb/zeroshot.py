@@ -1,19 +1,23 @@
-"""Zero-shot evaluation of a fine-tuning run in every language of its task, with controls.
+"""Zero-shot evaluation of a fine-tuning or probe run in every language of its task, with controls.
 
-``evaluate_run(run_dir)`` loads the run's fine-tuned model, scores it on each language's test
-(or dev) split, and scores the controls of ``mtnb.controls`` (majority class, bag of sub-words
-trained on the same English examples) on the same examples. It returns a tidy results table,
-one row per (system, language, split):
+``evaluate_run(run_dir)`` loads a run (a fine-tuned model, or a linear probe on a frozen
+encoder: ``mtnb.probe``), scores it on each language's test (or dev) split, and scores the
+controls of ``mtnb.controls`` (majority class, bag of sub-words trained on the same English
+examples) on the same examples. It returns a tidy results table, one row per (system,
+language, split):
 
-    model, task, seed, system, language, split, metric, value (0-100), n
+    model, task, seed, mode, system, language, split, metric, value (0-100), n
 
-where ``system`` is ``model`` or a control's name; and, for classification tasks, the count of
-each predicted class per language, so that a model sending one language to one class shows.
+where ``mode`` is the run's (finetune or probe) and ``system`` is ``model`` or a control's name;
+and, for classification tasks, the count of each predicted class per language, so that a model
+sending one language to one class shows. ``evaluate_runs(run_dir)`` takes a run folder or a
+job's folder of ``seed-<k>`` run folders and stacks their tables.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +25,46 @@ import numpy as np
 from .errors import MtnbError
 
 SYSTEMS = ("model", "majority", "bag-of-subwords")
+COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "metric", "value", "n"]
+COUNT_COLUMNS = ["seed", "language", "split", "label", "count"]
+SEED_FOLDER = re.compile(r"^seed-(-?\d+)$")
+
+
+def run_folders_in(run_dir: str | Path) -> list[Path]:
+    """The run folders of ``run_dir``: itself when it is a run folder, else its ``seed-<k>``
+    subfolders in seed order; MtnbError when it holds neither."""
+    run_dir = Path(run_dir)
+    if (run_dir / "run.json").is_file() or (run_dir / "done.json").is_file():
+        return [run_dir]
+    seeds = sorted((p for p in run_dir.glob("seed-*") if p.is_dir() and SEED_FOLDER.match(p.name)),
+                   key=lambda p: int(SEED_FOLDER.match(p.name).group(1))) if run_dir.is_dir() else []
+    if not seeds:
+        raise MtnbError(f"{run_dir} holds no finished fine-tuning run (no run.json/done.json, no seed-* "
+                        "folders); run notebooks/finetune.ipynb into it first")
+    return seeds
+
+
+def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
+                  max_eval: int | None = None, controls: bool = True, progress: bool = True):
+    """``evaluate_run`` on every run folder of ``run_dir`` (see ``run_folders_in``); returns the
+    stacked (results, predicted counts, notes). Probe runs of one job share one feature
+    extractor, so their encoder loads at most once."""
+    import pandas as pd
+
+    folders = run_folders_in(run_dir)
+    tables, counts, notes, shared = [], [], [], {}
+    for folder in folders:
+        results, tally, more = evaluate_run(folder, languages, splits, max_eval, controls, progress, _shared=shared)
+        tables.append(results)
+        counts.append(tally)
+        notes += [f"{folder.name}: {note}" for note in more] if len(folders) > 1 else more
+    if "extractor" in shared:
+        shared["extractor"].close()
+    return pd.concat(tables, ignore_index=True), pd.concat(counts, ignore_index=True), notes
 
 
 def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
-                 max_eval: int | None = None, controls: bool = True, progress: bool = True):
+                 max_eval: int | None = None, controls: bool = True, progress: bool = True, _shared=None):
     """Score the run in ``run_dir`` per language and split; returns (results, predicted counts,
     notes). ``notes`` lists languages skipped for lack of data. ``max_eval`` caps the
     examples per language (drawn with the run's seed)."""
@@ -34,13 +74,13 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
     from .controls import BagOfSubwords, majority
     from .data import load_task
     from .finetune import encode, load_finetuned, predict, references, score, set_language, subsample
+    from .tasks import get_task
 
     run_dir = Path(run_dir)
     record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else None
     if record is None or not (run_dir / "done.json").is_file():
         raise MtnbError(f"{run_dir} holds no finished fine-tuning run (no run.json/done.json); "
                         "run notebooks/finetune.ipynb into it first")
-    from .tasks import get_task
     task = get_task(record["task"])
     languages = list(task.languages) if languages is None else languages
     unknown = [lang for lang in languages if lang not in task.languages]
@@ -51,20 +91,30 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
             raise MtnbError(f"split {split!r}: zero-shot evaluation uses dev or test")
     data = record.get("data", {})
     seed, max_length = record["train"]["seed"], record["train"]["max_length"]
+    mode = record.get("mode", "finetune")
+    prefixes = tuple(record.get("prefixes", ("", "")))
 
-    net, tokenizer, task, record = load_finetuned(run_dir)
+    if mode == "probe":
+        from .probe import load_probe
+
+        shared = {} if _shared is None else _shared
+        run = load_probe(run_dir, shared.get("extractor"))
+        shared["extractor"] = run.extractor
+        tokenizer = run.tokenizer
+    else:
+        net, tokenizer, task, record = load_finetuned(run_dir)
     pad_id = tokenizer.pad_token_id
     baselines = {}
     if controls:
         set_language(tokenizer, record["lang_codes"], "en")
         train_records = subsample(load_task(task, "en", "train", **data), record.get("max_train"), seed)
-        train_examples = encode(train_records, task, tokenizer, max_length)
+        train_examples = encode(train_records, task, tokenizer, max_length, prefixes)
         bag = BagOfSubwords(task, len(tokenizer), seed).fit(train_examples)
         baselines = {"majority": lambda ex: majority(task, train_examples, ex), "bag-of-subwords": bag.predict}
 
-    rows, counts, notes = [], [], []
+    groups, notes = [], []
     for split in splits:
-        for lang in tqdm(languages, desc=f"zero-shot {split}", disable=not progress):
+        for lang in languages:
             try:
                 records = load_task(task, lang, split, **data)
             except MtnbError as err:
@@ -74,21 +124,26 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
                                      _unlabelled(records[task.label_field])):
                 notes.append(f"{lang} {split}: skipped (no labelled examples)")
                 continue
-            records = subsample(records, max_eval, seed)
-            set_language(tokenizer, record["lang_codes"], lang)
-            examples = encode(records, task, tokenizer, max_length)
-            gold = references(examples, task)
-            systems = {"model": predict(net, examples, task, pad_id)}
-            systems.update({name: fn(examples) for name, fn in baselines.items()})
-            for system, predictions in systems.items():
-                rows.append(dict(model=record["model"], task=task.name, seed=seed, system=system,
-                                 language=lang, split=split, metric=task.metric,
-                                 value=100 * score(task, predictions, gold, examples), n=len(examples)))
-                if task.head in ("sequence", "pair") and system == "model":
-                    tally = pd.Series(predictions).value_counts()
-                    counts += [dict(language=lang, split=split, label=task.labels[k], count=int(v))
-                               for k, v in tally.items()]
-    return pd.DataFrame(rows), pd.DataFrame(counts, columns=["language", "split", "label", "count"]), notes
+            groups.append((split, lang, subsample(records, max_eval, seed)))
+    if mode == "probe":
+        run.prepare([(records, lang) for _, lang, records in groups])  # one forward pass for what is not stored
+
+    rows, counts = [], []
+    for split, lang, records in tqdm(groups, desc="zero-shot", disable=not progress):
+        set_language(tokenizer, record["lang_codes"], lang)
+        examples = encode(records, task, tokenizer, max_length, prefixes)
+        gold = references(examples, task)
+        systems = {"model": run.predict(records, lang) if mode == "probe" else predict(net, examples, task, pad_id)}
+        systems.update({name: fn(examples) for name, fn in baselines.items()})
+        for system, predictions in systems.items():
+            rows.append(dict(model=record["model"], task=task.name, seed=seed, mode=mode, system=system,
+                             language=lang, split=split, metric=task.metric,
+                             value=100 * score(task, predictions, gold, examples), n=len(examples)))
+            if task.head in ("sequence", "pair") and system == "model":
+                tally = pd.Series(predictions).value_counts()
+                counts += [dict(seed=seed, language=lang, split=split, label=task.labels[k], count=int(v))
+                           for k, v in tally.items()]
+    return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(counts, columns=COUNT_COLUMNS), notes
 
 
 def _unlabelled(labels) -> bool:
@@ -98,17 +153,24 @@ def _unlabelled(labels) -> bool:
 
 
 def plot_results(results, title: str = ""):
-    """Bars per language: the model and each control, for each split."""
+    """Bars per language: the model and each control, for each split (with several seeds, the
+    mean over seeds and, as error bars, the standard deviation)."""
     import matplotlib.pyplot as plt
 
     splits = list(dict.fromkeys(results["split"]))
+    n_seeds = results["seed"].nunique()
     fig, axes = plt.subplots(1, len(splits), figsize=(7 * len(splits), 3.4), squeeze=False)
     for ax, split in zip(axes[0], splits):
-        table = results[results.split == split].pivot_table(index="language", columns="system", values="value",
-                                                           sort=False)
+        part = results[results.split == split]
+        table = part.pivot_table(index="language", columns="system", values="value", sort=False)
         table = table[[s for s in SYSTEMS if s in table.columns]]
-        table.plot.bar(ax=ax, rot=0, width=0.8, color=["tab:blue", "tab:gray", "tab:orange"][: table.shape[1]])
-        ax.set_ylabel(f"{results.metric.iloc[0]} (0-100)")
+        spread = None
+        if n_seeds > 1:
+            spread = part.pivot_table(index="language", columns="system", values="value", aggfunc="std",
+                                      sort=False).reindex_like(table)
+        table.plot.bar(ax=ax, rot=0, width=0.8, yerr=spread, capsize=2,
+                       color=["tab:blue", "tab:gray", "tab:orange"][: table.shape[1]])
+        ax.set_ylabel(f"{results.metric.iloc[0]} (0-100)" + (f", mean of {n_seeds} seeds" if n_seeds > 1 else ""))
         ax.set_title(f"{title} ({split})" if title else split)
         ax.legend(fontsize=7)
     fig.tight_layout()

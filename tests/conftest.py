@@ -1,9 +1,10 @@
 """Shared fixtures: random-weight checkpoints at the paper models' shapes, the mini corpus, tiny
-checkpoints and a small grid run, each built once a session."""
+checkpoints, the smoke grid run end to end and a small grid run, each built once a session."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -75,6 +76,7 @@ class GridRun:
     name: str
     threads: str      # OMP_NUM_THREADS its jobs ran with
     seconds: float
+    output: str = ""  # what mtnb run printed
 
     @property
     def runs(self) -> Path:
@@ -83,10 +85,37 @@ class GridRun:
     def env(self, **extra: str) -> dict:
         return {**os.environ, "MTNB_ROOT": str(self.root), **extra}
 
-    def mtnb(self, *args: str) -> subprocess.CompletedProcess:
+    def mtnb(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         """``mtnb ARGS`` in a subprocess on this root."""
-        return subprocess.run([sys.executable, "-m", "mtnb.cli", *args], cwd=ROOT, env=self.env(),
+        return subprocess.run([sys.executable, "-m", "mtnb.cli", *args], cwd=ROOT, env=self.env(**env),
                               capture_output=True, text=True)
+
+    def run_grid(self) -> "GridRun":
+        """``mtnb run NAME --jobs 2`` with OMP_NUM_THREADS=threads for its jobs; its wall time."""
+        start = time.perf_counter()
+        out = self.mtnb("run", self.name, "--jobs", "2", OMP_NUM_THREADS=self.threads)
+        self.seconds = time.perf_counter() - start
+        self.output = out.stdout
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return self
+
+
+@pytest.fixture(scope="session")
+def smoke_grid_run(tmp_path_factory, real_corpus) -> GridRun:
+    """The study's smoke grid, params/grids/smoke.yaml unchanged, run end to end once a session by
+    ``mtnb run smoke --jobs 2`` (a subprocess, OMP_NUM_THREADS=1 for its jobs): mini-xlmr and
+    mini-random pretrained at the smoke budget, fine-tuned (mini-random: probed) on the three mini
+    tasks, scored in five languages, CKA and SVD; 16 jobs, about four minutes on two cores.
+
+    Its project root is a temporary folder with a copy of the repository's params/, a link to
+    notebooks/, and runs/data/mini (the grid's default corpus) a link to the ``real_corpus``
+    folder."""
+    root = tmp_path_factory.mktemp("smoke-grid")
+    shutil.copytree(ROOT / "params", root / "params")
+    (root / "notebooks").symlink_to(ROOT / "notebooks")
+    (root / "runs" / "data").mkdir(parents=True)
+    (root / "runs" / "data" / "mini").symlink_to(real_corpus)
+    return GridRun(root=root, name="smoke", threads="1", seconds=0.0).run_grid()
 
 
 SMALL_FINETUNE = {"learning_rate": 1.0e-3, "epochs": 1, "max_train": 32, "max_dev": 16, "max_length": 32,
@@ -121,11 +150,4 @@ def small_grid_run(tmp_path_factory, real_corpus) -> GridRun:
     (root / "runs" / "benchmarks").mkdir(parents=True)
     (root / "runs" / "benchmarks" / "finetune.json").write_text(
         '{"examples": 256, "batching": {"speedup": 3.2938559521033577, "goal_met": true}}')
-    run = GridRun(root=root, name="small", threads="1", seconds=0.0)
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "mtnb.cli", "run", "small", "--jobs", "2"], cwd=ROOT,
-                         env=run.env(OMP_NUM_THREADS=run.threads),
-                         capture_output=True, text=True)
-    run.seconds = time.perf_counter() - start
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return run
+    return GridRun(root=root, name="small", threads="1", seconds=0.0).run_grid()

@@ -102,10 +102,12 @@ def test_bad_input_fails_before_loading(tmp_path, real_corpus, monkeypatch):
 
 
 def test_zeroshot_languages_and_missing_run(tiny_checkpoint, real_corpus, tmp_path):
-    from mtnb.zeroshot import evaluate_run
+    from mtnb.zeroshot import evaluate_run, evaluate_runs
 
     with pytest.raises(MtnbError, match="holds no finished fine-tuning run"):
         evaluate_run(tmp_path / "nothing")
+    with pytest.raises(MtnbError, match="holds no finished fine-tuning run"):
+        evaluate_runs(tmp_path / "nothing")
     _run(tiny_checkpoint, real_corpus, tmp_path / "run", max_steps=2)
     with pytest.raises(MtnbError, match="has no language 'zh'"):
         evaluate_run(tmp_path / "run", languages=["zh"])
@@ -121,16 +123,29 @@ def _execute(notebook, out, **parameters):
 
 
 def test_finetune_and_zeroshot_notebooks(tiny_checkpoint, real_corpus, tmp_path):
-    run = tmp_path / "run"
+    job = tmp_path / "job"
     _execute("finetune.ipynb", tmp_path / "finetune.ipynb", model=str(tiny_checkpoint), task="mini-topic",
-             learning_rate=1e-3, epochs=1, max_train=64, max_dev=32, max_length=48, max_steps=4,
-             mini_root=str(real_corpus), output_dir=str(run))
-    assert (run / "done.json").is_file() and (run / "curve.png").is_file()
-    _execute("zeroshot.ipynb", tmp_path / "zeroshot.ipynb", run_dir=str(run), max_eval=30)
-    results = pd.read_csv(run / "zeroshot" / "results.csv")
-    assert set(results.language) == {"en", "de", "es", "fr", "ru"}
-    assert list(results.columns) == ["model", "task", "seed", "system", "language", "split", "metric", "value", "n"]
-    assert (run / "zeroshot" / "results.png").is_file() and (run / "zeroshot" / "predicted_counts.png").is_file()
+             learning_rate=1e-3, epochs=1, max_train=64, max_dev=32, max_length=48, max_steps=4, seeds=[0, 2],
+             mini_root=str(real_corpus), output_dir=str(job))
+    assert sorted(p.name for p in job.iterdir()) == ["seed-0", "seed-2"]
+    for seed in (0, 2):
+        run = job / f"seed-{seed}"
+        assert (run / "done.json").is_file() and (run / "curve.png").is_file() and (run / "model.safetensors").is_file()
+        assert json.loads((run / "run.json").read_text())["train"]["seed"] == seed
+        assert (run / "done.json").stat().st_mtime_ns >= max(p.stat().st_mtime_ns for p in run.iterdir()), \
+            "done.json is written last"
+    # one run folder, or the job's folder of seed-<k> runs
+    _execute("zeroshot.ipynb", tmp_path / "zeroshot-one.ipynb", run_dir=str(job / "seed-2"), max_eval=30)
+    one = pd.read_csv(job / "seed-2" / "zeroshot" / "results.csv")
+    assert set(one.seed) == {2} and set(one.language) == {"en", "de", "es", "fr", "ru"}
+    _execute("zeroshot.ipynb", tmp_path / "zeroshot.ipynb", run_dir=str(job), max_eval=30)
+    results = pd.read_csv(job / "zeroshot" / "results.csv")
+    assert set(results.language) == {"en", "de", "es", "fr", "ru"} and set(results.seed) == {0, 2}
+    assert list(results.columns) == ["model", "task", "seed", "mode", "system", "language", "split", "metric",
+                                     "value", "n"]
+    assert set(results["mode"]) == {"finetune"} and len(results) == 2 * 5 * 3
+    pd.testing.assert_frame_equal(results[results.seed == 2].reset_index(drop=True), one)
+    assert (job / "zeroshot" / "results.png").is_file() and (job / "zeroshot" / "predicted_counts.png").is_file()
 
 
 def test_finetune_runs_on_a_paper_shaped_checkpoint(paper_checkpoints, real_corpus, tmp_path):

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+import transformers
 import yaml
 
 from mtnb.cli import main
 from mtnb.errors import MtnbError
 from mtnb.grids import load_grid
 from mtnb.models import load_registry
-from mtnb.runner import expand, run, status
+from mtnb.runner import code_hash, expand, run, status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -232,6 +234,9 @@ def test_run_executes_the_grid_then_skips_what_is_done(tiny_root, real_corpus, c
         record = json.loads((job.folder / "done.json").read_text())
         assert record["status"] == "done" and record["seconds"] > record["startup_seconds"] > 0
         assert (job.folder / f"{job.kind}.ipynb").is_file()
+        assert record["torch"] == torch.__version__ and record["transformers"] == transformers.__version__
+        assert record["omp_num_threads"] == os.environ.get("OMP_NUM_THREADS") and record["torch_threads"] >= 1
+        assert record["code_hash"] == code_hash() and len(code_hash()) == 12
     assert (finetune.folder / "out" / "seed-0" / "model.safetensors").is_file()
     results = pd.read_csv(zeroshot.folder / "out" / "results.csv")
     assert set(results.language) == {"en", "de", "es", "fr", "ru"}
@@ -243,6 +248,51 @@ def test_run_executes_the_grid_then_skips_what_is_done(tiny_root, real_corpus, c
     out = capsys.readouterr().out
     assert "2 jobs: 2 already done (skipped), 0 to run" in out and "0 done, 2 skipped" in out
     assert done_mtimes(tiny_root, "e2e") == before
+
+
+def test_the_smoke_grid_runs_end_to_end(smoke_grid_run, monkeypatch, capsys):
+    """params/grids/smoke.yaml as committed, run by ``mtnb run smoke --jobs 2`` (the session's
+    fixture): every job done, the zoo members trained by its pretrain jobs and registered from
+    their folders, results in five languages for every (model, task), ``mtnb status`` all done."""
+    monkeypatch.setenv("MTNB_ROOT", str(smoke_grid_run.root))
+    runs = smoke_grid_run.runs.resolve()
+    assert (ROOT / "params" / "grids" / "smoke.yaml").read_text() == \
+        (smoke_grid_run.root / "params" / "grids" / "smoke.yaml").read_text(), "the committed grid, unchanged"
+    grid = load_grid("smoke")
+    jobs = expand(grid)
+    assert {job.folder for job in jobs} == {p.parent for p in runs.glob("*/*/job.json")}
+    assert all((job.folder / "done.json").is_file() and (job.folder / f"{job.kind}.ipynb").is_file() for job in jobs)
+    assert f"{grid.name}: {len(jobs)} done, 0 skipped (already done), 0 failed, 0 blocked" in smoke_grid_run.output
+
+    pretrain = {job.parameters["member"]: job for job in jobs if job.kind == "pretrain"}
+    assert list(pretrain) == ["mini-xlmr", "mini-random"]
+    registry = load_registry(runs / "models.yaml")
+    for member, job in pretrain.items():
+        folder = runs.parent.parent / registry[member].source
+        assert folder == job.folder / "out" / member and (folder / "config.json").is_file()
+    users = [job for job in jobs if job.kind in ("finetune", "cka", "svd")]
+    assert {job.parameters["registry"] for job in users} == {"runs/smoke/models.yaml"}
+
+    finetune = [job for job in jobs if job.kind == "finetune"]
+    modes = {(j.parameters["model"], j.parameters.get("mode", "finetune")) for j in finetune}
+    assert modes == {("mini-xlmr", "finetune"), ("mini-random", "probe")}
+    results = pd.concat([pd.read_csv(p) for p in runs.glob("zeroshot/*/out/**/results.csv")], ignore_index=True)
+    assert len(list(runs.glob("zeroshot/*/out/**/results.csv"))) == len(grid.models) * len(grid.tasks)
+    for (model, task), table in results[results.system == "model"].groupby(["model", "task"]):
+        assert set(table.language) == {"en", "de", "es", "fr", "ru"}, (model, task)
+    assert set(results[results.system == "model"].groupby(["model", "task"]).groups) == \
+        {(m, t) for m in grid.models for t in grid.tasks}
+    assert (runs / "cka" / next(j.id for j in jobs if j.kind == "cka") / "out" / "cka_model_pairs.csv").is_file()
+    assert (runs / "svd" / next(j.id for j in jobs if j.kind == "svd") / "out" / "svd.csv").is_file()
+
+    out = smoke_grid_run.mtnb("status", "smoke")
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == f"{len(jobs)} jobs: {len(jobs)} done", out.stdout
+    records = [json.loads((job.folder / "done.json").read_text()) for job in jobs]
+    assert {r["omp_num_threads"] for r in records} == {smoke_grid_run.threads} and {r["torch_threads"] for r in records} == {1}
+    assert len({r["code_hash"] for r in records}) == 1
+    with capsys.disabled():
+        print(f"\nsmoke grid: {len(jobs)} jobs run end to end in {smoke_grid_run.seconds:.0f} s "
+              f"(papermill time {sum(r['seconds'] for r in records):.0f} s)")
 
 
 def test_a_killed_run_resumes_with_only_the_unfinished_jobs(tiny_root, real_corpus, capsys):

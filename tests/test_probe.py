@@ -1,0 +1,250 @@
+"""The linear probe: cached features, the probe's training, its notebooks, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import papermill as pm
+import pytest
+import torch
+
+import mtnb.models as models
+from mtnb.errors import MtnbError
+from mtnb.finetune import encode, input_prefixes, run_job
+from mtnb.models import load_encoder
+from mtnb.probe import ProbeConfig, fit_logistic, load_probe, probe_run, train_probe
+from mtnb.representations import FeatureExtractor, extract_features, weights_fingerprint
+from mtnb.tasks import get_task
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = ["Choose Format - Cells.", "Press Enter.", "A longer paragraph about the Calc sheet and its cells.", "x"]
+
+
+def no_weights(*args, **kwargs):
+    pytest.fail("the encoder was loaded although every feature was in the cache")
+
+
+def test_features_are_computed_once_and_reused(tiny_checkpoint, tmp_path, monkeypatch):
+    first = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, progress=False)
+    ids = first.encode_texts(TEXTS, "en", max_length=32)
+    positions = [[1, 2], [1], [1, 5, 9], [1]]
+    pooled = first.pooled(ids)
+    words = first.words(ids, positions, layer=-1)
+    assert pooled.shape == (3, len(TEXTS), 64) and pooled.dtype == np.float32
+    assert [w.shape for w in words] == [(2, 64), (1, 64), (3, 64), (1, 64)]
+    assert first.forward_passes == 2 and first.sequences_computed == 2 * len(TEXTS)
+
+    # a second extractor (another job) reads the store: no forward pass, the encoder never loads
+    monkeypatch.setattr(models, "load_encoder", no_weights)
+    second = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, progress=False)
+    again = second.encode_texts(TEXTS, "en", max_length=32)
+    np.testing.assert_array_equal(second.pooled(again), pooled)
+    np.testing.assert_array_equal(second.pooled(again, layer=1), pooled[1])
+    for a, b in zip(second.words(again, positions, layer=2), words):
+        np.testing.assert_array_equal(a, b)
+    assert second.forward_passes == 0
+    # CKA's entry point reads the same store for the same texts
+    cka = extract_features([str(tiny_checkpoint)], {"en": TEXTS}, cache_dir=tmp_path, max_length=32, progress=False)
+    np.testing.assert_array_equal(cka[(str(tiny_checkpoint), "en")], pooled)
+
+
+def test_cached_features_equal_a_fresh_forward_pass(tiny_checkpoint, tmp_path):
+    extractor = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, batch_size=3, progress=False)
+    ids = extractor.encode_texts(TEXTS, "en", max_length=32)
+    extractor.compute(pooled=ids, words=[(s, [0, len(s) - 1]) for s in ids], layer=1)
+    cached = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, progress=False)
+    encoder = load_encoder(str(tiny_checkpoint))
+    with torch.no_grad():
+        for s in ids:  # one at a time: no padding at all
+            hidden = encoder.model(input_ids=torch.tensor([s]), output_hidden_states=True).hidden_states
+            fresh = torch.stack([h[0].mean(0) for h in hidden]).numpy()
+            np.testing.assert_allclose(cached.pooled([s])[:, 0], fresh, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(cached.words([s], [[0, len(s) - 1]], layer=1)[0],
+                                       hidden[1][0, [0, len(s) - 1]].numpy(), rtol=1e-5, atol=1e-5)
+    first = FeatureExtractor(str(tiny_checkpoint), pooling="first", cache_dir=tmp_path, progress=False)
+    with torch.no_grad():
+        hidden = encoder.model(input_ids=torch.tensor([ids[0]]), output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(first.pooled(ids[:1])[:, 0], torch.stack([h[0, 0] for h in hidden]).numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_another_checkpoint_gets_its_own_features(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_checkpoint, other)
+    state = load_file(str(other / "model.safetensors"))
+    name = next(k for k in state if k.endswith("encoder.layer.1.output.dense.weight"))
+    state[name] = state[name] * 2
+    save_file(state, str(other / "model.safetensors"), metadata={"format": "pt"})
+    a = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path / "cache", progress=False)
+    b = FeatureExtractor(str(other), cache_dir=tmp_path / "cache", progress=False)
+    ids = a.encode_texts(TEXTS, "en", 32)
+    assert a.fingerprint() != b.fingerprint()
+    fa, fb = a.pooled(ids), b.pooled(ids)
+    assert b.forward_passes == 1
+    np.testing.assert_array_equal(fa[:2], fb[:2])  # embeddings and layer 1 are shared weights
+    assert not np.allclose(fa[2], fb[2])
+
+
+def test_probe_separates_linearly_separable_features():
+    rng = np.random.default_rng(0)
+    task = get_task("mini-topic")  # 8 labels, accuracy
+    centres = rng.standard_normal((8, 32)) * 4
+
+    def blobs(n):
+        y = rng.integers(0, 8, n)
+        return (centres[y] + rng.standard_normal((n, 32))).astype(np.float32), y
+
+    x, y = blobs(800)
+    dev_x, dev_y = blobs(200)
+    probe, curve = train_probe(task, x, y, dev_x, None, [{"labels": int(v)} for v in dev_y], ProbeConfig())
+    assert max(curve.dev_score) >= 0.99
+    test_x, test_y = blobs(300)
+    assert np.mean(np.array(probe.predict(test_x)) == test_y) >= 0.99
+    for losses in curve.losses:
+        assert losses[-1] < losses[0]
+
+
+def test_fit_is_deterministic_and_decreases_the_loss():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * rng.standard_normal(300) > 0).astype(np.int64)
+    w1, b1, losses = fit_logistic(x, y, 2, 1e-2)
+    w2, b2, _ = fit_logistic(x, y, 2, 1e-2)
+    assert np.array_equal(w1, w2) and np.array_equal(b1, b2)
+    assert losses[0] == pytest.approx(np.log(2), rel=1e-6), "from zeros the loss starts at log(n_labels)"
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def _probe(tiny_checkpoint, real_corpus, out, task="mini-topic", seeds=(0,), **kw):
+    return probe_run(str(tiny_checkpoint), task, out, seeds=list(seeds), config=ProbeConfig(max_length=48),
+                     max_train=kw.pop("max_train", 96), max_dev=32, max_eval=kw.pop("max_eval", 24),
+                     mini_root=real_corpus, cache_dir=kw.pop("cache_dir", out.parent / "features"), progress=False, **kw)
+
+
+@pytest.mark.parametrize("task", ["mini-topic", "mini-spans", "mini-rank"])
+def test_probe_trains_on_a_tiny_checkpoint_and_is_evaluated(tiny_checkpoint, real_corpus, tmp_path, task, monkeypatch):
+    from mtnb.zeroshot import evaluate_runs
+
+    [record] = _probe(tiny_checkpoint, real_corpus, tmp_path / "job", task=task)
+    run = tmp_path / "job" / "seed-0"
+    assert [p.name for p in sorted(run.iterdir())] == ["curve.json", "curve.png", "done.json", "probe.safetensors", "run.json"]
+    curve = json.loads((run / "curve.json").read_text())
+    assert all(losses[-1] < losses[0] for losses in curve["losses"]), "every fit lowers its training loss"
+    assert record["mode"] == "probe" and record["layer_index"] == 2 and 0 <= record["best_dev_score"] <= 1
+    # the job computed the test features ahead: zero-shot evaluation needs no forward pass
+    monkeypatch.setattr(models, "load_encoder", no_weights)
+    results, counts, notes = evaluate_runs(tmp_path / "job", max_eval=24, progress=False)
+    assert set(results.language) == {"en", "de", "es", "fr", "ru"} and (results["mode"] == "probe").all()
+    assert set(results.system) == {"model", "majority", "bag-of-subwords"} and (results.n == 24).all()
+    assert results.value.between(0, 100).all()
+    if task == "mini-topic":
+        assert counts.groupby("language")["count"].sum().tolist() == [24] * 5
+
+
+def test_probe_leaves_the_encoder_bit_identical(tiny_checkpoint, real_corpus, tmp_path):
+    before = load_encoder(str(tiny_checkpoint)).model.state_dict()
+    fingerprint = weights_fingerprint(tiny_checkpoint, tmp_path)
+    extractor = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path / "features", progress=False)
+    ids = extractor.encode_texts(TEXTS, "en", 32)
+    extractor.compute(pooled=ids)
+    after = extractor.encoder().model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not p.requires_grad or p.grad is None for p in extractor.encoder().model.parameters())
+    _probe(tiny_checkpoint, real_corpus, tmp_path / "job", cache_dir=tmp_path / "features")
+    assert weights_fingerprint(tiny_checkpoint, tmp_path / "fresh-memo") == fingerprint
+
+
+def test_same_seed_same_probe(tiny_checkpoint, real_corpus, tmp_path):
+    from safetensors.numpy import load_file
+
+    _probe(tiny_checkpoint, real_corpus, tmp_path / "a", seeds=[3, 4])
+    _probe(tiny_checkpoint, real_corpus, tmp_path / "b", seeds=[3])
+    a3, a4, b3 = (load_file(str(tmp_path / j / f"seed-{s}" / "probe.safetensors")) for j, s in (("a", 3), ("a", 4), ("b", 3)))
+    assert all(np.array_equal(a3[k], b3[k]) for k in a3)
+    assert not np.array_equal(a3["weight"], a4["weight"]), "another seed draws another training subsample"
+
+
+def test_bad_mode_layer_or_seeds_fail_before_weights_load(tiny_checkpoint, real_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "load_encoder", no_weights)
+    job = dict(mini_root=real_corpus, progress=False)
+    with pytest.raises(MtnbError, match="unknown mode 'probes': use one of finetune, probe"):
+        run_job(str(tiny_checkpoint), "mini-topic", tmp_path / "x", mode="probes", **job)
+    with pytest.raises(MtnbError, match=r"layer 3: model .* has 2 layers; use 0 \(the embeddings\) to 2"):
+        run_job(str(tiny_checkpoint), "mini-topic", tmp_path / "x", mode="probe", probe_layer=3, **job)
+    with pytest.raises(MtnbError, match="layer 'last'"):
+        run_job(str(tiny_checkpoint), "mini-topic", tmp_path / "x", mode="probe", probe_layer="last", **job)
+    with pytest.raises(MtnbError, match="a seed is listed twice"):
+        run_job(str(tiny_checkpoint), "mini-topic", tmp_path / "x", mode="probe", seeds=[0, 0], **job)
+    with pytest.raises(MtnbError, match="give a list of integers"):
+        run_job(str(tiny_checkpoint), "mini-topic", tmp_path / "x", seeds=["0"], **job)
+    with pytest.raises(MtnbError, match="unknown pooling"):
+        run_job(str(tiny_checkpoint), "mini-topic", tmp_path / "x", mode="probe", pooling="max", **job)
+    (tmp_path / "x" / "seed-1").mkdir(parents=True)
+    (tmp_path / "x" / "seed-1" / "done.json").write_text("{}")
+    with pytest.raises(MtnbError, match="seed-1 already holds a finished run"):
+        run_job(str(tiny_checkpoint), "mini-topic", tmp_path / "x", mode="probe", seeds=[0, 1], **job)
+    with pytest.raises(MtnbError, match="holds no finished probe run"):
+        load_probe(tmp_path / "x" / "seed-0")
+    assert not (tmp_path / "x" / "seed-0").exists()
+
+
+def test_e5_inputs_get_their_prefixes(tiny_checkpoint, tmp_path):
+    assert input_prefixes("e5", "sequence") == ("passage: ", "passage: ")
+    assert input_prefixes("e5", "ranking") == ("query: ", "passage: ")
+    assert input_prefixes("plain", "ranking") == ("", "")
+    tokenizer = load_encoder(str(tiny_checkpoint)).tokenizer
+    spans = get_task("mini-spans")
+    record = {"words": ["Choose", "Format"], "tags": [0, 1]}
+    [plain] = encode([record], spans, tokenizer, 64)
+    [e5] = encode([record], spans, tokenizer, 64, input_prefixes("e5", "token"))
+    # character tokenizer: "passage:" is 8 sub-words before the sentence, all unlabelled
+    assert e5["labels"] == [-100] + [-100] * 8 + plain["labels"][1:]
+    topic = get_task("mini-topic")
+    [e5] = encode([{"text": "Hello", "label": 0}], topic, tokenizer, 64, input_prefixes("e5", "sequence"))
+    assert tokenizer.decode(e5["input_ids"], skip_special_tokens=True).replace(" ", "") == "passage:Hello"
+
+    registry = tmp_path / "models.yaml"
+    registry.write_text("models:\n"
+                        "  e5:\n    source: a/b\n    family: bert\n    role: lm\n    inputs: e5\n"
+                        "  e5-mlm:\n    source: c/d\n    family: bert\n    role: cp\n    base: e5\n"
+                        "  plain:\n    source: e/f\n    family: bert\n    role: lm\n")
+    specs = models.load_registry(registry)
+    assert [specs[n].inputs for n in ("e5", "e5-mlm", "plain")] == ["e5", "e5", "plain"]
+    assert models.load_registry()["me5-small"].inputs == "e5"
+    registry.write_text("models:\n  x:\n    source: a/b\n    family: bert\n    role: lm\n    inputs: e6\n")
+    with pytest.raises(MtnbError, match="inputs 'e6' is not one of plain, e5"):
+        models.load_registry(registry)
+
+
+def _execute(notebook, out, **parameters):
+    pm.execute_notebook(str(ROOT / "notebooks" / notebook), str(out), parameters=parameters,
+                        kernel_name="python3", cwd=str(ROOT), progress_bar=False)
+
+
+def test_probe_notebook_then_zeroshot_notebook(tiny_checkpoint, real_corpus, tmp_path):
+    job = tmp_path / "job"
+    _execute("finetune.ipynb", tmp_path / "finetune.ipynb", model=str(tiny_checkpoint), task="mini-topic",
+             mode="probe", probe_layer=1, seeds=[0, 1], max_train=64, max_dev=32, max_eval=20, max_length=48,
+             mini_root=str(real_corpus), output_dir=str(job))
+    for seed in (0, 1):
+        record = json.loads((job / f"seed-{seed}" / "run.json").read_text())
+        assert record["mode"] == "probe" and record["layer_index"] == 1 and record["train"]["seed"] == seed
+        assert (job / f"seed-{seed}" / "done.json").is_file() and (job / f"seed-{seed}" / "curve.png").is_file()
+    store = FeatureExtractor(str(tiny_checkpoint)).pooled_store().folder
+    shards = sorted(store.glob("*.npy"))
+    _execute("zeroshot.ipynb", tmp_path / "zeroshot.ipynb", run_dir=str(job), max_eval=20)
+    assert sorted(store.glob("*.npy")) == shards, "the zero-shot job computed no features: the probe job had"
+    results = pd.read_csv(job / "zeroshot" / "results.csv")
+    assert list(results.columns) == ["model", "task", "seed", "mode", "system", "language", "split", "metric",
+                                     "value", "n"]
+    assert set(results.seed) == {0, 1} and set(results["mode"]) == {"probe"}
+    assert len(results) == 2 * 5 * 3
+    counts = pd.read_csv(job / "zeroshot" / "predicted_counts.csv")
+    assert set(counts.seed) == {0, 1} and counts["count"].sum() == 2 * 5 * 20
