@@ -222,7 +222,8 @@ def overview_page(study: Study) -> str:
              "\n## The grid\n\n", md_table(_grid_rows(study), index=False)]
     sections = [(kind, item) for kind, params in grid.sections.items()
                 for item in (params if isinstance(params, list) else [params]) if item]
-    sections += [(f"finetune, {model}", params) for model, params in getattr(grid, "per_model", {}).items()]
+    sections += [(f"{kind}, {model}", params) for kind, models in grid.per_model.items()
+                 for model, params in models.items()]
     if sections:
         parts.append("\nNotebook parameters set by the grid (the notebooks' defaults apply to the rest):\n\n")
         parts += [f"- **{kind}**: " + ", ".join(f"`{k}={v}`" for k, v in params.items()) + "\n" for kind, params in sections]

@@ -66,7 +66,7 @@ class E5Budget:
 
 E5_BUDGETS = {
     "smoke": E5Budget(steps=3, batch_size=4, max_length=24, eval_pairs=4, heldout=8),
-    "mini": E5Budget(steps=120),
+    "mini": E5Budget(steps=160, head_lr=2e-3),
 }
 
 
@@ -171,13 +171,15 @@ def _heads():
             self.layers = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(d))
             self.bias = nn.Parameter(torch.zeros(len(self.embed)))
 
-        def forward(self, tokens, memory, memory_padding):
+        def forward(self, tokens, memory, memory_padding, last_only: bool = False):
             m = tokens.shape[1]
             x = self.embed[tokens] + self.positions(torch.arange(m))
             # True = may not attend; padding sits after a target's last token, so the causal
             # mask alone keeps it out of every real position
             causal = torch.triu(torch.ones(m, m, dtype=torch.bool), diagonal=1)
             h = self.layers(x, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=memory_padding)
+            if last_only:  # greedy decoding needs the next token's logits only: (batch, 1, V')
+                h = h[:, -1:]
             return h @ self.embed.T + self.bias
 
     return MaskedLMHead, Decoder
@@ -263,7 +265,7 @@ def greedy_translate(model, tokenizer, vocab: Vocabulary, sources: list[str], tg
             tokens = torch.full((len(memory), 1), vocab.lang[tgt_lang])
             finished = torch.zeros(len(memory), dtype=torch.bool)
             for _ in range(max_length):
-                nxt = model.head(tokens, memory, enc["attention_mask"] == 0)[:, -1].argmax(-1)
+                nxt = model.head(tokens, memory, enc["attention_mask"] == 0, last_only=True)[:, -1].argmax(-1)
                 nxt[finished] = vocab.eos
                 tokens = torch.cat([tokens, nxt[:, None]], dim=1)
                 finished |= nxt == vocab.eos

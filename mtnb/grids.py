@@ -12,7 +12,7 @@ params/grids/smoke.yaml; a path works too), read with ``yaml.safe_load``:
     pretrain: {budget: mini}  # pretrain.ipynb parameters for the zoo members the grid uses
     finetune: {learning_rate: 1.0e-3, max_steps: 10,   # finetune.ipynb parameters
                per_model: {a: {mode: probe}}}          # ... and per model, over the section's
-    zeroshot: {max_eval: 100, splits: [test]}          # zeroshot.ipynb parameters
+    zeroshot: {max_eval: 100, per_model: {a: {max_eval: 50}}}   # zeroshot.ipynb parameters (per_model too)
     cka: {n_samples: 20}      # cka.ipynb parameters (models default: the grid's); omit to skip CKA
     svd: {base: a}            # svd.ipynb parameters (base required; models default: the grid's
                               # others); a list of such mappings runs one SVD job each; omit to skip SVD
@@ -93,7 +93,7 @@ class Grid:
     slurm: dict = field(default_factory=dict)
     task_languages: dict[str, tuple[str, ...]] = field(default_factory=dict)
     book: dict = field(default_factory=dict)
-    per_model: dict[str, dict] = field(default_factory=dict)   # finetune parameters per model
+    per_model: dict[str, dict] = field(default_factory=dict)  # {finetune|zeroshot: {model: parameters}}
     zoo_members: list[str] = field(default_factory=list)      # trained by the grid, bases first
 
     @property
@@ -190,9 +190,11 @@ def load_grid(path: str | Path) -> Grid:
     if len(set(seeds)) != len(seeds):
         raise MtnbError(f"{where}: seeds: a seed is listed twice")
 
-    finetune = dict(doc.get("finetune") or {})
-    per_model = _per_model(where, finetune.pop("per_model", None), models)
-    doc = {**doc, "finetune": finetune}
+    per_model = {}
+    for kind in ("finetune", "zeroshot"):
+        section = dict(doc.get(kind) or {})
+        per_model[kind] = _per_model(where, kind, section.pop("per_model", None), models)
+        doc = {**doc, kind: section}
     sections = {kind: _section(where, kind, doc.get(kind)) for kind in KINDS
                 if kind != "svd" and (kind not in OPTIONAL or kind in doc)}
     _check_budget(where, sections["pretrain"].get("budget", "mini"))
@@ -262,17 +264,17 @@ def _check_budget(where: str, budget) -> None:
         raise MtnbError(f"{where}: pretrain.budget: {budget!r} is not a budget; use one of {', '.join(names)}")
 
 
-def _per_model(where: str, value, models: list[str]) -> dict[str, dict]:
-    """finetune.per_model: {model of the grid: finetune.ipynb parameters for that model}."""
+def _per_model(where: str, kind: str, value, models: list[str]) -> dict[str, dict]:
+    """<kind>.per_model: {model of the grid: <kind>.ipynb parameters for that model's jobs}."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise MtnbError(f"{where}: finetune.per_model: expected a mapping of model -> parameters, got {value!r}")
+        raise MtnbError(f"{where}: {kind}.per_model: expected a mapping of model -> parameters, got {value!r}")
     out = {}
     for model, params in value.items():
         if model not in models:
-            raise MtnbError(f"{where}: finetune.per_model.{model}: not a model of this grid (models: {', '.join(models)})")
-        out[model] = _section(where, "finetune", params, label=f"finetune.per_model.{model}")
+            raise MtnbError(f"{where}: {kind}.per_model.{model}: not a model of this grid (models: {', '.join(models)})")
+        out[model] = _section(where, kind, params, label=f"{kind}.per_model.{model}")
     return out
 
 

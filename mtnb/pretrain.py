@@ -82,7 +82,7 @@ class Budget:
 
 BUDGETS = {
     "smoke": Budget(lm_tokens=6000, mt_steps=6, batch_size=8, eval_pairs=4, eval_tokens=16, vocab_texts=1500),
-    "mini": Budget(lm_tokens=600_000, mt_steps=400, batch_size=32, eval_pairs=100),
+    "mini": Budget(lm_tokens=400_000, mt_steps=300, batch_size=32, eval_pairs=100),
 }
 
 

@@ -128,8 +128,9 @@ def expand(grid: Grid) -> list[Job]:
         for task in grid.tasks:
             finetune = make_job(grid, "finetune", {"model": model, "task": task, "seeds": list(grid.seeds),
                                                    **_given(shared, "finetune"), **grid.sections["finetune"],
-                                                   **grid.per_model.get(model, {})}, deps=built([model]))
-            zeroshot = make_job(grid, "zeroshot", dict(grid.sections["zeroshot"]), deps=[finetune],
+                                                   **grid.per_model["finetune"].get(model, {})}, deps=built([model]))
+            zeroshot = make_job(grid, "zeroshot", {**grid.sections["zeroshot"], **grid.per_model["zeroshot"].get(model, {})},
+                                deps=[finetune],
                                 inputs={"run_dir": finetune.paths["output_dir"]})
             jobs += [finetune, zeroshot]
     if "cka" in grid.sections:

@@ -210,35 +210,63 @@ def test_results_page_in_headless_chromium(small_book):
 # The executed notebooks under nbval
 # --------------------------------------------------------------------------------------------
 
-def test_executed_notebooks_reproduce_under_nbval(small_grid_run, tmp_path):
-    """Re-executes every executed notebook of the small run with nbval and compares its outputs,
-    sanitized by tests/nbval_sanitize.cfg. On a copy: a fresh project root with the same params/,
-    each notebook at its top (nbval runs a notebook in its own folder, papermill ran them in the
-    root), numbered in the order the jobs ran, with the output folders in its injected parameters
-    moved into the copy, so the fine-tuning runs are trained again and the zero-shot ones score
-    those. The copy is the project root (MTNB_ROOT), so the features cache starts empty as it
-    did for the jobs (a cached re-execution prints fewer progress bars). Same seeds, same thread
-    count (OMP_NUM_THREADS) as the jobs had."""
-    copy = tmp_path / "nbval"
-    shutil.copytree(small_grid_run.root / "params", copy / "params")
-    done = sorted(small_grid_run.runs.glob("*/*/done.json"), key=lambda p: json.loads(p.read_text())["started"])
+def nbval_copy(run, copy: Path) -> list[str]:
+    """A fresh project root ``copy`` in which ``run``'s executed notebooks can be executed again:
+    the same params/, the grid's registry runs/<grid>/models.yaml (its zoo members point at their
+    pretrain jobs' folders relative to the root: in the copy, at the checkpoints re-trained there),
+    the corpus link runs/data/mini, and each executed notebook at the top (nbval runs a notebook
+    in its own folder, papermill ran them in the root), numbered in the order the jobs started,
+    with the root in its injected parameters (output_dir, run_dir, base_dir: job folders)
+    replaced by the copy. Returns the notebooks' file names in that order."""
+    shutil.copytree(run.root / "params", copy / "params")
+    for path in (run.runs / "models.yaml", run.root / "runs" / "data" / "mini"):
+        if path.is_symlink():
+            (copy / path.relative_to(run.root)).parent.mkdir(parents=True, exist_ok=True)
+            (copy / path.relative_to(run.root)).symlink_to(path.readlink())
+        elif path.is_file():
+            (copy / path.relative_to(run.root)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy / path.relative_to(run.root))
+    done = sorted(run.runs.glob("*/*/done.json"), key=lambda p: json.loads(p.read_text())["started"])
+    names = []
     for i, record in enumerate(done):
         kind, job = record.parent.parent.name, record.parent.name
         nb = json.loads((record.parent / f"{kind}.ipynb").read_text())
         injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
         assert len(injected) == 1
         source = "".join(injected[0]["source"])
-        assert str(small_grid_run.root) in source
-        injected[0]["source"] = source.replace(str(small_grid_run.root), str(copy))
-        (copy / f"{i:02d}-{kind}-{job}.ipynb").write_text(json.dumps(nb))
-    notebooks = sorted(p.name for p in copy.glob("*.ipynb"))
-    assert len(notebooks) == 6
-    out = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
-                          "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-c", "/dev/null",
-                          "--rootdir", str(copy), "-q", *notebooks],
-                         cwd=copy, env={**os.environ, "MTNB_ROOT": str(copy), "OMP_NUM_THREADS": small_grid_run.threads},
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
+        assert str(run.root) in source
+        injected[0]["source"] = source.replace(str(run.root), str(copy))
+        names.append(f"{i:02d}-{kind}-{job}.ipynb")
+        (copy / names[-1]).write_text(json.dumps(nb))
+    return names
+
+
+def run_nbval(run, copy: Path, notebooks: list[str]) -> subprocess.CompletedProcess:
+    """nbval over ``notebooks`` in ``copy`` (the project root, MTNB_ROOT, so the features cache
+    starts empty as it did for the jobs: a cached re-execution prints fewer progress bars), with
+    tests/nbval_sanitize.cfg and the jobs' thread count (OMP_NUM_THREADS)."""
+    return subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
+                           "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-c", "/dev/null",
+                           "--rootdir", str(copy), "-q", *notebooks],
+                          cwd=copy, env={**os.environ, "MTNB_ROOT": str(copy), "OMP_NUM_THREADS": run.threads},
+                          capture_output=True, text=True)
+
+
+def test_the_smoke_grids_notebooks_reproduce_under_nbval(smoke_grid_run, tmp_path, capsys):
+    """Re-executes every executed notebook of the smoke run (pretrain, finetune in both modes,
+    zeroshot, cka, svd) with nbval on a copy (``nbval_copy``) and compares its outputs, sanitized
+    by tests/nbval_sanitize.cfg: the zoo members are pretrained again, the fine-tuning and probe
+    runs trained again on them, and the zero-shot, CKA and SVD jobs score and compare those. Same
+    seeds and thread count as the jobs: on the CPU, the same numbers."""
+    copy = tmp_path / "nbval"
+    notebooks = nbval_copy(smoke_grid_run, copy)
+    kinds = [name.split("-")[1] for name in notebooks]
+    assert len(notebooks) == 16 and set(kinds) == {"pretrain", "finetune", "zeroshot", "cka", "svd"}
+    start = time.perf_counter()
+    out = run_nbval(smoke_grid_run, copy, notebooks)
+    with capsys.disabled():
+        print(f"\nsmoke grid under nbval: {len(notebooks)} notebooks re-executed in {time.perf_counter() - start:.0f} s")
+    assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
     assert re.search(r"\b\d{2,} passed\b", out.stdout) and "failed" not in out.stdout.splitlines()[-1]
 
 
@@ -254,12 +282,15 @@ def test_the_sanitizers_mask_noise_and_keep_numbers():
 
     a = ("tiny fine-tuned on mini-topic: 32 English examples, best English dev accuracy 31.2, 26.0 examples/s; "
          "run saved in /tmp/pytest-of-root/small-grid0/runs/small/finetune/5d2733bb9527/out\n"
-         "training:  50%|█████     | 1/2 [00:01<00:01,  1.52s/it]  took 4.2 s; CKA 0.874187")
+         "training:  50%|█████     | 1/2 [00:01<00:01,  1.52s/it]  took 4.2 s; CKA 0.874187\n"
+         "mini-xlmr: mlm for 39 steps, 6,112 input tokens in 2 s (2,756 tokens/s)")
     b = ("tiny fine-tuned on mini-topic: 32 English examples, best English dev accuracy 31.2, 38.9 examples/s; "
          "run saved in /tmp/pytest-of-root/nbval0/runs/small/finetune/5d2733bb9527/out\n"
-         "training: 100%|██████████| 2/2 [00:03<00:00,  1.60s/it]  took 11.0 s; CKA 0.874191")
+         "training: 100%|██████████| 2/2 [00:03<00:00,  1.60s/it]  took 11.0 s; CKA 0.874191\n"
+         "mini-xlmr: mlm for 39 steps, 6,112 input tokens in 3 s (1,839 tokens/s)")
     assert clean(a) == clean(b)
     assert "accuracy 31.2" in clean(a) and "CKA 0.87" in clean(a) and "32 English examples" in clean(a)
+    assert "39 steps, 6,112 input tokens" in clean(a)
     assert clean(a.replace("accuracy 31.2", "accuracy 31.3")) != clean(b)
     assert clean(a.replace("CKA 0.874187", "CKA 0.884187")) != clean(b)
 

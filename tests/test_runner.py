@@ -80,6 +80,7 @@ def write_grid(root: Path, name: str, **fields) -> Path:
     ({"pretrain": {"member": "x"}}, "pretrain.member: set by the runner"),
     ({"finetune": {"per_model": {"huge": {"mode": "probe"}}}}, "finetune.per_model.huge: not a model of this grid"),
     ({"finetune": {"per_model": {"tiny": {"mdoe": "probe"}}}}, "finetune.per_model.tiny.mdoe: not a parameter"),
+    ({"zeroshot": {"per_model": {"tiny": {"max_evl": 3}}}}, "zeroshot.per_model.tiny.max_evl: not a parameter"),
     ({"svd": [{"base": "tiny"}, {"models": ["tiny"]}]}, "svd[1].base: missing"),
 ])
 def test_grid_errors_name_the_file_and_the_key(root, fields, key):
@@ -116,7 +117,7 @@ def test_the_smoke_grid_is_valid(monkeypatch):
         assert {"pretrain", "cka", "svd"} <= set(kinds)
         assert kinds.count("pretrain") == len(grid.zoo_members)
     assert len(grid.seeds) >= 3 and {"me5-small", "me5-mlm", "me5-m2o", "me5-o2m", "me5-m2m"} <= set(grid.models)
-    assert {m for m, p in grid.per_model.items() if p.get("mode") == "probe"} == {m for m in grid.models if m.startswith("me5")}
+    assert {m for m, p in grid.per_model["finetune"].items() if p.get("mode") == "probe"} == {m for m in grid.models if m.startswith("me5")}
 
 
 def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):
@@ -124,7 +125,8 @@ def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):
     using one waits for it; the grid's registry points them at the jobs' folders."""
     path = write_grid(root, "zoo", registry=None, models=["mini-mbart-m2o", "mini-random", "me5-o2m"],
                       pretrain={"budget": "smoke"}, svd={"base": "mini-mbart", "models": ["mini-mbart-m2o"]},
-                      finetune={"per_model": {"me5-o2m": {"mode": "probe"}}})
+                      finetune={"per_model": {"me5-o2m": {"mode": "probe"}}},
+                      zeroshot={"max_eval": 30, "per_model": {"me5-o2m": {"max_eval": 10}}})
     grid = load_grid(path)
     assert grid.zoo_members == ["mini-mbart", "mini-mbart-m2o", "mini-xlmr", "mini-random", "me5-o2m"]
     jobs = expand(grid)
@@ -136,6 +138,8 @@ def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):
     finetune = {job.parameters["model"]: job for job in jobs if job.kind == "finetune"}
     assert finetune["mini-mbart-m2o"].deps == [pre["mini-mbart-m2o"].id]
     assert finetune["me5-o2m"].parameters["mode"] == "probe" and "mode" not in finetune["mini-random"].parameters
+    evals = {job.deps[0]: job.parameters["max_eval"] for job in jobs if job.kind == "zeroshot"}
+    assert evals[finetune["me5-o2m"].id] == 10 and evals[finetune["mini-random"].id] == 30
     svd = next(job for job in jobs if job.kind == "svd")
     assert set(svd.deps) == {pre["mini-mbart"].id, pre["mini-mbart-m2o"].id}
     assert {job.parameters["registry"] for job in jobs if "registry" in job.parameters} == {"runs/zoo/models.yaml"}
@@ -289,7 +293,7 @@ def test_the_smoke_grid_runs_end_to_end(smoke_grid_run, monkeypatch, capsys):
     assert out.returncode == 0 and out.stdout.splitlines()[-1] == f"{len(jobs)} jobs: {len(jobs)} done", out.stdout
     records = [json.loads((job.folder / "done.json").read_text()) for job in jobs]
     assert {r["omp_num_threads"] for r in records} == {smoke_grid_run.threads} and {r["torch_threads"] for r in records} == {1}
-    assert len({r["code_hash"] for r in records}) == 1
+    assert all(len(r["code_hash"]) == 12 and r["torch"] == torch.__version__ for r in records)
     with capsys.disabled():
         print(f"\nsmoke grid: {len(jobs)} jobs run end to end in {smoke_grid_run.seconds:.0f} s "
               f"(papermill time {sum(r['seconds'] for r in records):.0f} s)")
