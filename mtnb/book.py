@@ -749,7 +749,8 @@ def notebook_title(job: Job, by_id: dict[str, Job]) -> str:
     if job.kind == "zeroshot" and job.deps and job.deps[0] in by_id:
         p = {**by_id[job.deps[0]].parameters, **p}
     if job.kind in ("finetune", "zeroshot"):
-        seeds = f"seed {p['seed']}" if "seed" in p else f"seeds {', '.join(map(str, p.get('seeds', [])))}"
+        listed = [p["seed"]] if "seed" in p else p.get("seeds", [])
+        seeds = f"seed{'s' if len(listed) > 1 else ''} {', '.join(map(str, listed))}"
         mode = f", {p['mode']}" if p.get("mode") else ""
         return f"{KIND_TITLES[job.kind]}: {p.get('model', '?')} on {p.get('task', '?')}, {seeds}{mode}"
     if job.kind == "pretrain":

@@ -115,19 +115,22 @@ class Vocabulary:
     """The map between the encoder's ids (0..250,001) and the heads' output ids (0..V'-1 for the
     kept pieces, then ``</s>`` is among them, then one ``<2xx>`` per language)."""
 
-    def __init__(self, kept: np.ndarray, eos_id: int, langs=LANGS):
+    def __init__(self, kept: np.ndarray, eos_id: int, unk_id: int, langs=LANGS):
         self.kept = kept
         self.to_small = np.full(int(kept.max()) + 1, -1, dtype=np.int64)
         self.to_small[kept] = np.arange(len(kept))
-        self.eos = int(self.to_small[eos_id])
+        self.eos, self.unk = int(self.to_small[eos_id]), int(self.to_small[unk_id])
         self.lang = {lang: len(kept) + i for i, lang in enumerate(langs)}
         self.size = len(kept) + len(langs)
 
     def small(self, ids):
-        """Encoder ids -> output ids (a piece outside the kept set raises)."""
-        out = self.to_small[np.asarray(ids)]
-        if (out < 0).any():
-            raise MtnbError("a piece outside the corpus vocabulary reached the head; rebuild the vocabulary")
+        """Encoder ids -> output ids; a piece outside the kept set (only held-out text can hold
+        one: the kept set is every piece of the training text) becomes ``<unk>``."""
+        ids = np.asarray(ids)
+        out = np.full(ids.shape, self.unk, dtype=np.int64)
+        known = ids < len(self.to_small)
+        out[known] = self.to_small[ids[known]]
+        out[out < 0] = self.unk
         return out
 
     def full(self, small_ids) -> list[int]:
@@ -347,7 +350,7 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
                                                           if k in LANGS]
     kept = cached_corpus_pieces(tokenizer, corpus_root, texts, budget.max_length,
                                 Path(vocab_cache) if vocab_cache else None)
-    vocab = Vocabulary(kept, tokenizer.eos_token_id)
+    vocab = Vocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
 
     word = bert.embeddings.word_embeddings.weight
     word.requires_grad_(False)

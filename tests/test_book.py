@@ -54,17 +54,34 @@ def test_book_builds(tmp_path):
 # mtnb book: the book of a grid's runs
 # --------------------------------------------------------------------------------------------
 
+def build(run) -> Path:
+    """``mtnb book GRID`` of a grid run: its index.html."""
+    start = time.perf_counter()
+    out = run.mtnb("book", run.name)
+    seconds = time.perf_counter() - start
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    index = run.runs / "book" / "_build" / "html" / "index.html"
+    assert f"open {index}" in out.stdout, out.stdout
+    print(f"\n{run.name} grid: run in {run.seconds:.0f} s, book built in {seconds:.0f} s")
+    return index
+
+
 @pytest.fixture(scope="module")
 def small_book(small_grid_run) -> Path:
     """``mtnb book small`` built once from the session's small grid run: its index.html."""
-    start = time.perf_counter()
-    out = small_grid_run.mtnb("book", "small")
-    seconds = time.perf_counter() - start
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    index = small_grid_run.runs / "book" / "_build" / "html" / "index.html"
-    assert f"open {index}" in out.stdout, out.stdout
-    print(f"\nsmall grid: run in {small_grid_run.seconds:.0f} s, book built in {seconds:.0f} s")
-    return index
+    return build(small_grid_run)
+
+
+@pytest.fixture(scope="module")
+def smoke_book(smoke_grid_run) -> Path:
+    """``mtnb book smoke`` built once from the session's smoke grid run: its index.html."""
+    return build(smoke_grid_run)
+
+
+@pytest.fixture(params=["smoke", "small"])
+def book(request) -> Path:
+    """The smoke grid's book, then the small grid's (its family section)."""
+    return request.getfixturevalue(f"{request.param}_book")
 
 
 def results_tables(runs: Path):
@@ -108,6 +125,35 @@ def test_book_of_a_grid_run_shows_its_results_and_notebooks(small_grid_run, smal
         assert (small_book.parent / "notebooks" / notebook.parent.name / f"{notebook.stem}.html").is_file()
 
 
+def test_the_smoke_grids_book_shows_every_job_and_both_modes(smoke_grid_run, smoke_book):
+    src = smoke_book.parent.parent.parent
+    log = (src / "build.log").read_text()
+    assert "WARNING" not in log, log[-3000:]
+    for page in ("overview", "results", "cka", "svd", "performance", "about"):
+        assert (smoke_book.parent / f"{page}.html").is_file(), page
+    overview = (src / "overview.md").read_text()
+    for kind, n in (("pretrain", 2), ("finetune", 6), ("zeroshot", 6), ("cka", 1), ("svd", 1)):
+        assert f"| {kind} | {n} | {n} | 0 | 0 | 0 | 0 |" in overview, kind
+    assert "| modes | finetune, probe |" in overview and "jobs are not done" not in overview
+    results = (src / "results.md").read_text()
+    assert "## The" not in results.split("## Average over languages")[0], "the smoke grid names no family"
+    for task in ("mini-topic", "mini-spans", "mini-rank"):
+        table = results.split(f"### {task}")[1].split("###")[0]
+        assert "| mini-xlmr (finetune) |" in table and "| mini-random (probe) |" in table, task
+        assert "| majority |" in table and "| bag-of-subwords |" in table, task
+        assert (src / "figures" / f"results-{task}.png").is_file()
+    assert "mini-random against mini-xlmr" in (src / "svd.md").read_text()
+    assert "mini-random" in (src / "cka.md").read_text()
+    notebooks = sorted((src / "notebooks").glob("*/*.ipynb"))
+    assert len(notebooks) == 16 == len(list(smoke_grid_run.runs.glob("*/*/done.json")))
+    assert {n.parent.name for n in notebooks} == {"pretrain", "finetune", "zeroshot", "cka", "svd"}
+    pretrain = (src / "notebooks" / "pretrain.md").read_text()
+    assert "Pretraining: mini-xlmr (smoke budget)" in pretrain and "Pretraining: mini-random (smoke budget)" in pretrain
+    assert "mini-random on mini-topic, seed 0, probe" in (src / "notebooks" / "finetune.md").read_text()
+    for notebook in notebooks:
+        assert (smoke_book.parent / "notebooks" / notebook.parent.name / f"{notebook.stem}.html").is_file()
+
+
 def test_missing_pieces_give_notes_and_an_unrun_grid_one_line(small_grid_run, tmp_path, monkeypatch, capsys):
     from mtnb.book import build_book
 
@@ -119,11 +165,23 @@ def test_missing_pieces_give_notes_and_an_unrun_grid_one_line(small_grid_run, tm
     shutil.rmtree(root / "runs" / "benchmarks")
     monkeypatch.setenv("MTNB_ROOT", str(root))
     src = build_book("small", build=False, quiet=True)
+    assert "versions of the mtnb code" not in (src / "overview.md").read_text(), "one code version: not shown"
+    # jobs made by other code: the zero-shot ones by this, a finetune job by an older version,
+    # the other from before the hash was recorded
+    older, unrecorded = sorted((root / "runs" / "small" / "finetune").glob("*/done.json"))
+    for path, code in [(older, "0123456789ab"), (unrecorded, None),
+                       *((p, "fedcba987654") for p in (root / "runs" / "small" / "zeroshot").glob("*/done.json"))]:
+        path.write_text(json.dumps({**json.loads(path.read_text()), "code_hash": code}))
+    src = build_book("small", build=False, quiet=True)
     assert "No finished CKA job" in (src / "cka.md").read_text()
     assert "No finished SVD job" in (src / "svd.md").read_text()
     results = (src / "results.md").read_text()
     assert "No finished CKA job: nothing to show" in results and "No finished SVD job" in results
-    assert "2 of 6 jobs are not done" in (src / "overview.md").read_text()
+    overview = (src / "overview.md").read_text()
+    assert "2 of 6 jobs are not done" in overview
+    code = re.findall(r"^\| (`[0-9a-f]{12}`|\(not recorded\)) \| (\d+) \| ([a-z, ]+) \|", overview, re.M)
+    assert sorted(code) == [("(not recorded)", "1", "finetune"), ("`0123456789ab`", "1", "finetune"),
+                            ("`fedcba987654`", "2", "zeroshot")], code
     assert "No benchmark results" in (src / "performance.md").read_text()
 
     grid = yaml.safe_load((root / "params" / "grids" / "small.yaml").read_text())
@@ -169,15 +227,15 @@ def chromium():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def test_results_page_in_headless_chromium(small_book):
-    html = small_book.parent
+def test_results_page_in_headless_chromium(book):
+    html = book.parent
     browser = chromium()
     try:
         browser.get((html / "results.html").as_uri())
         WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
         images = browser.execute_script(
             "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
-        assert len(images) >= 2, images   # the family's CKA plot and the per-language bars
+        assert len(images) >= 2, images   # the per-language bars of each task (and the family's CKA plot)
         assert all(complete and width > 0 for _, complete, width in images), images
         text = browser.find_element("css selector", "main").text
         assert "Average over languages (Table 1 analog)" in text and "±" in text
@@ -200,7 +258,7 @@ def test_results_page_in_headless_chromium(small_book):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         height = browser.execute_script("return document.documentElement.scrollHeight")
         browser.set_window_size(1280, min(int(height), 12000))
-        shot = ARTIFACTS / "book-results.png"
+        shot = ARTIFACTS / f"book-results-{book.parents[3].name}.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
     finally:
         browser.quit()

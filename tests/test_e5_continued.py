@@ -48,19 +48,19 @@ def tokenizer(tiny_e5):
 def test_vocabulary_maps_pieces_both_ways(tokenizer):
     texts = ["Click the OK button.", "Klicken Sie auf OK."]
     kept = e5c.corpus_pieces(tokenizer, texts, 24)
-    vocab = e5c.Vocabulary(kept, tokenizer.eos_token_id)
+    vocab = e5c.Vocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
     ids = tokenizer(e5c.PREFIX + texts[1])["input_ids"]
     assert vocab.full(vocab.small(ids)) == ids
     assert vocab.size == len(kept) + 5 and sorted(vocab.lang.values()) == list(range(len(kept), vocab.size))
     outside = next(i for i in range(5, 250000) if i not in set(kept.tolist()))
-    with pytest.raises(MtnbError, match="outside the corpus vocabulary"):
-        vocab.small([outside])
+    assert vocab.small([outside, ids[1]]).tolist() == [vocab.unk, vocab.small([ids[1]])[0]], \
+        "a piece of held-out text outside the training pieces becomes <unk>"
 
 
 def test_translation_batch_marks_the_target_language(tokenizer):
     pairs = [("de", "en", "Klicken Sie auf OK.", "Click OK."), ("en", "ru", "Click OK.", "Нажмите OK.")]
     texts = [t for p in pairs for t in p[2:]]
-    vocab = e5c.Vocabulary(e5c.corpus_pieces(tokenizer, texts, 24), tokenizer.eos_token_id)
+    vocab = e5c.Vocabulary(e5c.corpus_pieces(tokenizer, texts, 24), tokenizer.eos_token_id, tokenizer.unk_token_id)
     batch = e5c.translation_step_batch(tokenizer, vocab, pairs, 24)
     assert batch["decoder_input_ids"][:, 0].tolist() == [vocab.lang["en"], vocab.lang["ru"]]
     for row_in, row_lab in zip(batch["decoder_input_ids"], batch["labels"]):
@@ -76,7 +76,7 @@ def trained(tiny_e5, real_corpus, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("e5-family")
     cache = tmp_path_factory.mktemp("vocab-cache")
     folders = {}
-    for member in ("me5-mlm", "me5-m2o"):
+    for member in ("me5-mlm", "me5-m2m"):
         e5c.continue_member(member, real_corpus, out / member, budget=BUDGET, base=tiny_e5, progress=False,
                             vocab_cache=cache)
         folders[member] = out / member
@@ -100,7 +100,7 @@ def test_members_learn_and_keep_the_embeddings_frozen(trained, tiny_e5):
 
 
 def test_translation_member_reports_chrf_per_direction(trained):
-    record = json.loads((trained["me5-m2o"] / "continued.json").read_text())
+    record = json.loads((trained["me5-m2m"] / "continued.json").read_text())
     directions = {f"{x}-en" for x in ("de", "es", "fr", "ru")} | {f"en-{x}" for x in ("de", "es", "fr", "ru")}
     assert set(record["chrf"]) == directions == set(record["chrf_copy_source"])
     assert record["chrf_copy_source"]["de-en"] > record["chrf_copy_source"]["ru-en"], \
