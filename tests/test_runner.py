@@ -117,6 +117,13 @@ def test_the_smoke_grid_is_valid(monkeypatch):
         assert {"pretrain", "cka", "svd"} <= set(kinds)
         assert kinds.count("pretrain") == len(grid.zoo_members)
     assert len(grid.seeds) >= 3 and {"me5-small", "me5-mlm", "me5-m2o", "me5-o2m", "me5-m2m"} <= set(grid.models)
+    paper = load_grid("paper")
+    jobs = expand(paper)
+    assert len(paper.models) == 7 and len(paper.tasks) == 8 and not paper.zoo_members
+    assert [j.kind for j in jobs].count("finetune") == 56 and "pretrain" not in {j.kind for j in jobs}
+    assert paper.sections["finetune"] == {"epochs": 10, "max_length": 256, "batch_size": 32}, \
+        "the paper's settings; the learning rate comes from the task table"
+    assert paper.sections["cka"]["n_samples"] == 80 and paper.sections["svd"][0]["base"] == "mbart"
     assert {m for m, p in grid.per_model["finetune"].items() if p.get("mode") == "probe"} == {m for m in grid.models if m.startswith("me5")}
 
 
