@@ -268,24 +268,24 @@ def test_results_page_in_headless_chromium(book):
 # The executed notebooks under nbval
 # --------------------------------------------------------------------------------------------
 
-def nbval_copy(run, copy: Path) -> list[str]:
+def nbval_copy(run, copy: Path) -> list[dict]:
     """A fresh project root ``copy`` in which ``run``'s executed notebooks can be executed again:
     the same params/, the grid's registry runs/<grid>/models.yaml (its zoo members point at their
     pretrain jobs' folders relative to the root: in the copy, at the checkpoints re-trained there),
     the corpus link runs/data/mini, and each executed notebook at the top (nbval runs a notebook
     in its own folder, papermill ran them in the root), numbered in the order the jobs started,
     with the root in its injected parameters (output_dir, run_dir, base_dir: job folders)
-    replaced by the copy. Returns the notebooks' file names in that order."""
+    replaced by the copy. Returns, in that order, each notebook's file name, kind, job id, the
+    job's dependencies and its papermill time."""
     shutil.copytree(run.root / "params", copy / "params")
-    for path in (run.runs / "models.yaml", run.root / "runs" / "data" / "mini"):
-        if path.is_symlink():
-            (copy / path.relative_to(run.root)).parent.mkdir(parents=True, exist_ok=True)
-            (copy / path.relative_to(run.root)).symlink_to(path.readlink())
-        elif path.is_file():
-            (copy / path.relative_to(run.root)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, copy / path.relative_to(run.root))
+    (copy / "runs" / "data").mkdir(parents=True)
+    if (run.runs / "models.yaml").is_file():
+        (copy / "runs" / run.name).mkdir()
+        shutil.copyfile(run.runs / "models.yaml", copy / "runs" / run.name / "models.yaml")
+    if (run.root / "runs" / "data" / "mini").is_symlink():
+        (copy / "runs" / "data" / "mini").symlink_to((run.root / "runs" / "data" / "mini").readlink())
     done = sorted(run.runs.glob("*/*/done.json"), key=lambda p: json.loads(p.read_text())["started"])
-    names = []
+    notebooks = []
     for i, record in enumerate(done):
         kind, job = record.parent.parent.name, record.parent.name
         nb = json.loads((record.parent / f"{kind}.ipynb").read_text())
@@ -294,20 +294,48 @@ def nbval_copy(run, copy: Path) -> list[str]:
         source = "".join(injected[0]["source"])
         assert str(run.root) in source
         injected[0]["source"] = source.replace(str(run.root), str(copy))
-        names.append(f"{i:02d}-{kind}-{job}.ipynb")
-        (copy / names[-1]).write_text(json.dumps(nb))
-    return names
+        name = f"{i:02d}-{kind}-{job}.ipynb"
+        (copy / name).write_text(json.dumps(nb))
+        notebooks.append({"name": name, "kind": kind, "id": job, "seconds": json.loads(record.read_text())["seconds"],
+                          "deps": json.loads((record.parent / "job.json").read_text())["deps"]})
+    return notebooks
 
 
-def run_nbval(run, copy: Path, notebooks: list[str]) -> subprocess.CompletedProcess:
-    """nbval over ``notebooks`` in ``copy`` (the project root, MTNB_ROOT, so the features cache
-    starts empty as it did for the jobs: a cached re-execution prints fewer progress bars), with
-    tests/nbval_sanitize.cfg and the jobs' thread count (OMP_NUM_THREADS)."""
-    return subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
-                           "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-c", "/dev/null",
-                           "--rootdir", str(copy), "-q", *notebooks],
-                          cwd=copy, env={**os.environ, "MTNB_ROOT": str(copy), "OMP_NUM_THREADS": run.threads},
-                          capture_output=True, text=True)
+def lanes(notebooks: list[dict], n: int = 2) -> list[list[str]]:
+    """The notebooks in ``n`` lanes to re-execute side by side, as the runner ran them (--jobs 2):
+    each after its dependency among them, in that one's lane; the others in the lane with the
+    least papermill time so far."""
+    lane_of, out, load = {}, [[] for _ in range(n)], [0.0] * n
+    for nb in notebooks:
+        lane = next((lane_of[d] for d in nb["deps"] if d in lane_of), None)
+        lane = load.index(min(load)) if lane is None else lane
+        lane_of[nb["id"]] = lane
+        out[lane].append(nb["name"])
+        load[lane] += nb["seconds"]
+    return [lane for lane in out if lane]
+
+
+def run_nbval(run, copy: Path, lanes: list[list[str]]) -> list[tuple[int, str]]:
+    """nbval over each lane of notebooks, the lanes side by side, in ``copy`` (the project root,
+    MTNB_ROOT, so the features cache starts empty as it did for the jobs: a cached
+    re-execution prints fewer progress bars), with tests/nbval_sanitize.cfg and the jobs' thread
+    count (OMP_NUM_THREADS); (exit status, output) per lane."""
+    procs = []
+    for notebooks in lanes:
+        log = open(copy / f"nbval-{notebooks[0][:2]}.log", "w+")
+        procs.append((log, subprocess.Popen(
+            [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
+             "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-c", "/dev/null",
+             "--rootdir", str(copy), "-q", *notebooks],
+            cwd=copy, env={**os.environ, "MTNB_ROOT": str(copy), "OMP_NUM_THREADS": run.threads},
+            stdout=log, stderr=subprocess.STDOUT, text=True)))
+    results = []
+    for log, proc in procs:
+        with log:
+            proc.wait()
+            log.seek(0)
+            results.append((proc.returncode, log.read()))
+    return results
 
 
 def test_the_smoke_grids_notebooks_reproduce_under_nbval(smoke_grid_run, tmp_path, capsys):
@@ -315,17 +343,23 @@ def test_the_smoke_grids_notebooks_reproduce_under_nbval(smoke_grid_run, tmp_pat
     zeroshot, cka, svd) with nbval on a copy (``nbval_copy``) and compares its outputs, sanitized
     by tests/nbval_sanitize.cfg: the zoo members are pretrained again, the fine-tuning and probe
     runs trained again on them, and the zero-shot, CKA and SVD jobs score and compare those. Same
-    seeds and thread count as the jobs: on the CPU, the same numbers."""
+    seeds and thread count as the jobs: on the CPU, the same numbers. The pretraining first, then
+    the rest in two lanes side by side (``lanes``), as the runner ran them."""
     copy = tmp_path / "nbval"
     notebooks = nbval_copy(smoke_grid_run, copy)
-    kinds = [name.split("-")[1] for name in notebooks]
-    assert len(notebooks) == 16 and set(kinds) == {"pretrain", "finetune", "zeroshot", "cka", "svd"}
+    assert len(notebooks) == 16 and {nb["kind"] for nb in notebooks} == {"pretrain", "finetune", "zeroshot", "cka", "svd"}
+    pretrain = [nb["name"] for nb in notebooks if nb["kind"] == "pretrain"]
+    rest = lanes([nb for nb in notebooks if nb["kind"] != "pretrain"])
+    assert sorted(pretrain + [name for lane in rest for name in lane]) == [nb["name"] for nb in notebooks]
     start = time.perf_counter()
-    out = run_nbval(smoke_grid_run, copy, notebooks)
+    results = run_nbval(smoke_grid_run, copy, [pretrain]) + run_nbval(smoke_grid_run, copy, rest)
     with capsys.disabled():
         print(f"\nsmoke grid under nbval: {len(notebooks)} notebooks re-executed in {time.perf_counter() - start:.0f} s")
-    assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
-    assert re.search(r"\b\d{2,} passed\b", out.stdout) and "failed" not in out.stdout.splitlines()[-1]
+    for status, output in results:
+        assert status == 0, output[-8000:]
+        assert re.search(r"\b\d+ passed\b", output) and "failed" not in output.strip().splitlines()[-1]
+    cells = sum(c["cell_type"] == "code" for nb in notebooks for c in json.loads((copy / nb["name"]).read_text())["cells"])
+    assert sum(int(re.search(r"\b(\d+) passed\b", output)[1]) for _, output in results) == cells, "every code cell"
 
 
 def test_the_sanitizers_mask_noise_and_keep_numbers():
