@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MtnbError
-from .pretrain import LANGS, copy_source_chrf, mlm_batch, translation_pairs
+from .pretrain import LANGS, chrf_per_direction, copy_source_chrf, heldout_loss, mlm_batch, train_loop, translation_pairs
 
 MEMBERS = {"me5-mlm": None, "me5-m2o": "m2o", "me5-o2m": "o2m", "me5-m2m": "m2m"}  # -> directions
 BASE = "me5-small"
@@ -253,6 +252,11 @@ def _model(encoder, head, kind: str):
     return Continued()
 
 
+def _loss(model, batch):
+    """The Continued model's loss on ``batch`` (the ``loss_fn`` of pretrain's loops)."""
+    return model(batch)
+
+
 def greedy_translate(model, tokenizer, vocab: Vocabulary, sources: list[str], tgt_lang: str, max_length: int,
                      batch_size: int = 16) -> list[str]:
     """Greedy decoding from ``[<2tgt>]`` until ``</s>`` or ``max_length`` tokens."""
@@ -283,16 +287,8 @@ def greedy_translate(model, tokenizer, vocab: Vocabulary, sources: list[str], tg
 def chrf_table(model, tokenizer, vocab, parallel_test: dict[str, list[dict]], n: int, max_length: int) -> dict:
     """chrF (sacrebleu) of greedy translations of the first ``n`` test pairs in every direction
     (``xx-en`` and ``en-xx``)."""
-    from sacrebleu.metrics import CHRF
-
-    scores = {}
-    for lang, rows in parallel_test.items():
-        rows = rows[:n]
-        for src_lang, tgt_lang in ((lang, "en"), ("en", lang)):
-            sources, refs = [r[src_lang] for r in rows], [[r[tgt_lang] for r in rows]]
-            hyps = greedy_translate(model, tokenizer, vocab, sources, tgt_lang, max_length)
-            scores[f"{src_lang}-{tgt_lang}"] = CHRF().corpus_score(hyps, refs).score
-    return scores
+    return chrf_per_direction(lambda sources, src_lang, tgt_lang: greedy_translate(
+        model, tokenizer, vocab, sources, tgt_lang, max_length), parallel_test, n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,20 +373,16 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     dev_rng = np.random.default_rng(1234)
     dev_batches = [make(dev[i:i + 16], dev_rng) for i in range(0, len(dev), 16)]
 
-    def heldout() -> float:
-        model.eval()
-        with torch.no_grad():
-            return float(np.mean([float(model(b)) for b in dev_batches]))
-
-    loss_before = heldout()
+    loss_before = heldout_loss(model, dev_batches, _loss)
     groups = [{"params": [p for p in bert.parameters() if p.requires_grad], "lr": budget.encoder_lr},
               {"params": list(head.parameters()), "lr": budget.head_lr}]
     optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
     warmup = max(1, int(budget.warmup * budget.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, budget.steps, warmup))
-    trained = _train(model, optimizer, scheduler, lambda: make([pool[i] for i in rng.integers(0, len(pool), budget.batch_size)], rng),
-                     budget.steps, progress, member)
-    loss_after = heldout()
+    trained = train_loop(model, lambda step: make([pool[i] for i in rng.integers(0, len(pool), budget.batch_size)], rng),
+                         budget.steps, budget.head_lr, progress=progress, loss_fn=_loss,
+                         optimizer=(optimizer, scheduler), desc=member)
+    loss_after = heldout_loss(model, dev_batches, _loss)
     chrf = None
     if directions is not None:
         chrf = chrf_table(model, tokenizer, vocab, parallel_test, budget.eval_pairs, budget.max_length)
@@ -405,30 +397,6 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     }
     _save_encoder(bert, base_folder, record, out_dir)
     return record
-
-
-def _train(model, optimizer, scheduler, next_batch, steps: int, progress: bool, name: str) -> dict:
-    """``steps`` AdamW steps (gradient norm clipped to 1); returns steps, encoder input tokens
-    (non-padding) and seconds."""
-    import torch
-    from tqdm.auto import tqdm
-
-    model.train()
-    seen, start = 0, time.perf_counter()
-    bar = tqdm(range(steps), desc=name, disable=not progress)
-    for step in bar:
-        batch = next_batch()
-        loss = model(batch)
-        if not torch.isfinite(loss):
-            raise MtnbError(f"the loss of {name} became {loss.item()} at step {step + 1}; lower the learning rate")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        seen += int(batch["attention_mask"].sum())
-        bar.set_postfix(loss=f"{loss.item():.2f}")
-    return {"steps": steps, "tokens": seen, "seconds": time.perf_counter() - start}
 
 
 def _save_encoder(bert, base_folder: Path, record: dict, out: Path) -> None:

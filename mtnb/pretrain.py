@@ -236,13 +236,14 @@ def model_loss(model, batch: dict):
     return torch.nn.functional.cross_entropy(head(hidden[chosen]), batch["labels"][chosen])
 
 
-def heldout_loss(model, batches: list[dict]) -> float:
-    """Mean loss over fixed held-out batches (same masking for every model compared)."""
+def heldout_loss(model, batches: list[dict], loss_fn=model_loss) -> float:
+    """Mean loss over fixed held-out batches (same masking for every model compared);
+    ``loss_fn(model, batch)`` computes a batch's loss."""
     import torch
 
     model.eval()
     with torch.no_grad():
-        losses = [float(model_loss(model, b)) for b in batches]
+        losses = [float(loss_fn(model, b)) for b in batches]
     return float(np.mean(losses))
 
 
@@ -257,66 +258,75 @@ def grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generat
             yield picks[g * batch_size:(g + 1) * batch_size].tolist()
 
 
-def chrf_by_direction(model, tokenizer, scheme: str, parallel_test: dict[str, list[dict]], n: int,
-                      directions: str = "m2m", batch_size: int = 16, max_tokens: int = MAX_LENGTH) -> dict[str, float]:
-    """chrF (sacrebleu) of greedy translations of the first ``n`` test pairs, per direction."""
-    import torch
+def chrf_per_direction(translate, parallel_test: dict[str, list[dict]], n: int) -> dict[str, float]:
+    """chrF (sacrebleu) of ``translate(sources, src_lang, tgt_lang) -> hypotheses`` on the first
+    ``n`` test pairs of every direction (``xx-en`` and ``en-xx``), keyed ``"src-tgt"``."""
     from sacrebleu.metrics import CHRF
 
-    model.eval()
     scores = {}
     for lang, rows in parallel_test.items():
         rows = rows[:n]
         for src_lang, tgt_lang in ((lang, "en"), ("en", lang)):
-            hyps = []
-            tokenizer.src_lang = language_code(src_lang, scheme)
-            forced = tokenizer.convert_tokens_to_ids(language_code(tgt_lang, scheme))
-            for i in range(0, len(rows), batch_size):
-                src = [r[src_lang] for r in rows[i:i + batch_size]]
-                enc = tokenizer(src, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt")
-                with torch.no_grad():
-                    out = model.generate(**enc, forced_bos_token_id=forced, max_new_tokens=max_tokens,
-                                         num_beams=1, do_sample=False)
-                hyps += tokenizer.batch_decode(out, skip_special_tokens=True)
+            hyps = translate([r[src_lang] for r in rows], src_lang, tgt_lang)
             scores[f"{src_lang}-{tgt_lang}"] = CHRF().corpus_score(hyps, [[r[tgt_lang] for r in rows]]).score
     return scores
+
+
+def chrf_by_direction(model, tokenizer, scheme: str, parallel_test: dict[str, list[dict]], n: int,
+                      batch_size: int = 16, max_tokens: int = MAX_LENGTH) -> dict[str, float]:
+    """chrF of a seq2seq model's greedy translations (target language forced as the first
+    token, as mBART-50 and NLLB do), per direction."""
+    import torch
+
+    model.eval()
+
+    def translate(sources, src_lang, tgt_lang):
+        tokenizer.src_lang = language_code(src_lang, scheme)
+        forced = tokenizer.convert_tokens_to_ids(language_code(tgt_lang, scheme))
+        hyps = []
+        for i in range(0, len(sources), batch_size):
+            enc = tokenizer(sources[i:i + batch_size], truncation=True, max_length=MAX_LENGTH, padding=True,
+                            return_tensors="pt")
+            with torch.no_grad():
+                out = model.generate(**enc, forced_bos_token_id=forced, max_new_tokens=max_tokens,
+                                     num_beams=1, do_sample=False)
+            hyps += tokenizer.batch_decode(out, skip_special_tokens=True)
+        return hyps
+
+    return chrf_per_direction(translate, parallel_test, n)
 
 
 def copy_source_chrf(parallel_test: dict[str, list[dict]], n: int) -> dict[str, float]:
     """chrF of copying the source unchanged, per direction, on the same first ``n`` test pairs:
     what shared names, numbers and markup alone score (a model that translates beats it)."""
-    from sacrebleu.metrics import CHRF
-
-    scores = {}
-    for lang, rows in parallel_test.items():
-        rows = rows[:n]
-        for src_lang, tgt_lang in ((lang, "en"), ("en", lang)):
-            scores[f"{src_lang}-{tgt_lang}"] = CHRF().corpus_score([r[src_lang] for r in rows],
-                                                                   [[r[tgt_lang] for r in rows]]).score
-    return scores
+    return chrf_per_direction(lambda sources, src_lang, tgt_lang: sources, parallel_test, n)
 
 
 def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, *, loss_fn=model_loss, optimizer=None, desc: str = "pretraining") -> dict:
     """AdamW with a linear warmup (5% of ``total_steps``) and linear decay, for ``total_steps``
     optimizer steps or until ``stop_tokens`` input tokens (non-padding) have been seen. Returns
-    the steps, tokens and seconds. ``next_batch(step)`` gives each batch."""
+    the steps, tokens and seconds. ``next_batch(step)`` gives each batch, ``loss_fn(model,
+    batch)`` its loss; ``optimizer``: an (optimizer, scheduler) pair to use instead (``lr`` is
+    then unused)."""
     import torch
     from tqdm.auto import tqdm
 
     from .finetune import linear_schedule, optimizer_step
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, total_steps // 20)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total_steps, warmup))
+    if optimizer is None:
+        adamw = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        warmup = max(1, total_steps // 20)
+        optimizer = adamw, torch.optim.lr_scheduler.LambdaLR(adamw, lambda s: linear_schedule(s, total_steps, warmup))
+    optimizer, scheduler = optimizer
     step, seen, start = 0, 0, time.perf_counter()
-    bar = tqdm(total=total_steps, desc="pretraining", disable=not progress)
+    bar = tqdm(total=total_steps, desc=desc, disable=not progress)
     model.train()
     while step < total_steps and (stop_tokens is None or seen < stop_tokens):
         batch = next_batch(step)
-        loss = model_loss(model, batch)
+        loss = loss_fn(model, batch)
         if not torch.isfinite(loss):
-            raise MtnbError(f"the pretraining loss became {loss.item()} at step {step + 1}; lower the learning rate")
+            raise MtnbError(f"the {desc} loss became {loss.item()} at step {step + 1}; lower the learning rate")
         optimizer_step(model, optimizer, scheduler, loss)
         step += 1
         seen += int(batch["attention_mask"].sum())

@@ -422,7 +422,7 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
         if busy:
             raise MtnbError(f"{len(busy)} job(s) of grid {grid.name} still run from an earlier 'mtnb run' whose runner "
                             f"ended (e.g. {shown(busy[0].folder)}); wait for them (mtnb status) or stop them")
-        prepare_models(grid)
+        prepare_models(grid, todo)
         executor, cap, env = make_executor(grid, jobs, slurm)
         results = execute(todo, executor, cap, env)
     for line in summary(grid, todo, results):
@@ -430,13 +430,13 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
     return 1 if any(r["status"] == "failed" for r in results.values()) else 0
 
 
-def prepare_models(grid: Grid) -> None:
-    """Before any job: write the grid's registry when it trains zoo members, and convert
-    multilingual-e5-small once when the grid uses it or continues it (jobs running side by side
-    would otherwise each convert it)."""
+def prepare_models(grid: Grid, jobs: list[Job]) -> None:
+    """Before any of ``jobs`` (the grid's, from ``expand``): write the grid's registry when it
+    trains zoo members, and convert multilingual-e5-small once when the grid uses it or
+    continues it (jobs running side by side would otherwise each convert it)."""
     from .e5_continued import BASE, MEMBERS
 
-    pretrain = pretrain_jobs(grid)
+    pretrain = {job.parameters["member"]: job for job in jobs if job.kind == "pretrain"}
     if pretrain:
         write_grid_registry(grid, pretrain)
     if any(name == BASE or name in MEMBERS for name in [*grid.models, *grid.zoo_members]):

@@ -221,8 +221,7 @@ def table1(table, models: list[str], paper_table1=None):
     systems = order_systems(avg["system"], models)
     out = pd.DataFrame(index=systems)
     for task, sub in avg.groupby("task", sort=False):
-        cells = dict(zip(sub["system"], sub["ci"]))
-        out[task] = [cells[s].text() if s in cells else "" for s in systems]
+        out[task] = _ci_column(sub, systems)
         if paper_table1 is not None and task in set(paper_table1["task"]):
             published = paper_table1[paper_table1["task"] == task].set_index("model")["score"]
             model_of = dict(zip(sub["system"], sub["model"]))
@@ -251,8 +250,7 @@ def table4(table, task: str, models: list[str], paper_table4=None):
     out = pd.DataFrame(index=systems)
     for lang in [*langs, "avg"]:
         rows = avg if lang == "avg" else per_lang[per_lang["language"] == lang]
-        cells = dict(zip(rows["system"], rows["ci"]))
-        out[lang] = [cells[s].text() if s in cells else "" for s in systems]
+        out[lang] = _ci_column(rows, systems)
         if published is not None and lang in set(published["language"]):
             scores = published[published["language"] == lang].set_index("model")["score"]
             out[f"{lang} paper"] = [_number(scores.get(model_of.get(s))) for s in systems]
@@ -268,10 +266,16 @@ def gap_table(table, models: list[str]):
     systems = order_systems(gap["system"], models)
     out = pd.DataFrame(index=systems)
     for task, sub in gap.groupby("task", sort=False):
-        cells = dict(zip(sub["system"], sub["ci"]))
-        out[task] = [cells[s].text() if s in cells else "" for s in systems]
+        out[task] = _ci_column(sub, systems)
     out.index.name = "system"
     return out
+
+
+def _ci_column(rows, systems: list[str]) -> list[str]:
+    """The "mean ± h" text of each of ``systems`` in ``rows`` (columns system, ci), '' where a
+    system has no row."""
+    cells = dict(zip(rows["system"], rows["ci"]))
+    return [cells[s].text() if s in cells else "" for s in systems]
 
 
 def _number(value) -> str:
