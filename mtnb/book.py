@@ -14,6 +14,8 @@ finetune, zeroshot, cka, svd). It writes a book source into
                             versions when jobs ran different ones, where things are
         results.md          the grid's family (when its ``book:`` key names one), Table 1 and
                             Table 4 analogs with 95% intervals over seeds, the transfer gap
+        pretraining.md      what each pretrain job trained: steps, tokens, speed, held-out loss
+                            before and after, chrF per direction beside its bars
         cka.md, svd.md      the CKA job's figures and tables; a section per SVD job
         performance.md      benchmark figures, job times and notebook start-up share
         about.md            the project's introduction (book/intro.md)
@@ -47,7 +49,7 @@ from .runner import Job, expand, job_states, read_json
 
 KIND_TITLES = {"pretrain": "Pretraining", "finetune": "Fine-tuning", "zeroshot": "Zero-shot evaluation",
                "cka": "CKA", "svd": "SVD"}
-PAGES = ("overview", "results", "cka", "svd", "performance", "about")
+PAGES = ("overview", "results", "pretraining", "cka", "svd", "performance", "about")
 
 
 @dataclass
@@ -145,6 +147,7 @@ def write_source(study: Study, src: Path) -> None:
     pages = {
         "overview": overview_page(study),
         "results": results_page(study, src / "figures"),
+        "pretraining": pretraining_page(study),
         "cka": cka_page(study, src / "figures"),
         "svd": svd_page(study, src / "figures"),
         "performance": performance_page(study),
@@ -249,6 +252,7 @@ def overview_page(study: Study) -> str:
               "\n## Pages\n\n",
               "- [Results](results.md): " + ("the family, " if grid.book.get("family") else "")
               + "the averages over languages and per language, the transfer gap\n",
+              "- [Pretraining](pretraining.md): what the zoo and the e5 family learned (loss, chrF)\n",
               "- [CKA](cka.md) and [SVD](svd.md): representations and weights\n",
               "- [Performance](performance.md): benchmark figures, job times and notebook start-up\n",
               "- [About the study](about.md)\n"]
@@ -564,6 +568,63 @@ def _read_csv(folder: Path | None, name: str):
     import pandas as pd
 
     return pd.read_csv(folder / name) if folder is not None and (folder / name).is_file() else None
+
+
+# --------------------------------------------------------------------------------------------
+# Pretraining
+# --------------------------------------------------------------------------------------------
+
+def pretraining_records(study: Study) -> dict[str, dict]:
+    """{member: the record its finished pretrain job saved beside the checkpoint}
+    (``pretrain.json`` for the zoo, ``continued.json`` for the e5 family)."""
+    records = {}
+    for job in study.done("pretrain"):
+        member = job.parameters["member"]
+        for name in ("pretrain.json", "continued.json"):
+            path = job.folder / "out" / member / name
+            if path.is_file():
+                records[member] = read_json(path)
+    return records
+
+
+def pretraining_page(study: Study) -> str:
+    """Per member: objective, steps, tokens, speed, held-out loss; chrF per direction of every
+    member with a decoder, beside copying the source and (e5) a mismatched source."""
+    import pandas as pd
+
+    parts = ["# Pretraining\n\nWhat each pretrain job trained, from the record saved beside its checkpoint. The "
+             "held-out loss is the objective's own (masked LM, denoising or translation) on fixed held-out "
+             "batches, before training (untrained or base weights) and after.\n"]
+    records = pretraining_records(study)
+    if not records:
+        return parts[0] + "\n" + note("No finished pretrain job: the grid trains no zoo or e5 member, or none has "
+                                      "run yet.")
+    rows = [{"member": m, "objective": r["objective"] + (f" ({r['directions']})" if r.get("directions") else ""),
+             "steps": r["trained"]["steps"], "tokens": r["trained"]["tokens"],
+             "seconds": round(r["trained"]["seconds"]), "tokens/s": round(r["tokens_per_second"] or 0),
+             "held-out loss before": round(r["heldout_loss_before"], 2),
+             "after": round(r["heldout_loss_after"], 2)} for m, r in records.items()]
+    parts += ["\n## Training\n\n", md_table(pd.DataFrame(rows), index=False)]
+    chrf = {m: r for m, r in records.items() if r.get("chrf")}
+    if chrf:
+        table = {}
+        for m, r in chrf.items():
+            table[m] = r["chrf"]
+            if r.get("chrf_mismatched_source"):
+                table[f"{m}, mismatched source"] = r["chrf_mismatched_source"]
+        copies = [r["chrf_copy_source"] for r in chrf.values() if r.get("chrf_copy_source")]
+        if copies:
+            table["copy the source"] = copies[0]
+        frame = pd.DataFrame(table).T.round(1)
+        frame.index.name = "system"
+        parts += ["\n## Translation: chrF per direction\n\n",
+                  "Greedy translations of the first test pairs of every direction (sacrebleu's chrF, 0-100). "
+                  "A continued model is trained on some directions only (m2o: into English, o2m: out of it). "
+                  "*Copy the source* scores the source sentence itself as the translation: names, numbers and "
+                  "markup that the languages share. *Mismatched source* gives the same e5 model another test "
+                  "sentence's encoding: what its decoder's target-language model scores without reading the "
+                  "source; a model that translates beats both.\n\n", md_table(frame)]
+    return "".join(parts)
 
 
 # --------------------------------------------------------------------------------------------

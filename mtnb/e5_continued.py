@@ -20,13 +20,21 @@ What is the same for all four, so that the comparison stays controlled (recorded
 - the output layer of both heads predicts only the ``V'`` pieces that occur in the corpus's
   training text (``corpus_pieces``; about 30k of the 250k) and starts from their embedding rows;
 - both heads are fresh and learn faster (``head_lr``) than the encoder (``encoder_lr``);
+- only the top ``train_layers`` encoder layers are trained (``None``: all twelve); the layers
+  below and the embedding block stay as me5-small has them, so their forward pass needs no
+  gradient bookkeeping;
+- batches are drawn length-grouped (``pretrain.grouped_batches``), so they pad little;
 - every encoder input is ``"passage: " + text`` (e5's prefix), at most ``max_length`` tokens.
 
 Masked LM (BERT's recipe, 15% of the text's pieces: 80% <mask>, 10% random, 10% kept) puts a
-head ``h -> LayerNorm(GELU(W h)) E'^T + b`` on the last layer. Translation feeds the encoder's
+head ``h -> LayerNorm(GELU(W h)) E'^T + b`` on the last layer, applied at the masked positions
+only (the same loss as over every position, at a sixth of the output layer's cost). Translation feeds the encoder's
 last layer to a ``decoder_layers``-layer Transformer decoder whose first input token names the
 target language (as mBART-50's forced first token does): decoder input ``[<2xx>] y_1 ... y_n``,
-labels ``y_1 ... y_n </s>``; greedy decoding starts from ``[<2xx>]``.
+labels ``y_1 ... y_n </s>``; greedy decoding starts from ``[<2xx>]``. Its chrF is reported beside
+two bars: copying the source unchanged, and the same model translating a *mismatched* source
+(each test sentence's encoding swapped for another's), which is what the decoder's own
+target-language model scores without using the source.
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MtnbError
-from .pretrain import LANGS, chrf_per_direction, copy_source_chrf, heldout_loss, mlm_batch, train_loop, translation_pairs
+from .pretrain import (LANGS, chrf_per_direction, copy_source_chrf, grouped_batches, heldout_loss, mlm_batch,
+                       train_loop, translation_pairs)
 
 MEMBERS = {"me5-mlm": None, "me5-m2o": "m2o", "me5-o2m": "o2m", "me5-m2m": "m2m"}  # -> directions
 BASE = "me5-small"
@@ -50,7 +59,8 @@ PREFIX = "passage: "
 class E5Budget:
     """The budget every member gets: ``steps`` optimizer steps of ``batch_size`` sequences
     (paragraphs for masked LM, sentence pairs for translation) of at most ``max_length`` tokens;
-    ``eval_pairs`` test pairs per direction for chrF; ``decoder_layers`` of the fresh decoder."""
+    ``eval_pairs`` test pairs per direction for chrF; ``decoder_layers`` of the fresh decoder;
+    ``train_layers``: how many of the encoder's top layers are trained (None: all)."""
 
     steps: int
     batch_size: int = 16
@@ -61,6 +71,7 @@ class E5Budget:
     decoder_layers: int = 2
     eval_pairs: int = 60
     heldout: int = 64
+    train_layers: int | None = None
 
 
 E5_BUDGETS = {
@@ -147,7 +158,7 @@ def _heads():
 
     class MaskedLMHead(nn.Module):
         """logits = LayerNorm(GELU(W h)) E'^T + b over the V' kept pieces; E' starts from the
-        kept embedding rows. h: (batch, length, d) -> (batch, length, V')."""
+        kept embedding rows. h: (..., d) -> (..., V')."""
 
         def __init__(self, embeddings: torch.Tensor, n_extra: int):
             super().__init__()
@@ -243,10 +254,10 @@ def _model(encoder, head, kind: str):
 
         def forward(self, batch):
             memory = self.encode(batch["input_ids"], batch["attention_mask"])
-            if self.kind == "mlm":
-                logits = self.head(memory)
-            else:
-                logits = self.head(batch["decoder_input_ids"], memory, batch["attention_mask"] == 0)
+            if self.kind == "mlm":  # the output layer at the ~15% chosen positions only: (chosen, V')
+                chosen = batch["labels"] != -100
+                return nn.functional.cross_entropy(self.head(memory[chosen]), batch["labels"][chosen])
+            logits = self.head(batch["decoder_input_ids"], memory, batch["attention_mask"] == 0)
             return nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
 
     return Continued()
@@ -284,11 +295,17 @@ def greedy_translate(model, tokenizer, vocab: Vocabulary, sources: list[str], tg
     return out
 
 
-def chrf_table(model, tokenizer, vocab, parallel_test: dict[str, list[dict]], n: int, max_length: int) -> dict:
+def chrf_table(model, tokenizer, vocab, parallel_test: dict[str, list[dict]], n: int, max_length: int,
+               mismatched: bool = False) -> dict:
     """chrF (sacrebleu) of greedy translations of the first ``n`` test pairs in every direction
-    (``xx-en`` and ``en-xx``)."""
-    return chrf_per_direction(lambda sources, src_lang, tgt_lang: greedy_translate(
-        model, tokenizer, vocab, sources, tgt_lang, max_length), parallel_test, n)
+    (``xx-en`` and ``en-xx``). ``mismatched``: translate source i+1 (cyclically) in place of source
+    i, against reference i: what the decoder scores without using its source."""
+    def translate(sources, src_lang, tgt_lang):
+        if mismatched:
+            sources = sources[1:] + sources[:1]
+        return greedy_translate(model, tokenizer, vocab, sources, tgt_lang, max_length)
+
+    return chrf_per_direction(translate, parallel_test, n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,6 +324,8 @@ def check_request(member: str, corpus_root: Path, budget: str | E5Budget) -> E5B
         budget = E5_BUDGETS[budget]
     if budget.steps <= 0 or budget.batch_size <= 0 or budget.max_length < 8:
         raise MtnbError("the e5 budget must have steps > 0, batch_size > 0 and max_length >= 8")
+    if budget.train_layers is not None and budget.train_layers < 1:
+        raise MtnbError(f"the e5 budget's train_layers is {budget.train_layers}: train at least 1 layer, or None for all")
     files = corpus_manifest(corpus_root)["files"]
     needed = [f"monolingual/train.{lang}.parquet" for lang in LANGS]
     needed += [f"parallel/{split}.{lang}.parquet" for split in ("train", "test") for lang in LANGS[1:]]
@@ -351,6 +370,7 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     word = bert.embeddings.word_embeddings.weight
     word.requires_grad_(False)
     kept_rows = word.detach()[torch.from_numpy(vocab.kept)].clone()
+    frozen_layers = freeze_lower_layers(bert, budget.train_layers)
     torch.manual_seed(seed)
     MaskedLMHead, Decoder = _heads()
     n_extra = len(LANGS)
@@ -379,24 +399,43 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
     warmup = max(1, int(budget.warmup * budget.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, budget.steps, warmup))
-    trained = train_loop(model, lambda step: make([pool[i] for i in rng.integers(0, len(pool), budget.batch_size)], rng),
+    lengths = np.array([len(item) if isinstance(item, str) else len(item[2]) for item in pool])
+    batches = grouped_batches(lengths, budget.batch_size, rng)
+    trained = train_loop(model, lambda step: make([pool[i] for i in next(batches)], rng),
                          budget.steps, budget.head_lr, progress=progress, loss_fn=_loss,
                          optimizer=(optimizer, scheduler), desc=member)
     loss_after = heldout_loss(model, dev_batches, _loss)
-    chrf = None
+    chrf = chrf_mismatched = None
     if directions is not None:
         chrf = chrf_table(model, tokenizer, vocab, parallel_test, budget.eval_pairs, budget.max_length)
+        chrf_mismatched = chrf_table(model, tokenizer, vocab, parallel_test, budget.eval_pairs, budget.max_length,
+                                     mismatched=True)
     record = {
         "member": member, "base": str(base_folder), "objective": "mlm" if directions is None else "translate",
         "directions": directions, "seed": seed, "budget": asdict(budget), "output_vocabulary": len(vocab.kept),
-        "frozen": "encoder word embeddings (250k rows); heads predict only the corpus's pieces",
+        "frozen": "encoder word embeddings (250k rows); heads predict only the corpus's pieces"
+                  + (f"; the embedding block and encoder layers 0-{frozen_layers - 1}" if frozen_layers else ""),
         "head_parameters": sum(p.numel() for p in head.parameters()),
         "trained": trained, "tokens_per_second": trained["tokens"] / trained["seconds"],
         "heldout_loss_before": loss_before, "heldout_loss_after": loss_after, "chrf": chrf,
         "chrf_copy_source": copy_source_chrf(parallel_test, budget.eval_pairs) if chrf else None,
+        "chrf_mismatched_source": chrf_mismatched,
     }
     _save_encoder(bert, base_folder, record, out_dir)
     return record
+
+
+def freeze_lower_layers(bert, train_layers: int | None) -> int:
+    """Freeze the embedding block and all but the top ``train_layers`` encoder layers of ``bert``
+    (None: freeze nothing more); returns how many layers are frozen."""
+    layers = bert.encoder.layer
+    if train_layers is None or train_layers >= len(layers):
+        return 0
+    frozen = len(layers) - train_layers
+    for module in [bert.embeddings, *layers[:frozen]]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return frozen
 
 
 def _save_encoder(bert, base_folder: Path, record: dict, out: Path) -> None:

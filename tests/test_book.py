@@ -129,8 +129,11 @@ def test_the_smoke_grids_book_shows_every_job_and_both_modes(smoke_grid_run, smo
     src = smoke_book.parent.parent.parent
     log = (src / "build.log").read_text()
     assert "WARNING" not in log, log[-3000:]
-    for page in ("overview", "results", "cka", "svd", "performance", "about"):
+    for page in ("overview", "results", "pretraining", "cka", "svd", "performance", "about"):
         assert (smoke_book.parent / f"{page}.html").is_file(), page
+    pretraining = (src / "pretraining.md").read_text()
+    assert "| mini-xlmr | mlm |" in pretraining and "| mini-random | none | 0 |" in pretraining
+    assert "chrF" not in pretraining, "no smoke member translates"
     overview = (src / "overview.md").read_text()
     for kind, n in (("pretrain", 2), ("finetune", 6), ("zeroshot", 6), ("cka", 1), ("svd", 1)):
         assert f"| {kind} | {n} | {n} | 0 | 0 | 0 | 0 |" in overview, kind
@@ -499,3 +502,33 @@ def test_the_book_key_is_checked(project, book, key):
     with pytest.raises(MtnbError) as err:
         load_grid("g")
     assert str(err.value).startswith(f"params/grids/g.yaml: {key}") and "\n" not in str(err.value)
+
+
+def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
+    from types import SimpleNamespace
+
+    from mtnb.book import pretraining_page
+    from mtnb.runner import Job
+
+    chrf = {"de-en": 31.5, "en-de": 12.0}
+    records = {
+        "me5-m2o": {"objective": "translate", "directions": "m2o", "chrf": chrf,
+                    "chrf_copy_source": {"de-en": 25.0, "en-de": 24.0},
+                    "chrf_mismatched_source": {"de-en": 14.25, "en-de": 9.0}},
+        "me5-mlm": {"objective": "mlm", "directions": None, "chrf": None},
+    }
+    jobs = []
+    for i, (member, record) in enumerate(records.items()):
+        folder = tmp_path / f"job{i}"
+        (folder / "out" / member).mkdir(parents=True)
+        record.update(trained={"steps": 10, "tokens": 500, "seconds": 5.0}, tokens_per_second=100.0,
+                      heldout_loss_before=9.0, heldout_loss_after=6.5)
+        (folder / "out" / member / "continued.json").write_text(json.dumps(record))
+        jobs.append(Job("pretrain", Path("pretrain.ipynb"), {"member": member}, [], f"id{i}", folder))
+    study = SimpleNamespace(done=lambda kind=None: [j for j in jobs if kind in (None, j.kind)])
+    page = pretraining_page(study)
+    assert "| me5-m2o | translate (m2o) | 10 | 500 | 5 | 100 | 9 | 6.5 |" in page
+    assert "| me5-m2o | 31.5 | 12 |" in page
+    assert "| me5-m2o, mismatched source | 14.2 | 9 |" in page or "| me5-m2o, mismatched source | 14.3 | 9 |" in page
+    assert "| copy the source | 25 | 24 |" in page
+    assert "me5-mlm |" in page.split("## Translation")[0] and "| me5-mlm |" not in page.split("## Translation")[1]

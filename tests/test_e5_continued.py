@@ -105,7 +105,36 @@ def test_translation_member_reports_chrf_per_direction(trained):
     assert set(record["chrf"]) == directions == set(record["chrf_copy_source"])
     assert record["chrf_copy_source"]["de-en"] > record["chrf_copy_source"]["ru-en"], \
         "copying a Latin-script source shares more characters with English than Cyrillic does"
+    assert set(record["chrf_mismatched_source"]) == directions, "the mismatched-source bar covers every direction"
     assert json.loads((trained["me5-mlm"] / "continued.json").read_text())["chrf"] is None
+
+
+def test_train_layers_freezes_the_layers_below(tiny_e5, real_corpus, tmp_path):
+    budget = replace(BUDGET, steps=3, train_layers=1)
+    e5c.continue_member("me5-o2m", real_corpus, tmp_path / "o2m", budget=budget, base=tiny_e5, progress=False,
+                        vocab_cache=tmp_path / "cache")
+    base, weights = load_file(str(tiny_e5 / "model.safetensors")), load_file(str(tmp_path / "o2m" / "model.safetensors"))
+    frozen = [k for k in base if k.startswith(("embeddings.", "encoder.layer.0."))]
+    assert frozen and all(torch.equal(weights[k], base[k]) for k in frozen), "embeddings and layer 0 untouched"
+    assert any(not torch.equal(weights[k], base[k]) for k in base if k.startswith("encoder.layer.1.")), "layer 1 trained"
+    record = json.loads((tmp_path / "o2m" / "continued.json").read_text())
+    assert record["budget"]["train_layers"] == 1 and "encoder layers 0-0" in record["frozen"]
+
+
+def test_masked_lm_loss_at_chosen_positions_equals_the_full_loss(tiny_e5, tokenizer):
+    texts = ["Click the OK button to close the dialog.", "Klicken Sie auf OK, um den Dialog zu schließen."]
+    kept = e5c.corpus_pieces(tokenizer, texts, 24)
+    vocab = e5c.Vocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
+    batch = e5c.mlm_step_batch(tokenizer, vocab, texts, np.random.default_rng(3), 24)
+    assert (batch["labels"] != -100).any()
+    bert = load_encoder(str(tiny_e5)).model
+    torch.manual_seed(0)
+    head = e5c._heads()[0](bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(kept)], 5)
+    model = e5c._model(bert, head, "mlm").eval()
+    with torch.no_grad():
+        full = head(model.encode(batch["input_ids"], batch["attention_mask"]))
+        expected = torch.nn.functional.cross_entropy(full.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+        assert torch.allclose(model(batch), expected, atol=1e-6)
 
 
 def test_same_seed_same_weights(trained, tiny_e5, real_corpus, tmp_path):
@@ -120,6 +149,7 @@ def test_same_seed_same_weights(trained, tiny_e5, real_corpus, tmp_path):
     ("me5-xyz", BUDGET, "unknown e5 member 'me5-xyz'"),
     ("me5-mlm", "huge", "unknown budget 'huge'"),
     ("me5-mlm", replace(BUDGET, steps=0), "steps > 0"),
+    ("me5-mlm", replace(BUDGET, train_layers=0), "train at least 1 layer"),
 ])
 def test_bad_requests_fail_before_loading(member, budget, message, real_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr("mtnb.models.load_encoder", lambda *a, **k: pytest.fail("weights loaded"))
