@@ -76,7 +76,7 @@ class E5Budget:
 
 E5_BUDGETS = {
     "smoke": E5Budget(steps=3, batch_size=4, max_length=24, eval_pairs=4, heldout=8),
-    "mini": E5Budget(steps=160, head_lr=2e-3),
+    "mini": E5Budget(steps=200, head_lr=2e-3),
 }
 
 
