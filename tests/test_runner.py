@@ -125,6 +125,11 @@ def test_the_smoke_grid_is_valid(monkeypatch):
         "the paper's settings; the learning rate comes from the task table"
     assert paper.sections["cka"]["n_samples"] == 80 and paper.sections["svd"][0]["base"] == "mbart"
     assert {m for m, p in grid.per_model["finetune"].items() if p.get("mode") == "probe"} == {m for m in grid.models if m.startswith("me5")}
+    full = load_grid("mini-finetune")
+    jobs = expand(full)
+    finetune = [j for j in jobs if j.kind == "finetune"]
+    assert len(finetune) == 15 and all("mode" not in j.parameters for j in finetune), "the family fine-tuned whole"
+    assert sorted(j.parameters["member"] for j in jobs if j.kind == "pretrain") == ["me5-m2m", "me5-m2o", "me5-mlm", "me5-o2m"]
 
 
 def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):
