@@ -450,6 +450,9 @@ def family_section(study: Study, split: str, figures: Path) -> str:
     for mode in modes:
         prefix = f"**{mode}.** " if len(modes) > 1 else ""
         parts.append(prefix + family_paragraph(_one_mode(rows, mode), base, mt, controls, study) + "\n\n")
+    evidence = translation_evidence(pretraining_records(study), mt)
+    if evidence:
+        parts.append(evidence + "\n")
     return "".join(parts)
 
 
@@ -561,6 +564,37 @@ def family_paragraph(table, base: str, mt: list[str], controls: list[str], study
         text += (f" In the weights, {moved.index[-1]} moved furthest from {base} (mean d {moved.iloc[-1]:.3f} over "
                  f"layers and matrices; the paper's furthest mBART variant is o2m).")
     return text
+
+
+def translation_evidence(records: dict[str, dict], mt: list[str]) -> str:
+    """One or two sentences on whether the translation variants learned to translate: per
+    variant, its mean chrF over the directions it was trained on, beside the same directions'
+    mean chrF when copying the source and when its decoder reads a mismatched source
+    (``records``: ``pretraining_records``). Empty when no variant has a chrF record."""
+    trained = {"m2o": lambda d: d.endswith("-en"), "o2m": lambda d: d.startswith("en-"), "m2m": lambda d: True}
+    clauses, translates = [], []
+    for m in mt:
+        r = records.get(m) or {}
+        if not r.get("chrf") or r.get("directions") not in trained:
+            continue
+        dirs = [d for d in r["chrf"] if trained[r["directions"]](d)]
+        ours = statistics.mean(r["chrf"][d] for d in dirs)
+        copy = statistics.mean(r["chrf_copy_source"][d] for d in dirs) if r.get("chrf_copy_source") else None
+        blind = (statistics.mean(r["chrf_mismatched_source"][d] for d in dirs)
+                 if r.get("chrf_mismatched_source") else None)
+        bars = [f"{name} {value:.1f}" for name, value in (("copying the source", copy),
+                                                          ("a mismatched source", blind)) if value is not None]
+        clauses.append(f"{m} {ours:.1f} (" + ", ".join(bars) + ")" if bars else f"{m} {ours:.1f}")
+        translates.append(all(ours > v for v in (copy, blind) if v is not None))
+    if not clauses:
+        return ""
+    verdict = ("every translation variant beats both bars: they learned to translate." if all(translates) else
+               "a variant that does not beat both bars has learned the translation objective's loss without "
+               "learning to translate, so its encoder saw translation gradients, not a working translation "
+               "model; read its rows with that in mind." if not any(translates) else
+               "only some variants beat both bars (see the Pretraining page).")
+    return ("Did the translation variants learn to translate? Mean chrF over the directions each was trained on: "
+            + "; ".join(clauses) + f". At this budget " + verdict)
 
 
 def _read_csv(folder: Path | None, name: str):

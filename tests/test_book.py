@@ -532,3 +532,21 @@ def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
     assert "| me5-m2o, mismatched source | 14.2 | 9 |" in page or "| me5-m2o, mismatched source | 14.3 | 9 |" in page
     assert "| copy the source | 25 | 24 |" in page
     assert "me5-mlm |" in page.split("## Translation")[0] and "| me5-mlm |" not in page.split("## Translation")[1]
+
+
+def test_the_family_paragraph_says_whether_the_variants_translate():
+    from mtnb.book import translation_evidence
+
+    def record(directions, ours, copy, blind):
+        dirs = ["de-en", "en-de"]
+        return {"directions": directions, "chrf": dict(zip(dirs, ours)), "chrf_copy_source": dict(zip(dirs, copy)),
+                "chrf_mismatched_source": dict(zip(dirs, blind))}
+
+    weak = {"me5-m2o": record("m2o", [6.0, 40.0], [27.0, 1.0], [4.0, 1.0])}
+    text = translation_evidence(weak, ["me5-m2o"])
+    assert "me5-m2o 6.0 (copying the source 27.0, a mismatched source 4.0)" in text, "only its trained direction"
+    assert "without learning to translate" in text
+    strong = {"me5-o2m": record("o2m", [1.0, 30.0], [50.0, 20.0], [1.0, 5.0])}
+    assert "they learned to translate" in translation_evidence(strong, ["me5-o2m"])
+    assert "only some" in translation_evidence({**weak, **strong}, ["me5-m2o", "me5-o2m"])
+    assert translation_evidence({"me5-mlm": {"chrf": None}}, ["me5-mlm"]) == ""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import papermill as pm
+import numpy as np
 import pytest
 import torch
 
@@ -153,3 +154,37 @@ def test_finetune_runs_on_a_paper_shaped_checkpoint(paper_checkpoints, real_corp
     record = finetune_run(str(paper_checkpoints["xlm-roberta"]), "mini-topic", tmp_path / "run", config=config,
                           max_train=8, max_dev=4, mini_root=real_corpus, progress=False)
     assert record["n_train"] == 8 and (tmp_path / "run" / "done.json").is_file()
+
+
+def test_bag_of_subwords_on_seen_columns_matches_the_full_vocabulary():
+    """Fitting on the training sub-words' columns only gives the full-width fit's predictions
+    (never-seen sub-words keep a zero weight), for sequence and token tasks."""
+    from types import SimpleNamespace
+
+    from sklearn.linear_model import LogisticRegression
+
+    from mtnb import controls
+
+    rng = np.random.default_rng(0)
+    vocab = 5000
+    train = [{"input_ids": rng.integers(0, 300, 12).tolist(), "labels": int(rng.integers(0, 3))} for _ in range(60)]
+    test = [{"input_ids": rng.integers(0, 600, 12).tolist(), "labels": 0} for _ in range(40)]
+    bag = controls.BagOfSubwords(SimpleNamespace(head="sequence"), vocab).fit(train)
+    assert len(bag.columns) <= 300 < vocab
+    full = LogisticRegression(max_iter=300, C=1.0, random_state=0).fit(
+        controls._bag([e["input_ids"] for e in train], vocab), [e["labels"] for e in train])
+    expected = full.predict(controls._bag([e["input_ids"] for e in test], vocab)).tolist()
+    assert bag.predict(test) == expected
+    assert np.allclose(full.coef_[:, bag.columns], bag.model.coef_, atol=1e-4)
+    unseen = np.setdiff1d(np.arange(vocab), bag.columns)
+    assert np.abs(full.coef_[:, unseen]).max() < 1e-8, "a sub-word never seen in training keeps weight 0"
+
+    token_train = [{"input_ids": [1, 7, 8, 9, 20, 21], "labels": [-100, 1, -100, 0, 2, -100]},
+                   {"input_ids": [1, 9, 20, 7, 3], "labels": [-100, 0, 2, 1, -100]}]
+    tagger = controls.BagOfSubwords(SimpleNamespace(head="token"), vocab).fit(token_train)
+    assert tagger.columns.tolist() == [3, 7, 8, 9, 20, 21], "every sub-word of a labelled word, continuations too"
+    words = [[7, 8], [9], [20, 21], [9], [20], [7, 3]]
+    full = LogisticRegression(max_iter=300, C=1.0, random_state=0).fit(controls._bag(words, vocab), [1, 0, 2, 0, 2, 1])
+    unseen = [{"input_ids": [1, 7, 4000, 20, 9], "labels": [-100, 0, -100, 0, 0]}]
+    expected = full.predict(controls._bag([[7, 4000], [20], [9]], vocab)).tolist()
+    assert tagger.predict(unseen) == [expected], "a word's unseen sub-word is left out, as its zero weight does"
