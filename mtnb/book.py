@@ -646,13 +646,16 @@ def pretraining_page(study: Study) -> str:
             table[m] = r["chrf"]
             if r.get("chrf_mismatched_source"):
                 table[f"{m}, mismatched source"] = r["chrf_mismatched_source"]
-        copies = [r["chrf_copy_source"] for r in chrf.values() if r.get("chrf_copy_source")]
-        if copies:
-            table["copy the source"] = copies[0]
+        # copying the source, on as many test pairs as each member was scored on
+        sizes = {r["budget"].get("eval_pairs"): r["chrf_copy_source"] for r in chrf.values()
+                 if r.get("chrf_copy_source") and isinstance(r.get("budget"), dict)}
+        for n, copy in sizes.items():
+            table["copy the source" + (f" (first {n} pairs)" if len(sizes) > 1 else "")] = copy
         frame = pd.DataFrame(table).T.round(1)
         frame.index.name = "system"
         parts += ["\n## Translation: chrF per direction\n\n",
-                  "Greedy translations of the first test pairs of every direction (sacrebleu's chrF, 0-100). "
+                  "Greedy translations of the first test pairs of every direction (sacrebleu's chrF, 0-100; "
+                  "how many pairs: each member's `eval_pairs` budget). "
                   "A continued model is trained on some directions only (m2o: into English, o2m: out of it). "
                   "*Copy the source* scores the source sentence itself as the translation: names, numbers and "
                   "markup that the languages share. *Mismatched source* gives the same e5 model another test "

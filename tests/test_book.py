@@ -521,7 +521,7 @@ def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
     for i, (member, record) in enumerate(records.items()):
         folder = tmp_path / f"job{i}"
         (folder / "out" / member).mkdir(parents=True)
-        record.update(trained={"steps": 10, "tokens": 500, "seconds": 5.0}, tokens_per_second=100.0,
+        record.update(budget={"eval_pairs": 60}, trained={"steps": 10, "tokens": 500, "seconds": 5.0}, tokens_per_second=100.0,
                       heldout_loss_before=9.0, heldout_loss_after=6.5)
         (folder / "out" / member / "continued.json").write_text(json.dumps(record))
         jobs.append(Job("pretrain", Path("pretrain.ipynb"), {"member": member}, [], f"id{i}", folder))
@@ -531,6 +531,15 @@ def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
     assert "| me5-m2o | 31.5 | 12 |" in page
     assert "| me5-m2o, mismatched source | 14.2 | 9 |" in page or "| me5-m2o, mismatched source | 14.3 | 9 |" in page
     assert "| copy the source | 25 | 24 |" in page
+    zoo = tmp_path / "zoo"
+    (zoo / "out" / "mini-mbart-o2m").mkdir(parents=True)
+    (zoo / "out" / "mini-mbart-o2m" / "pretrain.json").write_text(json.dumps({
+        **records["me5-m2o"], "objective": "translate", "directions": "o2m", "budget": {"eval_pairs": 100},
+        "chrf_copy_source": {"de-en": 26.0, "en-de": 22.0}, "chrf_mismatched_source": None}))
+    jobs.append(Job("pretrain", Path("pretrain.ipynb"), {"member": "mini-mbart-o2m"}, [], "zoo", zoo))
+    page = pretraining_page(study)
+    assert "| copy the source (first 60 pairs) | 25 | 24 |" in page
+    assert "| copy the source (first 100 pairs) | 26 | 22 |" in page, "each bar on the pairs its members were scored on"
     assert "me5-mlm |" in page.split("## Translation")[0] and "| me5-mlm |" not in page.split("## Translation")[1]
 
 
