@@ -594,7 +594,7 @@ def translation_evidence(records: dict[str, dict], mt: list[str]) -> str:
                "model; read its rows with that in mind." if not any(translates) else
                "only some variants beat both bars (see the Pretraining page).")
     return ("Did the translation variants learn to translate? Mean chrF over the directions each was trained on: "
-            + "; ".join(clauses) + f". At this budget " + verdict)
+            + "; ".join(clauses) + ". At this budget " + verdict)
 
 
 def _read_csv(folder: Path | None, name: str):
