@@ -22,7 +22,8 @@ The probe is multinomial logistic regression: p(y | x) = softmax(W x + b), W of 
 (n_labels, d), minimising mean cross-entropy + (λ/2)·‖W‖² (no decay on b) full-batch with
 L-BFGS (strong-Wolfe line search) from W = 0, b = 0. The loss is strictly convex, so the result
 is its unique minimum, reached the same way on every run: no random draw is involved, and the
-seed acts through the training (and dev and test) subsample it draws. λ is chosen on English dev
+seed acts through the training and dev subsample it draws (the test examples are one draw for all:
+``mtnb.zeroshot.eval_subset``). λ is chosen on English dev
 among ``weight_decays``, strongest first, each fit warm-started from the previous; a tie keeps
 the stronger decay.
 
@@ -314,14 +315,14 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
 
     One forward pass covers every input the job needs: each seed's English train and dev
     subsample and, for the zero-shot evaluation to come, each language's ``eval_splits``
-    (at most ``max_eval`` examples each, drawn as ``mtnb.zeroshot`` draws them). Names, the
+    (at most ``max_eval`` examples each, ``mtnb.zeroshot.eval_subset``). Names, the
     layer, the pooling and the output folders are checked before any weights load.
     """
     from .data import load_task
     from .finetune import input_prefixes, run_folders, save_run, set_language, subsample
     from .models import load_registry
     from .tasks import get_task
-    from .zeroshot import _unlabelled
+    from .zeroshot import _unlabelled, eval_subset
 
     config = config or ProbeConfig()
     registry = load_registry(registry_path) if registry_path else None
@@ -357,7 +358,7 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
 
     train_in = {seed: inputs(subsample(train_records, max_train, seed), "en") for seed in folders}
     dev_in = {seed: inputs(subsample(dev_records, max_dev, seed), "en") for seed in folders}
-    eval_in = [inputs(subsample(records, max_eval, seed), lang) for seed in folders for lang, records in evaluation]
+    eval_in = [inputs(eval_subset(records, max_eval), lang) for lang, records in evaluation]
     start = time.perf_counter()
     everything = [*train_in.values(), *dev_in.values(), *eval_in]
     if head == "token":

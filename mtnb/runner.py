@@ -32,7 +32,7 @@ job.json: if the runner alone was killed (or, with SLURM, logged out) while its 
 than delete a folder that a live job writes to.
 
 The record. done.json (or failed.json) also holds what the numbers depend on besides the
-parameters (``job_environment``): OMP_NUM_THREADS, torch's thread count, the torch and
+parameters (``job_environment``): OMP_NUM_THREADS, the CPU count, the torch and
 transformers versions, and ``code_hash``, a hash of the mtnb package's source files.
 
 Timing. done.json records ``seconds``, the wall time of papermill's execution, and
@@ -243,14 +243,14 @@ def _execute_notebook(folder: Path, notebook: str, kind: str, parameters: dict, 
 
 
 def job_environment() -> dict:
-    """What a job's numbers depend on besides its parameters: the thread settings its kernel
-    inherits, the torch and transformers versions, and the mtnb code (``code_hash``)."""
+    """What a job's numbers depend on besides its parameters: the thread setting its kernel
+    inherits (OMP_NUM_THREADS sets torch's thread count; unset, torch takes one per core), the
+    CPUs, the torch and transformers versions, and the mtnb code (``code_hash``). Read from
+    the environment and the package metadata: importing torch here would cost every job 1.2 s."""
     from importlib.metadata import version
 
-    import torch  # about 2 s, before papermill's clock starts
-
-    return {"omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "transformers": version("transformers"), "code_hash": code_hash()}
+    return {"omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
+            "torch": version("torch"), "transformers": version("transformers"), "code_hash": code_hash()}
 
 
 def code_hash() -> str:

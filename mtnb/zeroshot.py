@@ -44,6 +44,18 @@ def run_folders_in(run_dir: str | Path) -> list[Path]:
     return seeds
 
 
+EVAL_DRAW = 0  # the seed of the one draw of evaluation examples
+
+
+def eval_subset(records, max_eval: int | None):
+    """At most ``max_eval`` of a language's evaluation records, drawn once with ``EVAL_DRAW``:
+    every model and every training seed is scored on the same examples, so the spread over
+    seeds is the training's alone and models compare example for example."""
+    from .finetune import subsample
+
+    return subsample(records, max_eval, EVAL_DRAW)
+
+
 def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
                   max_eval: int | None = None, controls: bool = True, progress: bool = True):
     """``evaluate_run`` on every run folder of ``run_dir`` (see ``run_folders_in``); returns the
@@ -67,7 +79,7 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
                  max_eval: int | None = None, controls: bool = True, progress: bool = True, _shared=None):
     """Score the run in ``run_dir`` per language and split; returns (results, predicted counts,
     notes). ``notes`` lists languages skipped for lack of data. ``max_eval`` caps the
-    examples per language (drawn with the run's seed)."""
+    examples per language (``eval_subset``: the same examples for every model and seed)."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -124,7 +136,7 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
                                      _unlabelled(records[task.label_field])):
                 notes.append(f"{lang} {split}: skipped (no labelled examples)")
                 continue
-            groups.append((split, lang, subsample(records, max_eval, seed)))
+            groups.append((split, lang, eval_subset(records, max_eval)))
     if mode == "probe":
         run.prepare([(records, lang) for _, lang, records in groups])  # one forward pass for what is not stored
 

@@ -137,6 +137,43 @@ def test_masked_lm_loss_at_chosen_positions_equals_the_full_loss(tiny_e5, tokeni
         assert torch.allclose(model(batch), expected, atol=1e-6)
 
 
+def test_cached_decoding_step_equals_the_full_decoder():
+    torch.manual_seed(0)
+    decoder = e5c._heads()[1](torch.randn(40, 32), 5, 2, 4, 20).eval()
+    memory = torch.randn(3, 7, 32)
+    padding = torch.zeros(3, 7, dtype=torch.bool)
+    padding[1, 5:], padding[2, 3:] = True, True
+    tokens = torch.randint(0, 45, (3, 10))
+    with torch.inference_mode():
+        cache = decoder.start(memory, padding)
+        for t in range(tokens.shape[1]):
+            full = decoder(tokens[:, :t + 1], memory, padding, last_only=True)[:, -1]
+            assert torch.allclose(decoder.step(tokens[:, t], t, cache), full, atol=1e-5), f"position {t}"
+
+
+def test_greedy_decoding_stops_at_the_limit_and_keeps_the_order(tokenizer):
+    sources = ["Click the OK button to close the dialog box now.", "Click OK.", "Open the Tools menu."]
+    vocab = e5c.Vocabulary(e5c.corpus_pieces(tokenizer, sources, 24), tokenizer.eos_token_id, tokenizer.unk_token_id)
+    torch.manual_seed(0)
+    decoder = e5c._heads()[1](torch.randn(len(vocab.kept), 32), 5, 1, 2, 48)
+    with torch.no_grad():
+        decoder.bias[vocab.eos] = -1e4  # a decoder that never writes </s>
+    # an encoder whose memory is the source's embedding (32 wide): decoding depends on the source
+    embed = torch.nn.Embedding(tokenizer.vocab_size + 10, 32)
+    model = e5c._model(None, decoder, "translate")
+    model.encode = lambda input_ids, attention_mask: embed(input_ids)
+    out = e5c.greedy_translate(model, tokenizer, vocab, sources, "de", 48, batch_size=2)
+    alone = [e5c.greedy_translate(model, tokenizer, vocab, [s], "de", 48)[0] for s in sources]
+    assert out == alone, "each output belongs to its own source, whatever the batch"
+    written = []
+    full = vocab.full
+    vocab.full = lambda row: written.append(len(row)) or full(row)
+    e5c.greedy_translate(model, tokenizer, vocab, sources, "de", 48, batch_size=2)
+    limits = [min(48, 2 * len(tokenizer(s, add_special_tokens=False)["input_ids"]) + 8) for s in sources]
+    assert sorted(written) == sorted(limits) and len(set(limits)) == 3, \
+        "without </s>, each source gets exactly 2n + 8 tokens (at most 48)"
+
+
 def test_same_seed_same_weights(trained, tiny_e5, real_corpus, tmp_path):
     again = tmp_path / "me5-mlm"
     e5c.continue_member("me5-mlm", real_corpus, again, budget=BUDGET, base=tiny_e5, progress=False,

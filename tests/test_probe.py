@@ -148,6 +148,24 @@ def test_probe_trains_on_a_tiny_checkpoint_and_is_evaluated(tiny_checkpoint, rea
         assert counts.groupby("language")["count"].sum().tolist() == [24] * 5
 
 
+def test_every_seed_is_scored_on_the_same_test_examples(tiny_checkpoint, real_corpus, tmp_path, monkeypatch):
+    from mtnb import zeroshot
+
+    records = _probe(tiny_checkpoint, real_corpus, tmp_path / "job", seeds=[0, 1], max_eval=20)
+    one_seed = _probe(tiny_checkpoint, real_corpus, tmp_path / "one", seeds=[0], max_eval=20,
+                      cache_dir=tmp_path / "other-features")
+    assert records[0]["sequences_encoded"] <= one_seed[0]["sequences_encoded"] + records[1]["n_train"] + records[1]["n_dev"], \
+        "a second seed adds its own training and dev subsample to the forward pass, not more test examples"
+    drawn = []
+    draw = zeroshot.eval_subset
+    monkeypatch.setattr(zeroshot, "eval_subset", lambda rows, n: drawn.append(draw(rows, n)["text"]) or draw(rows, n))
+    monkeypatch.setattr(models, "load_encoder", no_weights)  # the job computed these features already
+    results, _, _ = zeroshot.evaluate_runs(tmp_path / "job", max_eval=20, progress=False)
+    assert set(results.seed) == {0, 1} and len(drawn) == 10 and all(len(d) == 20 for d in drawn)
+    assert drawn[:5] == drawn[5:], "seed 1 is scored on the examples seed 0 was scored on, language by language"
+    assert len({tuple(d) for d in drawn[:5]}) == 5
+
+
 def test_probe_leaves_the_encoder_bit_identical(tiny_checkpoint, real_corpus, tmp_path):
     before = load_encoder(str(tiny_checkpoint)).model.state_dict()
     fingerprint = weights_fingerprint(tiny_checkpoint, tmp_path)
