@@ -30,11 +30,13 @@ Masked LM (BERT's recipe, 15% of the text's pieces: 80% <mask>, 10% random, 10% 
 head ``h -> LayerNorm(GELU(W h)) E'^T + b`` on the last layer, applied at the masked positions
 only (the same loss as over every position, at about a seventh of the output layer's cost).
 Translation feeds the encoder's last layer to a ``decoder_layers``-layer Transformer decoder
-whose first input token names the target language (as mBART-50's forced first token does): decoder input ``[<2xx>] y_1 ... y_n``,
-labels ``y_1 ... y_n </s>``; greedy decoding starts from ``[<2xx>]``. Its chrF is reported beside
-two bars: copying the source unchanged, and the same model translating a *mismatched* source
-(each test sentence's encoding swapped for another's), which is what the decoder's own
-target-language model scores without using the source.
+whose first input token names the target language (as mBART-50's forced first token does):
+decoder input ``[<2xx>] y_1 ... y_n``, labels ``y_1 ... y_n </s>``. Greedy decoding starts from
+``[<2xx>]``, keeps each layer's keys and values (one token's pass per step) and writes at most
+2n + 8 tokens for n source pieces. Its chrF is reported beside two bars: copying the source
+unchanged, and the same model translating a *mismatched* source (each test sentence's encoding
+swapped for another's), which is what the decoder's own target-language model scores without
+using the source.
 """
 
 from __future__ import annotations

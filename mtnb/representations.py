@@ -22,7 +22,17 @@ and CKA analysis of the same weights shares them. The encoder is loaded only whe
 missing, and kept until ``close()``.
 
 ``extract_features`` is the CKA notebook's entry point: pooled features of given texts per
-(model, language), through the same store.
+(model, language), through the same store, one model at a time. Its peak memory stays near the
+largest encoder's size (``benchmarks/bench_features_memory.py``) because of two settings:
+
+- glibc's mmap threshold is pinned at 128 KiB (``pin_mmap_threshold``). By default glibc raises
+  the threshold to 32 MiB once a large block is freed, after which a layer's activations (a few
+  MiB each) come from the heap, where fragmentation keeps freed space from the system: over four
+  paper-size encoders the process grew to 3.3x the largest one. Pinned, every tensor of 128 KiB
+  or more gets its own mapping and goes back to the system when freed (about 10% slower here);
+- batches of 4 sequences: a forward pass keeps every layer's hidden states (n_layers + 1 of
+  (batch, seq, hidden)) for pooling, besides its working tensors; over 16 sequences of 128
+  tokens that came to 0.6x an mBART-large encoder's weights, over 4 to 0.23x.
 """
 
 from __future__ import annotations
@@ -375,13 +385,14 @@ class FeatureExtractor:
 
 
 def extract_features(models: list[str], texts: dict[str, list[str]], *, registry=None,
-                     pooling: str = "mean", max_length: int = 128, batch_size: int = 16,
+                     pooling: str = "mean", max_length: int = 128, batch_size: int = 4,
                      cache_dir: str | Path | None = None, progress: bool = True) -> dict[tuple[str, str], np.ndarray]:
     """``{(model, lang): features (n_layers + 1, n, hidden)}`` for every model and language.
 
     ``texts`` maps a language to its samples (given e5's "passage: " prefix for e5 models, as
     the linear probe does). Stored features are read back; a model is loaded only when some of
-    its features are missing, one model at a time, and freed before the next.
+    its features are missing, one model at a time, and freed before the next (memory: see the
+    module's docstring).
     """
     from tqdm.auto import tqdm
 
@@ -389,6 +400,7 @@ def extract_features(models: list[str], texts: dict[str, list[str]], *, registry
 
     for name in models:  # unknown names fail before any work
         resolve(name, registry)
+    pin_mmap_threshold()
     result = {}
     for name in tqdm(models, desc="models", disable=not progress):
         extractor = FeatureExtractor(name, registry, pooling=pooling, cache_dir=cache_dir,
@@ -399,6 +411,22 @@ def extract_features(models: list[str], texts: dict[str, list[str]], *, registry
             result[(name, lang)] = extractor.pooled(seqs)
         extractor.close()
     return result
+
+
+def pin_mmap_threshold(threshold: int = 128 << 10) -> bool:
+    """Pin glibc's mmap threshold at ``threshold`` bytes for the rest of this process (see the
+    module's docstring): blocks that large are mapped on their own and unmapped when freed.
+    Returns False where the C library is not glibc (nothing is changed there)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+    return mallopt(M_MMAP_THRESHOLD, threshold) == 1
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:

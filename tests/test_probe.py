@@ -166,6 +166,21 @@ def test_every_seed_is_scored_on_the_same_test_examples(tiny_checkpoint, real_co
     assert len({tuple(d) for d in drawn[:5]}) == 5
 
 
+def test_features_do_not_depend_on_the_batch_size_and_freed_tensors_are_unmapped(tiny_checkpoint, tmp_path):
+    import sys
+
+    from mtnb.representations import pin_mmap_threshold
+
+    texts = {"en": TEXTS * 3, "de": ["Wählen Sie Format - Zellen.", "Drücken Sie die Eingabetaste."] * 4}
+    small = extract_features([str(tiny_checkpoint)], texts, cache_dir=tmp_path / "a", progress=False)
+    large = extract_features([str(tiny_checkpoint)], texts, cache_dir=tmp_path / "b", batch_size=16, progress=False)
+    for key in small:
+        assert small[key].shape == (3, len(texts[key[1]]), 64)
+        np.testing.assert_allclose(small[key], large[key], atol=1e-5)
+    if sys.platform == "linux":  # glibc: the threshold that keeps extraction near one encoder's size
+        assert pin_mmap_threshold() is True
+
+
 def test_probe_leaves_the_encoder_bit_identical(tiny_checkpoint, real_corpus, tmp_path):
     before = load_encoder(str(tiny_checkpoint)).model.state_dict()
     fingerprint = weights_fingerprint(tiny_checkpoint, tmp_path)
