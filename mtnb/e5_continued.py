@@ -334,6 +334,8 @@ def greedy_translate(model, tokenizer, vocab: Vocabulary, sources: list[str], tg
     import torch
 
     model.eval()
+    if not sources:
+        return []
     pieces = [len(ids) for ids in tokenizer(sources, add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(sources)), key=lambda i: (pieces[i], i))
     out: list[str] = [""] * len(sources)
