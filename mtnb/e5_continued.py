@@ -357,7 +357,7 @@ def greedy_translate(model, tokenizer, vocab: Vocabulary, sources: list[str], tg
                 if finished.all():
                     break
             for i, row in zip(rows, tokens[:, 1:].tolist()):
-                row = row[:min(row.index(vocab.eos) if vocab.eos in row else len(row), decode_limit(pieces[i], max_length))]
+                row = row[:row.index(vocab.eos)] if vocab.eos in row else row  # a row stops at its limit
                 out[i] = tokenizer.decode(vocab.full(row), skip_special_tokens=True)
     return out
 

@@ -22,10 +22,9 @@ The probe is multinomial logistic regression: p(y | x) = softmax(W x + b), W of 
 (n_labels, d), minimising mean cross-entropy + (λ/2)·‖W‖² (no decay on b) full-batch with
 L-BFGS (strong-Wolfe line search) from W = 0, b = 0. The loss is strictly convex, so the result
 is its unique minimum, reached the same way on every run: no random draw is involved, and the
-seed acts through the training and dev subsample it draws (the test examples are one draw for all:
-``mtnb.zeroshot.eval_subset``). λ is chosen on English dev
-among ``weight_decays``, strongest first, each fit warm-started from the previous; a tie keeps
-the stronger decay.
+seed acts through the training and dev subsample it draws (the test examples are one draw for
+all: ``mtnb.zeroshot.eval_subset``). λ is chosen on English dev among ``weight_decays``,
+strongest first, each fit warm-started from the previous; a tie keeps the stronger decay.
 
 Features come from ``mtnb.representations.FeatureExtractor`` (cached on disk by weights and
 token ids): ``probe_run`` gathers every input a job needs (train and dev for every seed, the
