@@ -328,6 +328,12 @@ def encoder_class(family: str):
     return cls
 
 
+def encoder_layers(model):
+    """The Transformer layers of an encoder from ``encoder_class``, in order: an
+    ``nn.ModuleList`` of n_layers blocks, each mapping (batch, seq, hidden) to the same shape."""
+    return model.encoder.layer if hasattr(model, "encoder") else model.layers   # BERT/XLM-R; mBART/M2M100
+
+
 def build_encoder(folder: Path, family: str, config, dtype):
     """Build the encoder of ``family`` and fill it with the checkpoint's tensors in ``folder``.
 

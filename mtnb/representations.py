@@ -23,16 +23,21 @@ missing, and kept until ``close()``.
 
 ``extract_features`` is the CKA notebook's entry point: pooled features of given texts per
 (model, language), through the same store, one model at a time. Its peak memory stays near the
-largest encoder's size (``benchmarks/bench_features_memory.py``) because of two settings:
+largest encoder's size (``benchmarks/bench_features_memory.py``) for four reasons:
 
 - glibc's mmap threshold is pinned at 128 KiB (``pin_mmap_threshold``). By default glibc raises
   the threshold to 32 MiB once a large block is freed, after which a layer's activations (a few
   MiB each) come from the heap, where fragmentation keeps freed space from the system: over four
   paper-size encoders the process grew to 3.3x the largest one. Pinned, every tensor of 128 KiB
   or more gets its own mapping and goes back to the system when freed (about 10% slower here);
-- batches of 4 sequences: a forward pass keeps every layer's hidden states (n_layers + 1 of
-  (batch, seq, hidden)) for pooling, besides its working tensors; over 16 sequences of 128
-  tokens that came to 0.6x an mBART-large encoder's weights, over 4 to 0.23x.
+- each hidden state is pooled by a hook as soon as the encoder computes it, so one of the
+  n_layers + 1 hidden states of a batch is alive at a time, not all (``output_hidden_states``);
+- batches of 4 sequences: on the mini corpus's CKA samples (up to 128 tokens) the forward
+  passes of an mBART-large-shaped encoder add 0.13x its weights at batch 4 (working tensors
+  such as attention scores and the 4x wide feed-forward activations, plus the features waiting
+  to be written), 0.18x at batch 8 and 0.26x at batch 16;
+- the features are read back from the store once every encoder is freed, so no model's
+  features sit in memory beside the next model's weights.
 """
 
 from __future__ import annotations
@@ -294,42 +299,69 @@ class FeatureExtractor:
             self._forward(todo, None if not words else k)
 
     def _forward(self, todo: dict[tuple, dict], layer: int | None) -> None:
-        """Run the encoder over ``todo``'s inputs (batched by length) and store the features."""
+        """Run the encoder over ``todo``'s inputs (batched by length) and store the features.
+
+        Hidden state i is what ``output_hidden_states`` gives: the input of Transformer layer i
+        for i < n (the embedding output for i = 0), and the encoder's output (after mBART's and
+        M2M100's final layer norm) for i = n. A forward pre-hook on layer i pools it (and takes
+        the asked layer's word features) as soon as it exists, so one hidden state of the batch
+        is alive at a time instead of all n + 1.
+        """
         import torch
         from tqdm.auto import tqdm
 
         from .finetune import length_grouped_batches
+        from .models import encoder_layers
 
         encoder = self.encoder()
         device = next(encoder.model.parameters()).device
         pad_id = self.tokenizer.pad_token_id
         inputs = list(todo)
+        batch = {}                            # the batch in the encoder: its rows and (batch, seq, 1) mask
+        states = [None] * (self.n_layers + 1)  # its pooled hidden states, (batch, hidden) each
+        words = {}                            # its word features, {key: (n_positions, hidden)}
+
+        def take(i: int, h) -> None:          # h: hidden state i of the batch, (batch, seq, hidden)
+            m = batch["mask"]
+            states[i] = ((h.float() * m).sum(1) / m.sum(1) if self.pooling == "mean" else h[:, 0].float()).cpu().numpy()
+            if i == layer:
+                for j, row in enumerate(batch["rows"]):
+                    for key, positions in todo[inputs[row]].get("words", {}).items():
+                        words[key] = h[j, positions].float().cpu().numpy()
+
+        hooks = [block.register_forward_pre_hook(
+                     lambda module, args, kwargs, i=i: take(i, args[0] if args else kwargs["hidden_states"]),
+                     with_kwargs=True)
+                 for i, block in enumerate(encoder_layers(encoder.model))]
         pooled_out, words_out, size = {}, {}, 0
         batches = length_grouped_batches([len(ids) for ids in inputs], self.batch_size, None)
-        with torch.inference_mode():
-            for rows in tqdm(batches, desc=f"features of {self.model}", disable=not self.progress):
-                width = max(len(inputs[i]) for i in rows)
-                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for j, i in enumerate(rows):
-                    ids[j, :len(inputs[i])] = torch.tensor(inputs[i])
-                    mask[j, :len(inputs[i])] = 1
-                hidden = encoder.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                       output_hidden_states=True).hidden_states   # n_layers + 1 x (batch, seq, hidden)
-                m = mask.to(device).unsqueeze(-1).float()                         # (batch, seq, 1)
-                pooled = np.stack([((h.float() * m).sum(1) / m.sum(1) if self.pooling == "mean" else h[:, 0].float())
-                                   .cpu().numpy() for h in hidden], 1)            # (batch, n_layers + 1, hidden)
-                for j, i in enumerate(rows):
-                    job = todo[inputs[i]]
-                    if "pooled" in job:
-                        pooled_out[job["pooled"]] = pooled[j]
-                        size += pooled[j].nbytes
-                    for key, positions in job.get("words", {}).items():
-                        words_out[key] = hidden[layer][j, positions].float().cpu().numpy()   # (n_positions, hidden)
-                        size += words_out[key].nbytes
-                if size >= SHARD_BYTES:
-                    self._flush(pooled_out, words_out, layer)
-                    pooled_out, words_out, size = {}, {}, 0
+        try:
+            with torch.inference_mode():
+                for rows in tqdm(batches, desc=f"features of {self.model}", disable=not self.progress):
+                    width = max(len(inputs[i]) for i in rows)
+                    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+                    mask = torch.zeros((len(rows), width), dtype=torch.long)
+                    for j, i in enumerate(rows):
+                        ids[j, :len(inputs[i])] = torch.tensor(inputs[i])
+                        mask[j, :len(inputs[i])] = 1
+                    batch.update(rows=rows, mask=mask.to(device).unsqueeze(-1).float())
+                    out = encoder.model(input_ids=ids.to(device), attention_mask=mask.to(device))
+                    take(self.n_layers, out.last_hidden_state)
+                    del out
+                    pooled = np.stack(states, 1)                                  # (batch, n_layers + 1, hidden)
+                    for j, i in enumerate(rows):
+                        if "pooled" in todo[inputs[i]]:
+                            pooled_out[todo[inputs[i]]["pooled"]] = pooled[j]
+                            size += pooled[j].nbytes
+                    size += sum(w.nbytes for w in words.values())
+                    words_out.update(words)
+                    words.clear()
+                    if size >= SHARD_BYTES:
+                        self._flush(pooled_out, words_out, layer)
+                        pooled_out, words_out, size = {}, {}, 0
+        finally:
+            for hook in hooks:
+                hook.remove()
         self._flush(pooled_out, words_out, layer)
         self.forward_passes += 1
         self.sequences_computed += len(inputs)
@@ -351,8 +383,8 @@ class FeatureExtractor:
         return self._encoder
 
     def close(self) -> None:
-        """Free the encoder (the store stays)."""
-        self._encoder = None
+        """Free the encoder and the tokenizer (the store stays; both load again when needed)."""
+        self._encoder = self._tokenizer = None
         gc.collect()
 
     # -- reading -----------------------------------------------------------------------------
@@ -390,9 +422,10 @@ def extract_features(models: list[str], texts: dict[str, list[str]], *, registry
     """``{(model, lang): features (n_layers + 1, n, hidden)}`` for every model and language.
 
     ``texts`` maps a language to its samples (given e5's "passage: " prefix for e5 models, as
-    the linear probe does). Stored features are read back; a model is loaded only when some of
-    its features are missing, one model at a time, and freed before the next (memory: see the
-    module's docstring).
+    the linear probe does). First the missing features are computed and stored, one model at a
+    time: a model is loaded only when some of its features are missing, and freed before the
+    next. Then, with no model in memory, every model's features are read back from the store
+    (memory: see the module's docstring).
     """
     from tqdm.auto import tqdm
 
@@ -401,16 +434,15 @@ def extract_features(models: list[str], texts: dict[str, list[str]], *, registry
     for name in models:  # unknown names fail before any work
         resolve(name, registry)
     pin_mmap_threshold()
-    result = {}
+    extractors, ids = {}, {}
     for name in tqdm(models, desc="models", disable=not progress):
         extractor = FeatureExtractor(name, registry, pooling=pooling, cache_dir=cache_dir,
                                      batch_size=batch_size, progress=progress)
-        ids = {lang: extractor.encode_texts(t, lang, max_length) for lang, t in texts.items()}
-        extractor.compute(pooled=[s for seqs in ids.values() for s in seqs])
-        for lang, seqs in ids.items():
-            result[(name, lang)] = extractor.pooled(seqs)
+        ids[name] = {lang: extractor.encode_texts(t, lang, max_length) for lang, t in texts.items()}
+        extractor.compute(pooled=[s for seqs in ids[name].values() for s in seqs])
         extractor.close()
-    return result
+        extractors[name] = extractor
+    return {(name, lang): extractors[name].pooled(seqs) for name in models for lang, seqs in ids[name].items()}
 
 
 def pin_mmap_threshold(threshold: int = 128 << 10) -> bool:

@@ -71,6 +71,27 @@ def test_cached_features_equal_a_fresh_forward_pass(tiny_checkpoint, tmp_path):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["xlm-roberta", "mbart", "m2m100"])
+def test_hooked_hidden_states_are_output_hidden_states_at_paper_shape(paper_checkpoints, family, tmp_path):
+    """The layer hooks take what output_hidden_states gives, the last one after mBART's and
+    M2M100's final layer norm included; padding in a batch changes nothing."""
+    extractor = FeatureExtractor(str(paper_checkpoints[family]), cache_dir=tmp_path, batch_size=3, progress=False)
+    ids = extractor.encode_texts(TEXTS[:3], "en", max_length=32)
+    assert len({len(s) for s in ids}) == 3, "three lengths: the batch is padded"
+    positions = [[0, len(s) - 1] for s in ids]
+    pooled = extractor.pooled(ids)
+    words = extractor.words(ids, positions, layer=-1)
+    encoder = extractor.encoder()
+    with torch.inference_mode():
+        for k, s in enumerate(ids):
+            hidden = encoder.model(input_ids=torch.tensor([s]), output_hidden_states=True).hidden_states
+            assert len(hidden) == extractor.n_layers + 1 == pooled.shape[0]
+            np.testing.assert_allclose(pooled[:, k], torch.stack([h[0].mean(0) for h in hidden]).numpy(),
+                                       rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(words[k], hidden[-1][0, positions[k]].numpy(), rtol=1e-4, atol=1e-4)
+    assert extractor.forward_passes == 2
+
+
 def test_another_checkpoint_gets_its_own_features(tiny_checkpoint, tmp_path):
     import shutil
 
