@@ -86,18 +86,14 @@ def main() -> None:
     from mtnb.me5 import ensure_me5_small
     from mtnb.minidata import load_mini
     from mtnb.models import load_encoder
-    from mtnb.paths import project_root
 
     torch.set_num_threads(1)
     budget = e5c.E5_BUDGETS["mini"]
     encoder = load_encoder(str(ensure_me5_small()))
     tokenizer, bert = encoder.tokenizer, encoder.model
-    texts = [t for lang in e5c.LANGS for t in load_mini("monolingual", lang, "train", root=args.corpus)["text"]]
-    texts += [r[k] for lang in e5c.LANGS[1:] for r in load_mini("parallel", lang, "train", root=args.corpus).to_list()
-              for k in r if k in e5c.LANGS]
-    kept = e5c.cached_corpus_pieces(tokenizer, args.corpus, texts, budget.max_length,
-                                    project_root() / "runs" / "cache" / "e5-vocabulary")
-    vocab = e5c.Vocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
+    mono = {lang: load_mini("monolingual", lang, "train", root=args.corpus)["text"] for lang in e5c.LANGS}
+    parallel = {lang: load_mini("parallel", lang, "train", root=args.corpus).to_list() for lang in e5c.LANGS[1:]}
+    vocab = e5c.corpus_vocabulary(tokenizer, args.corpus, mono, parallel, budget.max_length)
     torch.manual_seed(0)
     word = bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(vocab.kept)].clone()
     decoder = e5c._heads()[1](word, len(e5c.LANGS), budget.decoder_layers, bert.config.num_attention_heads,

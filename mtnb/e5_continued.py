@@ -150,9 +150,21 @@ class Vocabulary:
         return [int(self.kept[i]) for i in small_ids if i < len(self.kept)]
 
 
+def corpus_vocabulary(tokenizer, corpus_root: Path, mono: dict[str, list[str]], parallel: dict[str, list[dict]],
+                      max_length: int, cache_dir: Path | None = None) -> Vocabulary:
+    """The output vocabulary every member shares: the pieces of all the corpus's training text,
+    monolingual (``mono``: {lang: texts}) and parallel (``parallel``: {lang: rows holding one
+    text per language}), through ``cached_corpus_pieces`` (whose key assumes exactly this text)."""
+    texts = [t for lang in LANGS for t in mono[lang]] + [r[k] for rows in parallel.values() for r in rows for k in r
+                                                          if k in LANGS]
+    kept = cached_corpus_pieces(tokenizer, corpus_root, texts, max_length, cache_dir)
+    return Vocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
+
+
 # --------------------------------------------------------------------------------------------
 # The heads
 # --------------------------------------------------------------------------------------------
+
 
 def _heads():
     import torch
@@ -427,12 +439,8 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     mono = {lang: load_mini("monolingual", lang, "train", root=corpus_root)["text"] for lang in LANGS}
     parallel = {lang: load_mini("parallel", lang, "train", root=corpus_root).to_list() for lang in LANGS[1:]}
     parallel_test = {lang: load_mini("parallel", lang, "test", root=corpus_root).to_list() for lang in LANGS[1:]}
-    # the same output vocabulary for every member: pieces of all training text of both kinds
-    texts = [t for lang in LANGS for t in mono[lang]] + [r[k] for rows in parallel.values() for r in rows for k in r
-                                                          if k in LANGS]
-    kept = cached_corpus_pieces(tokenizer, corpus_root, texts, budget.max_length,
-                                Path(vocab_cache) if vocab_cache else None)
-    vocab = Vocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
+    vocab = corpus_vocabulary(tokenizer, corpus_root, mono, parallel, budget.max_length,
+                              Path(vocab_cache) if vocab_cache else None)
 
     word = bert.embeddings.word_embeddings.weight
     word.requires_grad_(False)

@@ -344,8 +344,9 @@ class FeatureExtractor:
                     for j, i in enumerate(rows):
                         ids[j, :len(inputs[i])] = torch.tensor(inputs[i])
                         mask[j, :len(inputs[i])] = 1
-                    batch.update(rows=rows, mask=mask.to(device).unsqueeze(-1).float())
-                    out = encoder.model(input_ids=ids.to(device), attention_mask=mask.to(device))
+                    mask = mask.to(device)
+                    batch.update(rows=rows, mask=mask.unsqueeze(-1).float())
+                    out = encoder.model(input_ids=ids.to(device), attention_mask=mask)
                     take(self.n_layers, out.last_hidden_state)
                     del out
                     pooled = np.stack(states, 1)                                  # (batch, n_layers + 1, hidden)
