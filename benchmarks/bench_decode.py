@@ -52,7 +52,7 @@ def recompute_greedy(model, tokenizer, vocab, sources: list[str], tgt_lang: str,
         for memory, padding in encoded_batches(model, tokenizer, sources, max_length):
             tokens = torch.full((len(memory), 1), vocab.lang[tgt_lang])
             for _ in range(max_length):
-                nxt = model.head(tokens, memory, padding, last_only=True)[:, -1].argmax(-1)
+                nxt = model.head.logits(model.head(tokens, memory, padding)[:, -1]).argmax(-1)
                 tokens = torch.cat([tokens, nxt[:, None]], dim=1)
             written += tokens[:, 1:].numel()
     return written
@@ -100,7 +100,7 @@ def main() -> None:
                               budget.max_length)
     with torch.no_grad():
         decoder.bias[vocab.eos] = -1e4  # no sentence ends before its cap
-    model = e5c._model(bert, decoder, "translate").eval()
+    model = e5c._model(bert, decoder, "m2o").eval()
     sources = [r["de"] for r in load_mini("parallel", "de", "test", root=args.corpus).to_list()[:60]]
 
     ways = {

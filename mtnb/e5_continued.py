@@ -1,48 +1,60 @@
-"""Controlled continued pretraining of multilingual-e5-small: one control, three MT variants.
+"""Controlled continued pretraining of multilingual-e5-small: one control, four alternatives.
 
-| member  | objective after me5-small                                              |
-|---------|------------------------------------------------------------------------|
-| me5-mlm | masked LM on the monolingual training paragraphs (the control)         |
-| me5-m2o | translation into English (de/es/fr/ru -> en), a small fresh decoder     |
-| me5-o2m | translation out of English (en -> de/es/fr/ru)                          |
-| me5-m2m | both                                                                   |
+| member    | objective after me5-small                                                    |
+|-----------|------------------------------------------------------------------------------|
+| me5-mlm   | masked LM on the texts of the parallel training pairs (the control)          |
+| me5-m2o   | translation into English (de/es/fr/ru -> en) through a small fresh decoder   |
+| me5-o2m   | translation out of English (en -> de/es/fr/ru)                               |
+| me5-m2m   | both                                                                         |
+| me5-align | contrastive translation ranking (in-batch InfoNCE between a sentence's and   |
+|           | its translation's pooled encodings; no head): explicit sentence alignment    |
 
-All four start from the same weights and see the same number of optimizer steps of the same
-batch size, with the same learning-rate schedule and seed; only the objective differs. Only the
-encoder is kept (a BERT checkpoint folder like me5-small's), exactly as the paper keeps only
-mBART's encoder.
+All five start from the same weights, read the same parallel training text, and follow one
+two-stage protocol (recorded in ``continued.json``, stage by stage):
 
-What is the same for all four, so that the comparison stays controlled (recorded in
-``continued.json``):
+1. **Head warm-up** (``warmup_steps``): the encoder is frozen; the head (masked-LM head or
+   decoder; me5-align has none, so its stage is empty) trains alone on encoder states computed
+   once, for ``warmup_pool`` training items, and cached. This stage costs head time only, and
+   the encoder's first gradients in stage 2 come from a head that already works, as the paper's
+   MT checkpoints were continued from an mBART whose decoder was pretrained.
+2. **Joint continuation** (``steps``): encoder and head train together, every member for the
+   same steps with ``batch_size`` encoder sequences each (masked LM: texts; translation:
+   sources; alignment: ``batch_size / 2`` pairs, both sides) and the same schedule and rates.
 
-- the encoder's 250,002-row word-embedding matrix is frozen (its rows are never updated; its
-  size would otherwise dominate the optimizer's time and memory on a CPU);
-- the output layer of both heads predicts only the ``V'`` pieces that occur in the corpus's
-  training text (``corpus_pieces``; about 30k of the 250k) and starts from their embedding rows;
-- both heads are fresh and learn faster (``head_lr``) than the encoder (``encoder_lr``);
-- only the top ``train_layers`` encoder layers are trained (``None``: all twelve); the layers
-  below and the embedding block stay as me5-small has them, so their forward pass needs no
-  gradient bookkeeping;
+What else is the same for every member, so that only the objective differs:
+
+- the encoder's 250,002-row word-embedding matrix is frozen, and so are the heads' copies of
+  its rows (the output layer of both heads predicts only the ``V'`` pieces that occur in the
+  corpus's training text, ``corpus_pieces``, about 28k of the 250k, with e5's rows as fixed
+  output vectors and a trained bias); training them at the head's rate overwrote e5's geometry
+  within tens of steps;
+- only the top ``train_layers`` encoder layers are trained (``None``: all twelve);
 - batches are drawn length-grouped (``pretrain.grouped_batches``), so they pad little;
 - every encoder input is ``"passage: " + text`` (e5's prefix), at most ``max_length`` tokens.
 
 Masked LM (BERT's recipe, 15% of the text's pieces: 80% <mask>, 10% random, 10% kept) puts a
 head ``h -> LayerNorm(GELU(W h)) E'^T + b`` on the last layer, applied at the masked positions
-only (the same loss as over every position, at about a seventh of the output layer's cost).
-Translation feeds the encoder's last layer to a ``decoder_layers``-layer Transformer decoder
+only. Translation feeds the encoder's last layer to a one-layer pre-norm Transformer decoder
 whose first input token names the target language (as mBART-50's forced first token does):
-decoder input ``[<2xx>] y_1 ... y_n``, labels ``y_1 ... y_n </s>``. Greedy decoding starts from
-``[<2xx>]``, keeps each layer's keys and values (one token's pass per step) and writes at most
-2n + 8 tokens for n source pieces. Its chrF is reported beside two bars: copying the source
-unchanged, and the same model translating a *mismatched* source (each test sentence's encoding
-swapped for another's), which is what the decoder's own target-language model scores without
-using the source.
+decoder input ``[<2xx>] y_1 ... y_n``, labels ``y_1 ... y_n </s>``. The decoder standardizes
+its memory per dimension, ``(h - mu) / sigma`` with ``mu``, ``sigma`` fixed from the warm-up's
+cached states: e5's token states share a large common component (mean cosine 0.71 between two
+tokens), which left cross-attention nearly uniform, so a decoder that could not tell source
+positions apart learned a target-language model instead of a translation (on 64 pairs it
+reached training chrF 5 before, 77 after). Greedy decoding starts from ``[<2xx>]``, keeps each
+layer's keys and values (one token's pass per step) and writes at most 2n + 8 tokens for n
+source pieces. Its chrF is reported beside two bars: copying the source unchanged, and the same
+model translating a *mismatched* source (each test sentence's encoding swapped for another's),
+which is what the decoder's own target-language model scores without using the source. Every
+member also reports translation retrieval on held-out pairs (top-1 accuracy of finding each
+sentence's translation by the cosine of mean-pooled last-layer encodings), before and after.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,17 +64,22 @@ from .errors import MtnbError
 from .pretrain import (LANGS, chrf_per_direction, copy_source_chrf, grouped_batches, heldout_loss, mlm_batch,
                        train_loop, translation_pairs)
 
-MEMBERS = {"me5-mlm": None, "me5-m2o": "m2o", "me5-o2m": "o2m", "me5-m2m": "m2m"}  # -> directions
+MEMBERS = {"me5-mlm": "mlm", "me5-m2o": "m2o", "me5-o2m": "o2m", "me5-m2m": "m2m", "me5-align": "align"}
+TRANSLATION = ("m2o", "o2m", "m2m")   # objectives with a decoder (the translation directions)
 BASE = "me5-small"
 PREFIX = "passage: "
 
 
 @dataclass
 class E5Budget:
-    """The budget every member gets: ``steps`` optimizer steps of ``batch_size`` sequences
-    (paragraphs for masked LM, sentence pairs for translation) of at most ``max_length`` tokens;
-    ``eval_pairs`` test pairs per direction for chrF; ``decoder_layers`` of the fresh decoder;
-    ``train_layers``: how many of the encoder's top layers are trained (None: all)."""
+    """The budget every member gets. Stage 1: ``warmup_steps`` head-only steps of
+    ``warmup_batch_size`` items drawn from ``warmup_pool`` training items whose encoder states
+    are computed once. Stage 2: ``steps`` joint steps of ``batch_size`` encoder sequences (of at
+    most ``max_length`` tokens), the encoder at ``encoder_lr``, the head at ``head_lr``, each
+    stage with a linear warm-up over ``warmup`` of its steps, then linear decay.
+    ``decoder_layers`` of the fresh decoder; ``eval_pairs`` test pairs per direction for chrF
+    and retrieval; ``heldout`` held-out items for the losses; ``train_layers``: how many of the
+    encoder's top layers stage 2 trains (None: all); ``temperature`` of the alignment loss."""
 
     steps: int
     batch_size: int = 16
@@ -70,15 +87,20 @@ class E5Budget:
     encoder_lr: float = 5e-5
     head_lr: float = 1e-3
     warmup: float = 0.06
-    decoder_layers: int = 2
+    warmup_steps: int = 0
+    warmup_batch_size: int = 32
+    warmup_pool: int = 4000
+    decoder_layers: int = 1
     eval_pairs: int = 60
     heldout: int = 64
     train_layers: int | None = None
+    temperature: float = 0.05
 
 
 E5_BUDGETS = {
-    "smoke": E5Budget(steps=3, batch_size=4, max_length=24, eval_pairs=4, heldout=8),
-    "mini": E5Budget(steps=200, head_lr=2e-3),
+    "smoke": E5Budget(steps=3, batch_size=4, max_length=24, warmup_steps=3, warmup_batch_size=4, warmup_pool=16,
+                      eval_pairs=4, heldout=8),
+    "mini": E5Budget(steps=200, warmup_steps=600, warmup_pool=4000),
 }
 
 
@@ -171,43 +193,66 @@ def _heads():
     from torch import nn
 
     class MaskedLMHead(nn.Module):
-        """logits = LayerNorm(GELU(W h)) E'^T + b over the V' kept pieces; E' starts from the
-        kept embedding rows. h: (..., d) -> (..., V')."""
+        """logits = LayerNorm(GELU(W h)) E'^T + b over the V' kept pieces; E' (V', d) is e5's
+        rows of those pieces, fixed. h: (..., d) -> (..., V')."""
 
-        def __init__(self, embeddings: torch.Tensor, n_extra: int):
+        def __init__(self, embeddings: torch.Tensor):
             super().__init__()
             d = embeddings.shape[1]
             self.dense, self.norm = nn.Linear(d, d), nn.LayerNorm(d)
-            self.output = nn.Parameter(torch.cat([embeddings, 0.02 * torch.randn(n_extra, d)]).clone())
-            self.bias = nn.Parameter(torch.zeros(len(self.output)))
+            self.register_buffer("words", embeddings.clone())
+            self.bias = nn.Parameter(torch.zeros(len(embeddings)))
 
         def forward(self, hidden):
-            return self.norm(nn.functional.gelu(self.dense(hidden))) @ self.output.T + self.bias
+            return self.norm(nn.functional.gelu(self.dense(hidden))) @ self.words.T + self.bias
 
     class Decoder(nn.Module):
-        """A pre-norm Transformer decoder over the output vocabulary, tied input and output
-        embeddings (starting from the kept embedding rows), learned positions.
-        (tokens (batch, m), memory (batch, n, d), memory padding (batch, n)) -> (batch, m, V')."""
+        """A pre-norm Transformer decoder over the output vocabulary. Input and output vectors
+        of the V' kept pieces are e5's rows, fixed (``words``, (V', d)); the ``n_langs``
+        language tokens (ids V'..V'+n_langs-1, input only) and the positions are learned, started
+        at std 0.02 (e5's own position rows have norm ~0.5; PyTorch's N(0, 1) default gives
+        ~19.6 and drowns a token's identity). The memory is standardized per dimension with
+        ``memory_mean``, ``memory_scale`` (d,), set by ``standardize``.
+        forward: (tokens (batch, m), memory (batch, n, d), memory padding (batch, n)) -> hidden
+        states (batch, m, d); ``logits``: (..., d) -> (..., V')."""
 
-        def __init__(self, embeddings: torch.Tensor, n_extra: int, layers: int, heads: int, max_length: int):
+        def __init__(self, embeddings: torch.Tensor, n_langs: int, layers: int, heads: int, max_length: int):
             super().__init__()
             d = embeddings.shape[1]
-            self.embed = nn.Parameter(torch.cat([embeddings, 0.02 * torch.randn(n_extra, d)]).clone())
-            self.positions = nn.Embedding(max_length + 2, d)
+            self.register_buffer("words", embeddings.clone())
+            self.register_buffer("memory_mean", torch.zeros(d))
+            self.register_buffer("memory_scale", torch.ones(d))
+            self.langs = nn.Parameter(0.02 * torch.randn(n_langs, d))
+            self.positions = nn.Parameter(0.02 * torch.randn(max_length + 2, d))
             layer = nn.TransformerDecoderLayer(d, heads, 4 * d, dropout=0.1, batch_first=True, norm_first=True)
             self.layers = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(d))
-            self.bias = nn.Parameter(torch.zeros(len(self.embed)))
+            self.bias = nn.Parameter(torch.zeros(len(embeddings)))
 
-        def forward(self, tokens, memory, memory_padding, last_only: bool = False):
+        def standardize(self, states: torch.Tensor) -> None:
+            """Fix mu and sigma from encoder states (tokens, d): mean and standard deviation of
+            each dimension over the tokens."""
+            self.memory_mean.copy_(states.mean(0))
+            self.memory_scale.copy_(states.std(0).clamp_min(1e-6))
+
+        def embed(self, tokens):
+            """Input vectors of output ids (batch, m) -> (batch, m, d): a kept piece's e5 row,
+            or a language token's learned row."""
+            n_words = len(self.words)
+            word = self.words[tokens.clamp(max=n_words - 1)]
+            lang = self.langs[(tokens - n_words).clamp(min=0)]
+            return torch.where((tokens >= n_words)[..., None], lang, word)
+
+        def forward(self, tokens, memory, memory_padding):
             m = tokens.shape[1]
-            x = self.embed[tokens] + self.positions(torch.arange(m))
+            x = self.embed(tokens) + self.positions[:m]
+            memory = (memory - self.memory_mean) / self.memory_scale
             # True = may not attend; padding sits after a target's last token, so the causal
             # mask alone keeps it out of every real position
             causal = torch.triu(torch.ones(m, m, dtype=torch.bool), diagonal=1)
-            h = self.layers(x, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=memory_padding)
-            if last_only:  # the next token's logits only: (batch, 1, V')
-                h = h[:, -1:]
-            return h @ self.embed.T + self.bias
+            return self.layers(x, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=memory_padding)
+
+        def logits(self, hidden):
+            return hidden @ self.words.T + self.bias
 
         # Incremental decoding (eval mode): position t is computed from the keys and values
         # the earlier positions left in a cache, so writing m tokens costs O(m) layer passes of
@@ -215,11 +260,12 @@ def _heads():
         #   x += SelfAttn(q = W_q LN1(x_t); K, V = W_k, W_v LN1(x_<=t))
         #   x += CrossAttn(q = W_q LN2(x_t); K, V = W_k, W_v memory)   (K, V computed once)
         #   x += W_2 relu(W_1 LN3(x_t))
-        # step(...) equals forward(tokens[:, :t+1], ..., last_only=True) (a test checks it).
+        # step(...) equals logits(forward(tokens[:, :t+1], ...)[:, -1]) (a test checks it).
 
         def start(self, memory, memory_padding) -> list[dict]:
             """The cache for decoding from ``memory`` (batch, n, d): per layer, the cross-attention
             keys and values (batch, heads, n, d/heads) and empty self-attention ones."""
+            memory = (memory - self.memory_mean) / self.memory_scale
             cache = []
             for layer in self.layers.layers:
                 attn = layer.multihead_attn
@@ -232,7 +278,7 @@ def _heads():
         def step(self, token, t: int, cache: list[dict]):
             """Logits (batch, V') for the token after ``token`` (batch,), which sits at position
             ``t``; appends this position's self-attention keys and values to ``cache``."""
-            x = (self.embed[token] + self.positions.weight[t])[:, None]          # (batch, 1, d)
+            x = (self.embed(token) + self.positions[t])[:, None]          # (batch, 1, d)
             for layer, c in zip(self.layers.layers, cache):
                 attn = layer.self_attn
                 q, k, v = (self._heads(a, attn) for a in
@@ -246,7 +292,7 @@ def _heads():
                 x = x + attn.out_proj(self._merge(
                     nn.functional.scaled_dot_product_attention(q, c["mk"], c["mv"], attn_mask=c["mask"])))
                 x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
-            return self.layers.norm(x[:, 0]) @ self.embed.T + self.bias
+            return self.logits(self.layers.norm(x[:, 0]))
 
         @staticmethod
         def _heads(x, attn):
@@ -262,8 +308,23 @@ def _heads():
 
 
 # --------------------------------------------------------------------------------------------
-# Batches
+# Training items and batches
 # --------------------------------------------------------------------------------------------
+
+def training_items(objective: str, parallel: dict[str, list[dict]]) -> list:
+    """What a member trains on, all from the parallel training pairs (``parallel``: {lang: rows
+    with columns en and lang}): masked LM, every text of every pair (the sentences the m2m
+    member's encoder reads as sources); translation, ``(src_lang, tgt_lang, src, tgt)`` in the
+    member's directions; alignment, ``(xx, "en", xx text, en text)`` for every language."""
+    if objective == "mlm":
+        return [row[key] for lang, rows in parallel.items() for row in rows for key in (lang, "en")]
+    return translation_pairs(parallel, "m2o" if objective == "align" else objective)
+
+
+def item_length(item) -> int:
+    """Characters of what the encoder reads of an item (a text, or a pair's source)."""
+    return len(item) if isinstance(item, str) else len(item[2])
+
 
 def mlm_step_batch(tokenizer, vocab: Vocabulary, texts: list[str], rng, max_length: int) -> dict:
     """A masked-LM batch of prefixed texts with labels in output ids (-100 where not chosen)."""
@@ -297,31 +358,73 @@ def translation_step_batch(tokenizer, vocab: Vocabulary, pairs, max_length: int)
             "decoder_input_ids": dec, "labels": labels}
 
 
+def align_step_batch(tokenizer, pairs, max_length: int) -> dict:
+    """The pairs' sources, then their targets, as one batch of 2 x len(pairs) prefixed texts:
+    row i and row len(pairs) + i are translations of each other."""
+    enc = tokenizer([PREFIX + p[2] for p in pairs] + [PREFIX + p[3] for p in pairs], truncation=True,
+                    max_length=max_length, padding=True, return_tensors="pt")
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def step_batch(objective: str, tokenizer, vocab: Vocabulary, items: list, rng, max_length: int) -> dict:
+    """One batch of ``objective`` from ``items`` (see ``training_items``)."""
+    if objective == "mlm":
+        return mlm_step_batch(tokenizer, vocab, items, rng, max_length)
+    if objective == "align":
+        return align_step_batch(tokenizer, items, max_length)
+    return translation_step_batch(tokenizer, vocab, items, max_length)
+
+
 # --------------------------------------------------------------------------------------------
 # The model: encoder + head
 # --------------------------------------------------------------------------------------------
 
-def _model(encoder, head, kind: str):
+def mean_pool(states, attention_mask):
+    """Mean of the real tokens' states: (batch, n, d), (batch, n) -> (batch, d)."""
+    mask = attention_mask[..., None].to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+def info_nce(states, attention_mask, temperature: float):
+    """Symmetric in-batch InfoNCE over 2B sequences whose rows i and B + i are translations:
+    with u_i, v_i the L2-normalised mean-pooled encodings and S = u v^T / temperature (B, B),
+    the mean of cross-entropy(S, diag) and cross-entropy(S^T, diag)."""
+    import torch
+
+    pooled = torch.nn.functional.normalize(mean_pool(states, attention_mask), dim=-1)
+    u, v = pooled.chunk(2)
+    scores = u @ v.T / temperature
+    target = torch.arange(len(u))
+    return (torch.nn.functional.cross_entropy(scores, target) + torch.nn.functional.cross_entropy(scores.T, target)) / 2
+
+
+def _model(encoder, head, objective: str, temperature: float = 0.05):
     import torch
     from torch import nn
 
     class Continued(nn.Module):
-        """The e5 encoder and one head; ``forward(batch)`` returns the mean cross-entropy."""
+        """The e5 encoder and one head (None for alignment). ``head_loss(memory, batch)`` is the
+        objective's mean loss from encoder states (batch, n, d); ``forward(batch)`` encodes the
+        batch first."""
 
         def __init__(self):
             super().__init__()
-            self.encoder, self.head, self.kind = encoder, head, kind
+            self.encoder, self.head, self.objective, self.temperature = encoder, head, objective, temperature
 
         def encode(self, input_ids, attention_mask):
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-        def forward(self, batch):
-            memory = self.encode(batch["input_ids"], batch["attention_mask"])
-            if self.kind == "mlm":  # the output layer at the ~15% chosen positions only: (chosen, V')
-                chosen = batch["labels"] != -100
+        def head_loss(self, memory, batch):
+            if self.objective == "align":
+                return info_nce(memory, batch["attention_mask"], self.temperature)
+            chosen = batch["labels"] != -100
+            if self.objective == "mlm":  # the output layer at the ~15% chosen positions only: (chosen, V')
                 return nn.functional.cross_entropy(self.head(memory[chosen]), batch["labels"][chosen])
-            logits = self.head(batch["decoder_input_ids"], memory, batch["attention_mask"] == 0)
-            return nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+            hidden = self.head(batch["decoder_input_ids"], memory, batch["attention_mask"] == 0)
+            return nn.functional.cross_entropy(self.head.logits(hidden[chosen]), batch["labels"][chosen])
+
+        def forward(self, batch):
+            return self.head_loss(self.encode(batch["input_ids"], batch["attention_mask"]), batch)
 
     return Continued()
 
@@ -388,6 +491,88 @@ def chrf_table(model, tokenizer, vocab, parallel_test: dict[str, list[dict]], n:
 
 
 # --------------------------------------------------------------------------------------------
+# Stage 1: the head on cached encoder states
+# --------------------------------------------------------------------------------------------
+
+def cache_states(model, batches: list[dict], progress: bool = True) -> list[dict]:
+    """Encode each batch once with the frozen encoder; returns per batch its inputs with
+    ``memory`` (batch, n, d) added (masked LM: only the chosen positions' states, (chosen, d),
+    and their labels, which is all its head reads)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    cached = []
+    model.eval()
+    with torch.no_grad():  # not inference_mode: stage 1 backpropagates through the head from these
+        for batch in tqdm(batches, desc="encoding the warm-up pool", disable=not progress):
+            memory = model.encode(batch["input_ids"], batch["attention_mask"])
+            if model.objective == "mlm":
+                chosen = batch["labels"] != -100
+                cached.append({"memory": memory[chosen].clone(), "labels": batch["labels"][chosen],
+                               "attention_mask": batch["attention_mask"]})
+            else:
+                cached.append({**batch, "memory": memory.clone()})
+    return cached
+
+
+def cached_loss(model, batch: dict):
+    """The head's loss on a cached batch (``cache_states``), the encoder not run."""
+    import torch
+
+    if model.objective == "mlm":
+        return torch.nn.functional.cross_entropy(model.head(batch["memory"]), batch["labels"])
+    return model.head_loss(batch["memory"], batch)
+
+
+def warm_up_head(model, cached: list[dict], budget: E5Budget, rng, progress: bool = True, desc: str = "head") -> dict:
+    """Stage 1: ``budget.warmup_steps`` AdamW steps of the head alone (lr ``head_lr``, linear
+    warm-up and decay), each on one cached batch drawn at random (the encoder is not run).
+    Returns the steps, tokens and seconds."""
+    import torch
+
+    from .finetune import linear_schedule
+
+    optimizer = torch.optim.AdamW(model.head.parameters(), lr=budget.head_lr, weight_decay=0.01)
+    warmup = max(1, int(budget.warmup * budget.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, budget.warmup_steps, warmup))
+    return train_loop(model.head, lambda step: cached[int(rng.integers(len(cached)))], budget.warmup_steps,
+                      budget.head_lr, progress=progress, loss_fn=lambda head, batch: cached_loss(model, batch),
+                      optimizer=(optimizer, scheduler), desc=f"{desc}, stage 1")
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+def retrieval_accuracy(model, tokenizer, parallel_test: dict[str, list[dict]], n: int, max_length: int) -> dict:
+    """Top-1 accuracy (%) of finding each of the first ``n`` test sentences' translation among
+    the other side's ``n`` by the cosine of mean-pooled last-layer encodings, both ways, per
+    language pair (``"de-en"``: German queries, English candidates)."""
+    import torch
+
+    model.eval()
+
+    def encode(texts):
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), 32):
+                enc = tokenizer([PREFIX + t for t in texts[start:start + 32]], truncation=True, max_length=max_length,
+                                padding=True, return_tensors="pt")
+                out.append(mean_pool(model.encode(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"]))
+        return torch.nn.functional.normalize(torch.cat(out), dim=-1)
+
+    scores = {}
+    for lang, rows in parallel_test.items():
+        rows = rows[:n]
+        xx, en = encode([r[lang] for r in rows]), encode([r["en"] for r in rows])
+        sim = xx @ en.T
+        truth = torch.arange(len(rows))
+        scores[f"{lang}-en"] = float((sim.argmax(1) == truth).float().mean() * 100)
+        scores[f"en-{lang}"] = float((sim.argmax(0) == truth).float().mean() * 100)
+    return scores
+
+
+# --------------------------------------------------------------------------------------------
 # One member, end to end
 # --------------------------------------------------------------------------------------------
 
@@ -401,8 +586,10 @@ def check_request(member: str, corpus_root: Path, budget: str | E5Budget) -> E5B
         if budget not in E5_BUDGETS:
             raise MtnbError(f"unknown budget {budget!r}: use one of {', '.join(E5_BUDGETS)}")
         budget = E5_BUDGETS[budget]
-    if budget.steps <= 0 or budget.batch_size <= 0 or budget.max_length < 8:
-        raise MtnbError("the e5 budget must have steps > 0, batch_size > 0 and max_length >= 8")
+    if budget.steps <= 0 or budget.batch_size < 2 or budget.max_length < 8:
+        raise MtnbError("the e5 budget must have steps > 0, batch_size >= 2 and max_length >= 8")
+    if budget.warmup_steps < 0 or (budget.warmup_steps and (budget.warmup_pool < 1 or budget.warmup_batch_size < 1)):
+        raise MtnbError("the e5 budget's warm-up needs warmup_steps >= 0, and warmup_pool and warmup_batch_size >= 1")
     if budget.train_layers is not None and budget.train_layers < 1:
         raise MtnbError(f"the e5 budget's train_layers is {budget.train_layers}: train at least 1 layer, or None for all")
     files = corpus_manifest(corpus_root)["files"]
@@ -417,9 +604,10 @@ def check_request(member: str, corpus_root: Path, budget: str | E5Budget) -> E5B
 def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *, budget: str | E5Budget = "mini",
                     seed: int = 0, base: str | Path | None = None, progress: bool = True,
                     vocab_cache: str | Path | None = None) -> dict:
-    """Continue me5-small (or the checkpoint folder ``base``) on ``member``'s objective and write
-    its encoder to ``out_dir`` (a BERT checkpoint folder with ``continued.json``); returns the
-    record. ``vocab_cache``: where the corpus vocabulary is cached (runs/cache/e5-vocabulary)."""
+    """Continue me5-small (or the checkpoint folder ``base``) on ``member``'s objective through
+    both stages and write its encoder to ``out_dir`` (a BERT checkpoint folder with
+    ``continued.json``); returns the record. ``vocab_cache``: where the corpus vocabulary is
+    cached (runs/cache/e5-vocabulary)."""
     import torch
 
     from .finetune import linear_schedule, seed_everything
@@ -429,7 +617,7 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
 
     corpus_root, out_dir = Path(corpus_root), Path(out_dir)
     budget = check_request(member, corpus_root, budget)
-    directions = MEMBERS[member]
+    objective = MEMBERS[member]
     base_folder = Path(base) if base is not None else ensure_me5_small()
     seed_everything(seed)
     rng = np.random.default_rng(seed)
@@ -442,59 +630,90 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     vocab = corpus_vocabulary(tokenizer, corpus_root, mono, parallel, budget.max_length,
                               Path(vocab_cache) if vocab_cache else None)
 
-    word = bert.embeddings.word_embeddings.weight
-    word.requires_grad_(False)
-    kept_rows = word.detach()[torch.from_numpy(vocab.kept)].clone()
-    frozen_layers = freeze_lower_layers(bert, budget.train_layers)
+    bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    kept_rows = bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(vocab.kept)]
     torch.manual_seed(seed)
     MaskedLMHead, Decoder = _heads()
-    n_extra = len(LANGS)
-    if directions is None:
-        head = MaskedLMHead(kept_rows, n_extra)
-        pool = [t for lang in LANGS for t in mono[lang]]
-        dev = [t for lang in LANGS for t in load_mini("monolingual", lang, "dev", root=corpus_root)["text"][:budget.heldout // 4]]
-
-        def make(items, r):
-            return mlm_step_batch(tokenizer, vocab, items, r, budget.max_length)
-    else:
-        head = Decoder(kept_rows, n_extra, budget.decoder_layers, bert.config.num_attention_heads, budget.max_length)
-        pool = translation_pairs(parallel, directions)
-        dev = translation_pairs({lang: rows[-(budget.heldout // 4):] for lang, rows in parallel_test.items()}, directions)
-
-        def make(items, r):
-            return translation_step_batch(tokenizer, vocab, items, budget.max_length)
-    model = _model(bert, head, "mlm" if directions is None else "translate")
-
+    head = (MaskedLMHead(kept_rows) if objective == "mlm" else
+            Decoder(kept_rows, len(LANGS), budget.decoder_layers, bert.config.num_attention_heads, budget.max_length)
+            if objective in TRANSLATION else None)
+    model = _model(bert, head, objective, budget.temperature)
+    pool = training_items(objective, parallel)
+    heldout = training_items(objective, {lang: rows[-(budget.heldout // 4):] for lang, rows in parallel_test.items()})
     dev_rng = np.random.default_rng(1234)
-    dev_batches = [make(dev[i:i + 16], dev_rng) for i in range(0, len(dev), 16)]
+    dev_batches = [step_batch(objective, tokenizer, vocab, heldout[i:i + 16], dev_rng, budget.max_length)
+                   for i in range(0, len(heldout), 16)]
+    lengths = np.array([item_length(item) for item in pool])
+    retrieval_before = retrieval_accuracy(model, tokenizer, parallel_test, budget.eval_pairs, budget.max_length)
 
-    loss_before = heldout_loss(model, dev_batches, _loss)
-    groups = [{"params": [p for p in bert.parameters() if p.requires_grad], "lr": budget.encoder_lr},
-              {"params": list(head.parameters()), "lr": budget.head_lr}]
+    # stage 1: the head alone, on cached encoder states
+    stages = {}
+    if head is not None and budget.warmup_steps:
+        for p in bert.parameters():
+            p.requires_grad_(False)
+        picks = rng.choice(len(pool), size=min(budget.warmup_pool, len(pool)), replace=False)
+        picks = picks[np.argsort(lengths[picks], kind="stable")]          # length-sorted, so batches pad little
+        warm_batches = [step_batch(objective, tokenizer, vocab, [pool[i] for i in picks[k:k + budget.warmup_batch_size]],
+                                   rng, budget.max_length) for k in range(0, len(picks), budget.warmup_batch_size)]
+        start = time.perf_counter()
+        cached = cache_states(model, warm_batches, progress)
+        encode_seconds = time.perf_counter() - start
+        if objective in TRANSLATION:
+            head.standardize(torch.cat([c["memory"][c["attention_mask"].bool()] for c in cached]))
+        before = heldout_loss(model, dev_batches, _loss)
+        trained = warm_up_head(model, cached, budget, rng, progress, desc=member)
+        del cached
+        stages["warmup"] = {"frozen": "the whole encoder", "pool": len(picks), "encode_seconds": encode_seconds,
+                            **trained, "heldout_loss_before": before,
+                            "heldout_loss_after": heldout_loss(model, dev_batches, _loss)}
+    elif objective in TRANSLATION:  # no warm-up: standardize from the held-out batches' states
+        with torch.inference_mode():
+            head.standardize(torch.cat([model.encode(b["input_ids"], b["attention_mask"])[b["attention_mask"].bool()]
+                                        for b in dev_batches]))
+
+    # stage 2: encoder and head together
+    for p in bert.parameters():
+        p.requires_grad_(True)
+    bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    frozen_layers = freeze_lower_layers(bert, budget.train_layers)
+    before = heldout_loss(model, dev_batches, _loss)
+    groups = [{"params": [p for p in bert.parameters() if p.requires_grad], "lr": budget.encoder_lr}]
+    if head is not None:
+        groups.append({"params": list(head.parameters()), "lr": budget.head_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
     warmup = max(1, int(budget.warmup * budget.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, budget.steps, warmup))
-    lengths = np.array([len(item) if isinstance(item, str) else len(item[2]) for item in pool])
-    batches = grouped_batches(lengths, budget.batch_size, rng)
-    trained = train_loop(model, lambda step: make([pool[i] for i in next(batches)], rng),
+    per_step = budget.batch_size // 2 if objective == "align" else budget.batch_size
+    batches = grouped_batches(lengths, per_step, rng)
+    trained = train_loop(model, lambda step: step_batch(objective, tokenizer, vocab, [pool[i] for i in next(batches)],
+                                                        rng, budget.max_length),
                          budget.steps, budget.head_lr, progress=progress, loss_fn=_loss,
-                         optimizer=(optimizer, scheduler), desc=member)
-    loss_after = heldout_loss(model, dev_batches, _loss)
+                         optimizer=(optimizer, scheduler), desc=f"{member}, stage 2")
+    stages["joint"] = {"frozen": "the word embeddings" + (f", the embedding block and layers 0-{frozen_layers - 1}"
+                                                          if frozen_layers else ""),
+                       "sequences_per_step": budget.batch_size, **trained, "heldout_loss_before": before,
+                       "heldout_loss_after": heldout_loss(model, dev_batches, _loss)}
+
     chrf = chrf_mismatched = None
-    if directions is not None:
+    if objective in TRANSLATION:
         chrf = chrf_table(model, tokenizer, vocab, parallel_test, budget.eval_pairs, budget.max_length)
         chrf_mismatched = chrf_table(model, tokenizer, vocab, parallel_test, budget.eval_pairs, budget.max_length,
                                      mismatched=True)
+    first = stages.get("warmup", stages["joint"])
     record = {
-        "member": member, "base": str(base_folder), "objective": "mlm" if directions is None else "translate",
-        "directions": directions, "seed": seed, "budget": asdict(budget), "output_vocabulary": len(vocab.kept),
-        "frozen": "encoder word embeddings (250k rows); heads predict only the corpus's pieces"
-                  + (f"; the embedding block and encoder layers 0-{frozen_layers - 1}" if frozen_layers else ""),
-        "head_parameters": sum(p.numel() for p in head.parameters()),
-        "trained": trained, "tokens_per_second": trained["tokens"] / trained["seconds"],
-        "heldout_loss_before": loss_before, "heldout_loss_after": loss_after, "chrf": chrf,
-        "chrf_copy_source": copy_source_chrf(parallel_test, budget.eval_pairs) if chrf else None,
+        "member": member, "base": str(base_folder), "objective": "translate" if objective in TRANSLATION else objective,
+        "directions": objective if objective in TRANSLATION else None, "seed": seed, "budget": asdict(budget),
+        "output_vocabulary": len(vocab.kept), "training_items": len(pool),
+        "frozen": "encoder word embeddings (250k rows) and the heads' copies of them; heads predict only the "
+                  "corpus's pieces" + (f"; in stage 2 the embedding block and encoder layers 0-{frozen_layers - 1}"
+                                       if frozen_layers else ""),
+        "head_parameters": sum(p.numel() for p in head.parameters()) if head is not None else 0,
+        "stages": stages, "trained": stages["joint"], "tokens_per_second": trained["tokens"] / trained["seconds"],
+        "heldout_loss_before": first["heldout_loss_before"], "heldout_loss_after": stages["joint"]["heldout_loss_after"],
+        "chrf": chrf, "chrf_copy_source": copy_source_chrf(parallel_test, budget.eval_pairs) if chrf else None,
         "chrf_mismatched_source": chrf_mismatched,
+        "retrieval_before": retrieval_before,
+        "retrieval_after": retrieval_accuracy(model, tokenizer, parallel_test, budget.eval_pairs, budget.max_length),
     }
     _save_encoder(bert, base_folder, record, out_dir)
     return record

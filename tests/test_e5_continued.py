@@ -20,7 +20,8 @@ from mtnb import me5
 from mtnb.errors import MtnbError
 from mtnb.models import load_encoder
 
-BUDGET = e5c.E5Budget(steps=12, batch_size=8, max_length=24, encoder_lr=1e-3, head_lr=3e-3, eval_pairs=4, heldout=8)
+BUDGET = e5c.E5Budget(steps=12, batch_size=8, max_length=24, encoder_lr=1e-3, head_lr=3e-3, eval_pairs=4, heldout=8,
+                      warmup_steps=10, warmup_batch_size=8, warmup_pool=48)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def trained(tiny_e5, real_corpus, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("e5-family")
     cache = tmp_path_factory.mktemp("vocab-cache")
     folders = {}
-    for member in ("me5-mlm", "me5-m2m"):
+    for member in ("me5-mlm", "me5-m2m", "me5-align"):
         e5c.continue_member(member, real_corpus, out / member, budget=BUDGET, base=tiny_e5, progress=False,
                             vocab_cache=cache)
         folders[member] = out / member
@@ -89,6 +90,14 @@ def test_members_learn_and_keep_the_embeddings_frozen(trained, tiny_e5):
         record = json.loads((folder / "continued.json").read_text())
         assert record["trained"]["steps"] == BUDGET.steps and record["trained"]["tokens"] > 0
         assert record["heldout_loss_after"] < record["heldout_loss_before"], member
+        joint = record["stages"]["joint"]
+        assert joint["heldout_loss_after"] < joint["heldout_loss_before"], f"{member}: stage 2 learns"
+        if member == "me5-align":
+            assert "warmup" not in record["stages"] and record["head_parameters"] == 0, "alignment has no head"
+        else:
+            warm = record["stages"]["warmup"]
+            assert warm["steps"] == BUDGET.warmup_steps and warm["pool"] == BUDGET.warmup_pool
+            assert warm["heldout_loss_after"] < warm["heldout_loss_before"], f"{member}: stage 1 learns"
         weights = load_file(str(folder / "model.safetensors"))
         assert set(weights) == set(base)
         key = "embeddings.word_embeddings.weight"
@@ -107,6 +116,10 @@ def test_translation_member_reports_chrf_per_direction(trained):
         "copying a Latin-script source shares more characters with English than Cyrillic does"
     assert set(record["chrf_mismatched_source"]) == directions, "the mismatched-source bar covers every direction"
     assert json.loads((trained["me5-mlm"] / "continued.json").read_text())["chrf"] is None
+    for member in trained:
+        record = json.loads((trained[member] / "continued.json").read_text())
+        assert set(record["retrieval_after"]) == set(record["retrieval_before"]) == directions
+        assert all(0 <= v <= 100 for v in record["retrieval_after"].values())
 
 
 def test_train_layers_freezes_the_layers_below(tiny_e5, real_corpus, tmp_path):
@@ -129,7 +142,7 @@ def test_masked_lm_loss_at_chosen_positions_equals_the_full_loss(tiny_e5, tokeni
     assert (batch["labels"] != -100).any()
     bert = load_encoder(str(tiny_e5)).model
     torch.manual_seed(0)
-    head = e5c._heads()[0](bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(kept)], 5)
+    head = e5c._heads()[0](bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(kept)])
     model = e5c._model(bert, head, "mlm").eval()
     with torch.no_grad():
         full = head(model.encode(batch["input_ids"], batch["attention_mask"]))
@@ -140,6 +153,7 @@ def test_masked_lm_loss_at_chosen_positions_equals_the_full_loss(tiny_e5, tokeni
 def test_cached_decoding_step_equals_the_full_decoder():
     torch.manual_seed(0)
     decoder = e5c._heads()[1](torch.randn(40, 32), 5, 2, 4, 20).eval()
+    decoder.standardize(3 * torch.randn(50, 32) + 1)  # the memory is standardized in both paths
     memory = torch.randn(3, 7, 32)
     padding = torch.zeros(3, 7, dtype=torch.bool)
     padding[1, 5:], padding[2, 3:] = True, True
@@ -147,7 +161,7 @@ def test_cached_decoding_step_equals_the_full_decoder():
     with torch.inference_mode():
         cache = decoder.start(memory, padding)
         for t in range(tokens.shape[1]):
-            full = decoder(tokens[:, :t + 1], memory, padding, last_only=True)[:, -1]
+            full = decoder.logits(decoder(tokens[:, :t + 1], memory, padding)[:, -1])
             assert torch.allclose(decoder.step(tokens[:, t], t, cache), full, atol=1e-5), f"position {t}"
 
 
@@ -160,7 +174,7 @@ def test_greedy_decoding_stops_at_the_limit_and_keeps_the_order(tokenizer):
         decoder.bias[vocab.eos] = -1e4  # a decoder that never writes </s>
     # an encoder whose memory is the source's embedding (32 wide): decoding depends on the source
     embed = torch.nn.Embedding(tokenizer.vocab_size + 10, 32)
-    model = e5c._model(None, decoder, "translate")
+    model = e5c._model(None, decoder, "m2o")
     model.encode = lambda input_ids, attention_mask: embed(input_ids)
     out = e5c.greedy_translate(model, tokenizer, vocab, sources, "de", 48, batch_size=2)
     alone = [e5c.greedy_translate(model, tokenizer, vocab, [s], "de", 48)[0] for s in sources]
@@ -186,6 +200,8 @@ def test_same_seed_same_weights(trained, tiny_e5, real_corpus, tmp_path):
     ("me5-xyz", BUDGET, "unknown e5 member 'me5-xyz'"),
     ("me5-mlm", "huge", "unknown budget 'huge'"),
     ("me5-mlm", replace(BUDGET, steps=0), "steps > 0"),
+    ("me5-align", replace(BUDGET, batch_size=1), "batch_size >= 2"),
+    ("me5-m2o", replace(BUDGET, warmup_pool=0), "warmup_pool and warmup_batch_size >= 1"),
     ("me5-mlm", replace(BUDGET, train_layers=0), "train at least 1 layer"),
 ])
 def test_bad_requests_fail_before_loading(member, budget, message, real_corpus, tmp_path, monkeypatch):
@@ -205,3 +221,39 @@ def test_cached_vocabulary_is_reused(tokenizer, real_corpus, tmp_path, monkeypat
     first = e5c.cached_corpus_pieces(tokenizer, real_corpus, ["Click OK."], 24, cache_dir=tmp_path)
     monkeypatch.setattr(e5c, "corpus_pieces", lambda *a: pytest.fail("recomputed"))
     assert np.array_equal(e5c.cached_corpus_pieces(tokenizer, real_corpus, ["Click OK."], 24, cache_dir=tmp_path), first)
+
+
+def test_stage_one_trains_the_head_only_and_stage_two_keeps_the_frozen_parts(tiny_e5, tokenizer, real_corpus, tmp_path):
+    """Stage 1 on cached states leaves every encoder weight as it was; the fixed output rows of
+    the decoder stay e5's rows through it."""
+    from mtnb.minidata import load_mini
+
+    bert = load_encoder(str(tiny_e5)).model
+    parallel = {lang: load_mini("parallel", lang, "train", root=real_corpus).to_list()[:30] for lang in e5c.LANGS[1:]}
+    pairs = e5c.training_items("m2o", parallel)[:24]
+    vocab = e5c.Vocabulary(e5c.corpus_pieces(tokenizer, [t for p in pairs for t in p[2:]], 24),
+                           tokenizer.eos_token_id, tokenizer.unk_token_id)
+    rows = bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(vocab.kept)].clone()
+    torch.manual_seed(0)
+    decoder = e5c._heads()[1](rows, 5, 1, 2, 24)
+    model = e5c._model(bert, decoder, "m2o")
+    before = {k: v.clone() for k, v in bert.state_dict().items()}
+    head_before = {k: v.clone() for k, v in decoder.named_parameters()}
+    cached = e5c.cache_states(model, [e5c.translation_step_batch(tokenizer, vocab, pairs[i:i + 8], 24)
+                                      for i in range(0, 24, 8)], progress=False)
+    trained = e5c.warm_up_head(model, cached, replace(BUDGET, warmup_steps=5), np.random.default_rng(0), progress=False)
+    assert trained["steps"] == 5
+    assert all(torch.equal(v, before[k]) for k, v in bert.state_dict().items()), "stage 1 leaves the encoder as it was"
+    assert all(not torch.equal(v, head_before[k]) for k, v in decoder.named_parameters() if k != "langs"), \
+        "stage 1 trains every part of the head the batches reach"
+    assert torch.equal(decoder.words, rows), "the output rows stay e5's"
+
+
+def test_info_nce_is_low_for_matching_rows_only():
+    torch.manual_seed(0)
+    u = torch.randn(4, 5, 16)
+    mask = torch.ones(4, 5, dtype=torch.long)
+    matched = torch.cat([u, u + 0.01 * torch.randn_like(u)])
+    shuffled = torch.cat([u, u[[1, 2, 3, 0]]])
+    mask2 = torch.cat([mask, mask])
+    assert e5c.info_nce(matched, mask2, 0.05) < 0.01 < e5c.info_nce(shuffled, mask2, 0.05)
