@@ -566,35 +566,57 @@ def family_paragraph(table, base: str, mt: list[str], controls: list[str], study
     return text
 
 
+BLIND_MARGIN = 10.0   # chrF points over the mismatched-source bar that count as reading the source
+TRAINED = {"m2o": lambda d: d.endswith("-en"), "o2m": lambda d: d.startswith("en-"), "m2m": lambda d: True}
+
+
+def translation_bars(record: dict) -> dict[str, tuple[bool, bool]]:
+    """Per direction the member was trained on: (chrF >= copying the source, chrF >= the
+    mismatched-source chrF + ``BLIND_MARGIN``). Empty without a chrF record."""
+    if not record.get("chrf") or record.get("directions") not in TRAINED:
+        return {}
+    copy, blind = record.get("chrf_copy_source") or {}, record.get("chrf_mismatched_source") or {}
+    return {d: (v >= copy.get(d, -math.inf), v >= blind.get(d, -math.inf) + BLIND_MARGIN)
+            for d, v in record["chrf"].items() if TRAINED[record["directions"]](d)}
+
+
 def translation_evidence(records: dict[str, dict], mt: list[str]) -> str:
     """One or two sentences on whether the translation variants learned to translate: per
     variant, its mean chrF over the directions it was trained on, beside the same directions'
-    mean chrF when copying the source and when its decoder reads a mismatched source
-    (``records``: ``pretraining_records``). Empty when no variant has a chrF record."""
-    trained = {"m2o": lambda d: d.endswith("-en"), "o2m": lambda d: d.startswith("en-"), "m2m": lambda d: True}
-    clauses, translates = [], []
+    mean chrF when copying the source and when its decoder reads a mismatched source, and on how
+    many of those directions it holds both bars (``translation_bars``; ``records``:
+    ``pretraining_records``). Empty when no variant has a chrF record."""
+    clauses, held = [], []
     for m in mt:
         r = records.get(m) or {}
-        if not r.get("chrf") or r.get("directions") not in trained:
+        bars = translation_bars(r)
+        if not bars:
             continue
-        dirs = [d for d in r["chrf"] if trained[r["directions"]](d)]
+        dirs = list(bars)
         ours = statistics.mean(r["chrf"][d] for d in dirs)
-        copy = statistics.mean(r["chrf_copy_source"][d] for d in dirs) if r.get("chrf_copy_source") else None
-        blind = (statistics.mean(r["chrf_mismatched_source"][d] for d in dirs)
-                 if r.get("chrf_mismatched_source") else None)
-        bars = [f"{name} {value:.1f}" for name, value in (("copying the source", copy),
-                                                          ("a mismatched source", blind)) if value is not None]
-        clauses.append(f"{m} {ours:.1f} (" + ", ".join(bars) + ")" if bars else f"{m} {ours:.1f}")
-        translates.append(all(ours > v for v in (copy, blind) if v is not None))
+        means = [(name, statistics.mean(r[key][d] for d in dirs)) for name, key in
+                 (("copying the source", "chrf_copy_source"), ("a mismatched source", "chrf_mismatched_source"))
+                 if r.get(key)]
+        both = sum(all(v) for v in bars.values())
+        clauses.append(f"{m} {ours:.1f} (" + ", ".join(f"{name} {value:.1f}" for name, value in means)
+                       + f"; both bars held in {both} of {_count(len(dirs), 'direction')})")
+        held.append(both == len(dirs))
     if not clauses:
         return ""
-    verdict = ("every translation variant beats both bars: they learned to translate." if all(translates) else
-               "a variant that does not beat both bars has learned the translation objective's loss without "
-               "learning to translate, so its encoder saw translation gradients, not a working translation "
-               "model; read its rows with that in mind." if not any(translates) else
-               "only some variants beat both bars (see the Pretraining page).")
+    verdict = ("every translation variant beats both bars in every direction it was trained on: they translate, so "
+               "their encoders were trained by a working translation model." if all(held) else
+               "no variant holds both bars in every direction it was trained on: where a variant does not, it learned "
+               "the translation objective's loss without learning to translate, so its encoder saw translation "
+               "gradients, not a working translation model; read its rows with that in mind." if not any(held) else
+               "only some variants hold both bars in every trained direction (see the Pretraining page).")
     return ("Did the translation variants learn to translate? Mean chrF over the directions each was trained on: "
-            + "; ".join(clauses) + ". At this budget " + verdict)
+            + "; ".join(clauses) + f". The bars: chrF at least that of copying the source, and at least "
+            f"{BLIND_MARGIN:.0f} points above the same model reading a mismatched source. At this budget " + verdict)
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 direction', '2 directions'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _read_csv(folder: Path | None, name: str):
@@ -639,6 +661,17 @@ def pretraining_page(study: Study) -> str:
              "held-out loss before": round(r["heldout_loss_before"], 2),
              "after": round(r["heldout_loss_after"], 2)} for m, r in records.items()]
     parts += ["\n## Training\n\n", md_table(pd.DataFrame(rows), index=False)]
+    staged = [{"member": m, "stage": {"warmup": "1: head alone", "joint": "2: encoder and head"}.get(name, name),
+               "frozen": stage.get("frozen", ""), "steps": stage["steps"], "tokens": stage["tokens"],
+               "seconds": round(stage["seconds"]), "held-out loss before": round(stage["heldout_loss_before"], 2),
+               "after": round(stage["heldout_loss_after"], 2)}
+              for m, r in records.items() for name, stage in (r.get("stages") or {}).items()]
+    if staged:
+        parts += ["\n## The two stages of the e5 family\n\n",
+                  "Stage 1 trains the head alone on encoder states computed once (the encoder frozen; "
+                  "me5-align has no head, so no stage 1); stage 2 trains encoder and head together, every member "
+                  "for the same steps and encoder sequences per step. Held-out loss of each member's own "
+                  "objective, before and after each stage.\n\n", md_table(pd.DataFrame(staged), index=False)]
     chrf = {m: r for m, r in records.items() if r.get("chrf")}
     if chrf:
         table = {}
@@ -661,6 +694,27 @@ def pretraining_page(study: Study) -> str:
                   "markup that the languages share. *Mismatched source* gives the same e5 model another test "
                   "sentence's encoding: what its decoder's target-language model scores without reading the "
                   "source; a model that translates beats both.\n\n", md_table(frame)]
+        bars = {m: translation_bars(r) for m, r in chrf.items()}
+        bars = {m: b for m, b in bars.items() if b}
+        if bars:
+            marks = pd.DataFrame({m: {d: ("copy " + ("yes" if c else "no") + f", mismatched + {BLIND_MARGIN:.0f} "
+                                          + ("yes" if x else "no")) for d, (c, x) in b.items()}
+                                  for m, b in bars.items()}).T.fillna("")
+            marks.index.name = "member"
+            parts += ["\n### The bars, direction by direction\n\n",
+                      "For each direction a member was trained on: is its chrF at least that of copying the source, "
+                      f"and at least {BLIND_MARGIN:.0f} points above its own mismatched-source chrF?\n\n",
+                      md_table(marks)]
+    retrieval = {m: r for m, r in records.items() if r.get("retrieval_after")}
+    if retrieval:
+        base = next(iter(retrieval.values()))["retrieval_before"]
+        frame = pd.DataFrame({"base (before)": base, **{m: r["retrieval_after"] for m, r in retrieval.items()}}).T.round(1)
+        frame.index.name = "encoder"
+        parts += ["\n## Translation retrieval\n\n",
+                  "Top-1 accuracy (%) of finding each test sentence's translation among the other language's "
+                  "sentences by the cosine of mean-pooled last-layer encodings, per direction (query-candidates), on "
+                  "the same first test pairs as chrF: the base before continued pretraining, then each member after "
+                  "it. Explicit alignment (me5-align) trains for exactly this.\n\n", md_table(frame)]
     return "".join(parts)
 
 

@@ -315,6 +315,7 @@ def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) ->
     parts.append(_second_finding(ci, tasks, base, mt))
     for control in controls:
         if any((t, control) in ci for t in tasks):
+            parts.append(_control_against_base(ci, tasks, control, base))
             parts.append(_against_control(ci, tasks, control, mt))
     return " ".join(parts)
 
@@ -368,6 +369,18 @@ def _second_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str
                 f"{_points(drop[o2m])}" + (f" ({others})" if others else "") + f"; {resolved}.")
     return (f"Unlike the paper, one-to-many does not hurt most here: {worst} {_points(drop[worst])} against {base} "
             f"on average over the tasks, {o2m} {_points(drop[o2m])}; for {o2m}, {resolved}.")
+
+
+def _control_against_base(ci: dict, tasks: list[str], control: str, base: str) -> str:
+    """Whether a variant continued on its own objective kept its base's transfer: its mean
+    inside or above the base's 95% interval, task by task."""
+    kept = [t for t in tasks if (t, control) in ci and not ci[(t, control)].mean < ci[(t, base)].low]
+    lost = [t for t in tasks if (t, control) in ci and t not in kept]
+    if not lost:
+        return (f"{control} keeps {base}'s transfer on every task (its mean inside or above {base}'s interval; "
+                + "; ".join(_cite(ci, t, control, base) for t in kept[:2]) + ").")
+    return (f"{control} falls below {base}'s interval on {_count(len(lost), 'task')} of {len(kept) + len(lost)} ("
+            + "; ".join(_cite(ci, t, control, base) for t in lost[:2]) + ").")
 
 
 def _against_control(ci: dict, tasks: list[str], control: str, mt: list[str]) -> str:

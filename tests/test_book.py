@@ -471,6 +471,10 @@ def test_the_family_paragraph_follows_the_numbers():
     assert "its interval lies below m's on 2 of 2 tasks" in text
     assert "m-o2m 41.0 [38.5, 43.5] against m 51.0 [48.5, 53.5]" in text
     assert "Against m-mlm" in text and "lower in 2" in text
+    assert "m-mlm keeps m's transfer on every task" in text
+    damaged = family_table({"m": [50.0, 51.0, 52.0], "m-mlm": [37.0, 38.0, 39.0], "m-m2o": [49.0, 51.0, 53.0]})
+    assert "m-mlm falls below m's interval on 2 tasks of 2 (on mini-topic, m-mlm 38.0" in \
+        family_finding(damaged, "m", ["m-m2o"], ["m-mlm"])
 
     flipped = family_table({"m": [50.0, 51.0, 52.0], "m-mlm": [50.5, 51.0, 51.5], "m-m2o": [60.0, 61.0, 62.0],
                             "m-o2m": [49.0, 51.0, 53.0], "m-m2m": [40.0, 41.0, 42.0]})
@@ -514,7 +518,12 @@ def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
     records = {
         "me5-m2o": {"objective": "translate", "directions": "m2o", "chrf": chrf,
                     "chrf_copy_source": {"de-en": 25.0, "en-de": 24.0},
-                    "chrf_mismatched_source": {"de-en": 14.25, "en-de": 9.0}},
+                    "chrf_mismatched_source": {"de-en": 14.25, "en-de": 9.0},
+                    "retrieval_before": {"de-en": 80.0, "en-de": 75.0}, "retrieval_after": {"de-en": 85.0, "en-de": 70.0},
+                    "stages": {"warmup": {"frozen": "the whole encoder", "steps": 600, "tokens": 9000, "seconds": 100.0,
+                                          "heldout_loss_before": 11.0, "heldout_loss_after": 4.25},
+                               "joint": {"frozen": "the word embeddings", "steps": 10, "tokens": 500, "seconds": 5.0,
+                                         "heldout_loss_before": 4.25, "heldout_loss_after": 4.0}}},
         "me5-mlm": {"objective": "mlm", "directions": None, "chrf": None},
     }
     jobs = []
@@ -541,6 +550,10 @@ def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
     assert "| copy the source (first 60 pairs) | 25 | 24 |" in page
     assert "| copy the source (first 100 pairs) | 26 | 22 |" in page, "each bar on the pairs its members were scored on"
     assert "me5-mlm |" in page.split("## Translation")[0] and "| me5-mlm |" not in page.split("## Translation")[1]
+    assert "| me5-m2o | copy yes, mismatched + 10 yes |" in page, "de-en: 31.5 >= 25 and >= 14.25 + 10"
+    assert "| me5-m2o | 1: head alone | the whole encoder | 600 | 9000 | 100 | 11 | 4.25 |" in page
+    assert "| me5-m2o | 2: encoder and head | the word embeddings | 10 | 500 | 5 | 4.25 | 4 |" in page
+    assert "| base (before) | 80 | 75 |" in page and "| me5-m2o | 85 | 70 |" in page
 
 
 def test_the_family_paragraph_says_whether_the_variants_translate():
@@ -553,9 +566,14 @@ def test_the_family_paragraph_says_whether_the_variants_translate():
 
     weak = {"me5-m2o": record("m2o", [6.0, 40.0], [27.0, 1.0], [4.0, 1.0])}
     text = translation_evidence(weak, ["me5-m2o"])
-    assert "me5-m2o 6.0 (copying the source 27.0, a mismatched source 4.0)" in text, "only its trained direction"
+    assert "me5-m2o 6.0 (copying the source 27.0, a mismatched source 4.0; both bars held in 0 of 1 direction)" in text, \
+        "only its trained direction"
     assert "without learning to translate" in text
     strong = {"me5-o2m": record("o2m", [1.0, 30.0], [50.0, 20.0], [1.0, 5.0])}
-    assert "they learned to translate" in translation_evidence(strong, ["me5-o2m"])
+    assert "they translate" in translation_evidence(strong, ["me5-o2m"])
+    # m2m: the mean beats both bars, but en-de is 8 points over its mismatched source, not 10
+    uneven = {"me5-m2m": record("m2m", [40.0, 25.0], [27.0, 20.0], [4.0, 17.0])}
+    text = translation_evidence(uneven, ["me5-m2m"])
+    assert "both bars held in 1 of 2 directions" in text and "no variant holds both bars" in text
     assert "only some" in translation_evidence({**weak, **strong}, ["me5-m2o", "me5-o2m"])
     assert translation_evidence({"me5-mlm": {"chrf": None}}, ["me5-mlm"]) == ""

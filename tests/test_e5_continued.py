@@ -79,7 +79,7 @@ def trained(tiny_e5, real_corpus, tmp_path_factory) -> dict[str, Path]:
     folders = {}
     for member in ("me5-mlm", "me5-m2m", "me5-align"):
         e5c.continue_member(member, real_corpus, out / member, budget=BUDGET, base=tiny_e5, progress=False,
-                            vocab_cache=cache)
+                            vocab_cache=cache, warmup_cache=out / "warmup")
         folders[member] = out / member
     return folders
 
@@ -125,7 +125,7 @@ def test_translation_member_reports_chrf_per_direction(trained):
 def test_train_layers_freezes_the_layers_below(tiny_e5, real_corpus, tmp_path):
     budget = replace(BUDGET, steps=3, train_layers=1)
     e5c.continue_member("me5-o2m", real_corpus, tmp_path / "o2m", budget=budget, base=tiny_e5, progress=False,
-                        vocab_cache=tmp_path / "cache")
+                        vocab_cache=tmp_path / "cache", warmup_cache=tmp_path / "warmup")
     base, weights = load_file(str(tiny_e5 / "model.safetensors")), load_file(str(tmp_path / "o2m" / "model.safetensors"))
     frozen = [k for k in base if k.startswith(("embeddings.", "encoder.layer.0."))]
     assert frozen and all(torch.equal(weights[k], base[k]) for k in frozen), "embeddings and layer 0 untouched"
@@ -158,6 +158,7 @@ def test_cached_decoding_step_equals_the_full_decoder():
     padding = torch.zeros(3, 7, dtype=torch.bool)
     padding[1, 5:], padding[2, 3:] = True, True
     tokens = torch.randint(0, 45, (3, 10))
+    decoder.logits = lambda hidden: hidden  # compare the float32 hidden states (the output layer runs in bf16)
     with torch.inference_mode():
         cache = decoder.start(memory, padding)
         for t in range(tokens.shape[1]):
@@ -188,10 +189,28 @@ def test_greedy_decoding_stops_at_the_limit_and_keeps_the_order(tokenizer):
         "without </s>, each source gets exactly 2n + 8 tokens (at most 48)"
 
 
+def test_translation_members_share_one_warm_decoder_and_loading_it_changes_nothing(trained, tiny_e5, real_corpus,
+                                                                                      tmp_path):
+    """me5-m2o loads the decoder me5-m2m warmed up (same key: all eight directions); trained
+    again with a fresh cache, where it warms the decoder up itself, it ends with the same
+    weights: stage 2 draws its batches and dropout from its own seeds either way."""
+    loaded = tmp_path / "loaded"
+    record = e5c.continue_member("me5-m2o", real_corpus, loaded, budget=BUDGET, base=tiny_e5, progress=False,
+                                 vocab_cache=tmp_path / "cache", warmup_cache=trained["me5-m2m"].parent / "warmup")
+    assert record["stages"]["warmup"]["loaded"].endswith(".safetensors")
+    assert record["stages"]["warmup"]["trained_on"] == "translation, all eight directions"
+    fresh = tmp_path / "fresh"
+    record = e5c.continue_member("me5-m2o", real_corpus, fresh, budget=BUDGET, base=tiny_e5, progress=False,
+                                 vocab_cache=tmp_path / "cache", warmup_cache=tmp_path / "warmup")
+    assert "loaded" not in record["stages"]["warmup"]
+    first, second = load_file(str(loaded / "model.safetensors")), load_file(str(fresh / "model.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_same_seed_same_weights(trained, tiny_e5, real_corpus, tmp_path):
     again = tmp_path / "me5-mlm"
     e5c.continue_member("me5-mlm", real_corpus, again, budget=BUDGET, base=tiny_e5, progress=False,
-                        vocab_cache=tmp_path / "cache")
+                        vocab_cache=tmp_path / "cache", warmup_cache=tmp_path / "warmup")
     first, second = load_file(str(trained["me5-mlm"] / "model.safetensors")), load_file(str(again / "model.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
 

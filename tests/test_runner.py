@@ -108,7 +108,7 @@ def test_the_smoke_grid_is_valid(monkeypatch):
     monkeypatch.chdir(ROOT)
     if not any(name.startswith("mini-") for name in load_registry()):
         pytest.skip("the mini zoo is not in params/models.yaml yet")
-    for name in ("smoke", "mini"):
+    for name in ("smoke", "mini-zoo", "mini"):
         grid = load_grid(name)
         jobs = expand(grid)
         kinds = [job.kind for job in jobs]
@@ -116,7 +116,11 @@ def test_the_smoke_grid_is_valid(monkeypatch):
         assert all(job.parameters["seeds"] == grid.seeds for job in jobs if job.kind == "finetune")
         assert {"pretrain", "cka", "svd"} <= set(kinds)
         assert kinds.count("pretrain") == len(grid.zoo_members)
-    assert len(grid.seeds) >= 3 and {"me5-small", "me5-mlm", "me5-m2o", "me5-o2m", "me5-m2m"} <= set(grid.models)
+    family = ["me5-small", "me5-mlm", "me5-m2o", "me5-o2m", "me5-m2m", "me5-align"]
+    assert len(grid.seeds) >= 3 and grid.models == family and grid.book["family"] == family
+    assert grid.sections["finetune"]["mode"] == "probe", "the default study probes the e5 family"
+    zoo = load_grid("mini-zoo")
+    assert not any(m.startswith("me5") for m in zoo.models) and len(zoo.models) == 8
     paper = load_grid("paper")
     jobs = expand(paper)
     assert len(paper.models) == 7 and len(paper.tasks) == 8 and not paper.zoo_members
@@ -124,12 +128,11 @@ def test_the_smoke_grid_is_valid(monkeypatch):
     assert paper.sections["finetune"] == {"epochs": 10, "max_length": 256, "batch_size": 32}, \
         "the paper's settings; the learning rate comes from the task table"
     assert paper.sections["cka"]["n_samples"] == 80 and paper.sections["svd"][0]["base"] == "mbart"
-    assert {m for m, p in grid.per_model["finetune"].items() if p.get("mode") == "probe"} == {m for m in grid.models if m.startswith("me5")}
     full = load_grid("mini-finetune")
     jobs = expand(full)
     finetune = [j for j in jobs if j.kind == "finetune"]
-    assert len(finetune) == 15 and all("mode" not in j.parameters for j in finetune), "the family fine-tuned whole"
-    assert sorted(j.parameters["member"] for j in jobs if j.kind == "pretrain") == ["me5-m2m", "me5-m2o", "me5-mlm", "me5-o2m"]
+    assert len(finetune) == 18 and all("mode" not in j.parameters for j in finetune), "the family fine-tuned whole"
+    assert sorted(j.parameters["member"] for j in jobs if j.kind == "pretrain") == sorted(family[1:])
 
 
 def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):
