@@ -105,7 +105,7 @@ class E5Budget:
 E5_BUDGETS = {
     "smoke": E5Budget(steps=3, batch_size=4, max_length=24, warmup_steps=3, warmup_batch_size=4, warmup_pool=16,
                       eval_pairs=4, heldout=8),
-    "mini": E5Budget(steps=200, warmup_steps=600, warmup_pool=4000),
+    "mini": E5Budget(steps=200, warmup_steps=1200, warmup_pool=6000),
 }
 
 
@@ -664,6 +664,15 @@ def warm_up_or_load(model, key: str, pool: list, dev_batches: list[dict], budget
             weights.with_suffix(".tmp").replace(weights)
             meta.write_text(json.dumps(record, indent=1))
     return {**record, "heldout_loss_before": before, "heldout_loss_after": heldout_loss(model, dev_batches, _loss)}
+
+
+def training_order(members: list[str]) -> list[str]:
+    """The order in which to train ``members`` of the family so that, two jobs at a time, none
+    waits long for the shared decoder: the first translation member (it warms the decoder up),
+    then the members with heads of their own or none, then the translation members that load
+    it."""
+    translation = [m for m in members if MEMBERS[m] in TRANSLATION]
+    return translation[:1] + [m for m in members if m not in translation] + translation[1:]
 
 
 def check_request(member: str, corpus_root: Path, budget: str | E5Budget) -> E5Budget:

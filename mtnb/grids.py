@@ -236,8 +236,8 @@ def _named_models(models: list[str], sections: dict) -> list[str]:
 
 def zoo_members(names: list[str]) -> list[str]:
     """The members of the mini zoo and the e5 family among ``names``, with the members they
-    start from, each after its base."""
-    from .e5_continued import MEMBERS
+    start from, each after its base; the e5 family last, in ``e5_continued.training_order``."""
+    from .e5_continued import MEMBERS, training_order
     from .pretrain import ZOO
 
     ordered = []
@@ -251,7 +251,8 @@ def zoo_members(names: list[str]) -> list[str]:
 
     for name in names:
         add(name)
-    return ordered
+    family = [m for m in ordered if m in MEMBERS]
+    return [m for m in ordered if m not in MEMBERS] + training_order(family)
 
 
 def _check_budget(where: str, budget) -> None:

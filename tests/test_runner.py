@@ -119,6 +119,8 @@ def test_the_smoke_grid_is_valid(monkeypatch):
     family = ["me5-small", "me5-mlm", "me5-m2o", "me5-o2m", "me5-m2m", "me5-align"]
     assert len(grid.seeds) >= 3 and grid.models == family and grid.book["family"] == family
     assert grid.sections["finetune"]["mode"] == "probe", "the default study probes the e5 family"
+    assert grid.zoo_members == ["me5-m2o", "me5-mlm", "me5-align", "me5-o2m", "me5-m2m"], \
+        "the member that warms the shared decoder up first, those that load it last"
     zoo = load_grid("mini-zoo")
     assert not any(m.startswith("me5") for m in zoo.models) and len(zoo.models) == 8
     paper = load_grid("paper")
