@@ -252,7 +252,7 @@ def overview_page(study: Study) -> str:
               "\n## Pages\n\n",
               "- [Results](results.md): " + ("the family, " if grid.book.get("family") else "")
               + "the averages over languages and per language, the transfer gap\n",
-              "- [Pretraining](pretraining.md): what the zoo and the e5 family learned (loss, chrF)\n",
+              "- [Pretraining](pretraining.md): what the zoo or the e5 family learned (losses, chrF, retrieval)\n",
               "- [CKA](cka.md) and [SVD](svd.md): representations and weights\n",
               "- [Performance](performance.md): benchmark figures, job times and notebook start-up\n",
               "- [About the study](about.md)\n"]
@@ -450,9 +450,10 @@ def family_section(study: Study, split: str, figures: Path) -> str:
     for mode in modes:
         prefix = f"**{mode}.** " if len(modes) > 1 else ""
         parts.append(prefix + family_paragraph(_one_mode(rows, mode), base, mt, controls, study) + "\n\n")
-    evidence = translation_evidence(pretraining_records(study), mt)
-    if evidence:
-        parts.append(evidence + "\n")
+    records = pretraining_records(study)
+    for evidence in (translation_evidence(records, mt), retrieval_evidence(records, family)):
+        if evidence:
+            parts.append(evidence + "\n\n")
     return "".join(parts)
 
 
@@ -612,6 +613,28 @@ def translation_evidence(records: dict[str, dict], mt: list[str]) -> str:
     return ("Did the translation variants learn to translate? Mean chrF over the directions each was trained on: "
             + "; ".join(clauses) + f". The bars: chrF at least that of copying the source, and at least "
             f"{BLIND_MARGIN:.0f} points above the same model reading a mismatched source. At this budget " + verdict)
+
+
+def retrieval_evidence(records: dict[str, dict], family: list[str]) -> str:
+    """One or two sentences on what continued pretraining did to the sentence-level geometry the
+    probes read: translation retrieval (top-1, mean over the directions) of the base before and
+    of each member after (``records``: ``pretraining_records``), and which members lowered it.
+    Empty when no member has a retrieval record."""
+    members = [m for m in family if (records.get(m) or {}).get("retrieval_after")]
+    if not members:
+        return ""
+    before = statistics.mean(records[members[0]]["retrieval_before"].values())
+    after = {m: statistics.mean(records[m]["retrieval_after"].values()) for m in members}
+    lowered = [m for m in members if after[m] < before]
+    text = ("Translation retrieval on held-out pairs (top-1 accuracy of finding a sentence's translation by the cosine "
+            f"of mean-pooled last-layer encodings, mean over the directions): the base {before:.1f} before, then "
+            + ", ".join(f"{m} {after[m]:.1f}" for m in members) + ". ")
+    if not lowered:
+        return text + "No continued objective lowered it."
+    return text + (f"Only {', '.join(lowered)} lowered it: where such a member also loses transfer, a likely reason "
+                   "is that its objective eroded the sentence-level geometry that e5's contrastive training built and "
+                   "that the probes read from the last layer." if len(lowered) < len(members) else
+                   "Every continued objective lowered it.")
 
 
 def _count(n: int, noun: str) -> str:

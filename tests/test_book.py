@@ -577,3 +577,16 @@ def test_the_family_paragraph_says_whether_the_variants_translate():
     assert "both bars held in 1 of 2 directions" in text and "no variant holds both bars" in text
     assert "only some" in translation_evidence({**weak, **strong}, ["me5-m2o", "me5-o2m"])
     assert translation_evidence({"me5-mlm": {"chrf": None}}, ["me5-mlm"]) == ""
+
+
+def test_retrieval_evidence_names_the_members_that_lowered_it():
+    from mtnb.book import retrieval_evidence
+
+    def record(after):
+        return {"retrieval_before": {"de-en": 90.0, "en-de": 88.0}, "retrieval_after": dict(zip(("de-en", "en-de"), after))}
+
+    records = {"m-mlm": record([86.0, 84.0]), "m-m2o": record([92.0, 94.0]), "m-base": {}}
+    text = retrieval_evidence(records, ["m-base", "m-mlm", "m-m2o"])
+    assert "the base 89.0 before, then m-mlm 85.0, m-m2o 93.0." in text and "Only m-mlm lowered it" in text
+    assert "No continued objective lowered it" in retrieval_evidence({"m-m2o": record([92.0, 94.0])}, ["m-m2o"])
+    assert retrieval_evidence({"m-base": {}}, ["m-base"]) == ""
