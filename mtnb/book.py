@@ -600,7 +600,7 @@ def translation_evidence(records: dict[str, dict], mt: list[str]) -> str:
                  if r.get(key)]
         both = sum(all(v) for v in bars.values())
         clauses.append(f"{m} {ours:.1f} (" + ", ".join(f"{name} {value:.1f}" for name, value in means)
-                       + f"; both bars held in {both} of {_count(len(dirs), 'direction')})")
+                       + f"; both bars held in {both} of {len(dirs)} direction{'s' * (len(dirs) != 1)})")
         held.append(both == len(dirs))
     if not clauses:
         return ""
@@ -635,11 +635,6 @@ def retrieval_evidence(records: dict[str, dict], family: list[str]) -> str:
                    "is that its objective eroded the sentence-level geometry that e5's contrastive training built and "
                    "that the probes read from the last layer." if len(lowered) < len(members) else
                    "Every continued objective lowered it.")
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 direction', '2 directions'."""
-    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _read_csv(folder: Path | None, name: str):
@@ -684,7 +679,8 @@ def pretraining_page(study: Study) -> str:
              "held-out loss before": round(r["heldout_loss_before"], 2),
              "after": round(r["heldout_loss_after"], 2)} for m, r in records.items()]
     parts += ["\n## Training\n\n", md_table(pd.DataFrame(rows), index=False)]
-    staged = [{"member": m, "stage": {"warmup": "1: head alone", "joint": "2: encoder and head"}.get(name, name),
+    staged = [{"member": m, "stage": {"warmup": "1: head alone" + (", shared (loaded)" if stage.get("loaded") else ""),
+                                      "joint": "2: encoder and head"}.get(name, name),
                "frozen": stage.get("frozen", ""), "steps": stage["steps"], "tokens": stage["tokens"],
                "seconds": round(stage["seconds"]), "held-out loss before": round(stage["heldout_loss_before"], 2),
                "after": round(stage["heldout_loss_after"], 2)}
@@ -692,7 +688,9 @@ def pretraining_page(study: Study) -> str:
     if staged:
         parts += ["\n## The two stages of the e5 family\n\n",
                   "Stage 1 trains the head alone on encoder states computed once (the encoder frozen; "
-                  "me5-align has no head, so no stage 1); stage 2 trains encoder and head together, every member "
+                  "me5-align has no head, so no stage 1; the translation members share one decoder warmed up on "
+                  "all eight directions, trained by the first and loaded by the others, whose rows repeat its steps "
+                  "and seconds); stage 2 trains encoder and head together, every member "
                   "for the same steps and encoder sequences per step. Held-out loss of each member's own "
                   "objective, before and after each stage.\n\n", md_table(pd.DataFrame(staged), index=False)]
     chrf = {m: r for m, r in records.items() if r.get("chrf")}

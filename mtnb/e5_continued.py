@@ -417,7 +417,6 @@ def info_nce(states, attention_mask, temperature: float):
 
 
 def _model(encoder, head, objective: str, temperature: float = 0.05):
-    import torch
     from torch import nn
 
     class Continued(nn.Module):
