@@ -216,7 +216,6 @@ def _heads():
             super().__init__()
             d = embeddings.shape[1]
             self.dense, self.norm = nn.Linear(d, d), nn.LayerNorm(d)
-            self.register_buffer("words", embeddings.clone())
             self.register_buffer("words_bf16", embeddings.to(torch.bfloat16))
             self.bias = nn.Parameter(torch.zeros(len(embeddings)))
 
