@@ -9,7 +9,8 @@ params/grids/smoke.yaml; a path works too), read with ``yaml.safe_load``:
     models: [a, b]            # registry names
     tasks: [mini-topic, mini-spans, mini-rank]    # tasks of params/tasks.yaml
     seeds: [0, 1, 2]
-    pretrain: {budget: mini}  # pretrain.ipynb parameters for the zoo members the grid uses
+    pretrain: {budget: mini,  # pretrain.ipynb parameters for the zoo members the grid uses
+               seeds: [0, 1, 2]}   # optional: train each member once per seed (default: one, seed 0)
     finetune: {learning_rate: 1.0e-3, max_steps: 10,   # finetune.ipynb parameters
                per_model: {a: {mode: probe}}}          # ... and per model, over the section's
     zeroshot: {max_eval: 100, per_model: {a: {max_eval: 50}}}   # zeroshot.ipynb parameters (per_model too)
@@ -26,6 +27,13 @@ svd), and per member they start from (mini-mbart for its continued models, mini-
 mini-random's tokenizer), each writing its checkpoint into its own job folder. The runner then
 writes ``runs/<name>/models.yaml``, the registry with those members pointing at their job
 folders, and gives it to every notebook of the grid.
+
+``pretrain.seeds`` (several) trains each such member once per seed, as replicas named
+``<member>@p<seed>`` (``replica_name``) that are fine-tuned and evaluated like any model of the
+grid (a replica of a continued zoo member starts from its base's replica of the same seed). The
+member's own name stays registered for the first seed's checkpoint, which CKA, SVD and the
+book's pretraining page read; the results tables pool the replicas back into their member
+(``summary.pool_pretraining_seeds``).
 
 ``models``, ``tasks`` and ``seeds`` are required lists. Each notebook section holds parameters of
 that notebook's ``parameters`` cell (its defaults apply to the rest); the runner sets the others
@@ -95,6 +103,14 @@ class Grid:
     book: dict = field(default_factory=dict)
     per_model: dict[str, dict] = field(default_factory=dict)  # {finetune|zeroshot: {model: parameters}}
     zoo_members: list[str] = field(default_factory=list)      # trained by the grid, bases first
+    pretrain_seeds: list[int] = field(default_factory=lambda: [0])  # each zoo member trained once per seed
+
+    def replicas(self, model: str) -> list[str]:
+        """The registry names ``model`` is fine-tuned under: itself, or, when the grid trains it
+        with several pretraining seeds, one replica per seed (``replica_name``)."""
+        if model not in self.zoo_members or len(self.pretrain_seeds) < 2:
+            return [model]
+        return [replica_name(model, seed) for seed in self.pretrain_seeds]
 
     @property
     def runs_dir(self) -> Path:
@@ -183,18 +199,18 @@ def load_grid(path: str | Path) -> Grid:
     _known(where, "models", models, specs, registry_label)
     task_names = _names(where, "tasks", doc["tasks"])
     _known(where, "tasks", task_names, tasks, "params/tasks.yaml")
-    seeds = _list(where, "seeds", doc["seeds"], example="[0, 1, 2]")
-    for seed in seeds:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise MtnbError(f"{where}: seeds: {seed!r} is not an integer")
-    if len(set(seeds)) != len(seeds):
-        raise MtnbError(f"{where}: seeds: a seed is listed twice")
+    seeds = _seeds(where, "seeds", doc["seeds"])
 
     per_model = {}
     for kind in ("finetune", "zeroshot"):
         section = dict(doc.get(kind) or {})
         per_model[kind] = _per_model(where, kind, section.pop("per_model", None), models)
         doc = {**doc, kind: section}
+    pretrain = dict(doc.get("pretrain") or {})
+    if "seed" in pretrain and "seeds" in pretrain:
+        raise MtnbError(f"{where}: pretrain.seed: give either seed or seeds, not both")
+    pretrain_seeds = _seeds(where, "pretrain.seeds", pretrain.pop("seeds", [pretrain.pop("seed", 0)]))
+    doc = {**doc, "pretrain": pretrain}
     sections = {kind: _section(where, kind, doc.get(kind)) for kind in KINDS
                 if kind != "svd" and (kind not in OPTIONAL or kind in doc)}
     _check_budget(where, sections["pretrain"].get("budget", "mini"))
@@ -221,7 +237,25 @@ def load_grid(path: str | Path) -> Grid:
                 slurm=_slurm(where, doc.get("slurm")),
                 task_languages={t: tasks[t].languages for t in task_names},
                 book=_book(where, doc.get("book"), models), per_model=per_model,
-                zoo_members=zoo_members(_named_models(models, sections)))
+                zoo_members=zoo_members(_named_models(models, sections)), pretrain_seeds=pretrain_seeds)
+
+
+def replica_name(member: str, seed: int) -> str:
+    """The registry name of ``member`` trained with pretraining seed ``seed`` (not the first)."""
+    return f"{member}@p{seed}"
+
+
+def _seeds(where: str, key: str, value) -> list[int]:
+    """A list of distinct integer seeds."""
+    seeds = _list(where, key, value, example="[0, 1, 2]")
+    if not seeds:
+        raise MtnbError(f"{where}: {key}: empty; give at least one seed, e.g. [0]")
+    for seed in seeds:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise MtnbError(f"{where}: {key}: {seed!r} is not an integer")
+    if len(set(seeds)) != len(seeds):
+        raise MtnbError(f"{where}: {key}: a seed is listed twice")
+    return seeds
 
 
 def _named_models(models: list[str], sections: dict) -> list[str]:

@@ -61,7 +61,7 @@ from pathlib import Path
 import yaml
 
 from .errors import MtnbError
-from .grids import RUNNER_SET, Grid, load_grid, notebook_path, shown
+from .grids import RUNNER_SET, Grid, load_grid, notebook_path, replica_name, shown
 from .paths import project_root
 
 POLL_S = 0.5                    # how often running jobs are checked
@@ -122,17 +122,20 @@ def expand(grid: Grid) -> list[Job]:
     jobs = list(pretrain.values())
 
     def built(names) -> list[Job]:
-        return [pretrain[name] for name in names if name in pretrain]
+        """The pretrain jobs of ``names`` (a member's own name: its first seed's job)."""
+        first = {job.parameters["member"]: job for job in reversed(pretrain.values())}
+        return [pretrain.get(name) or first[name] for name in names if name in pretrain or name in first]
 
     for model in grid.models:
-        for task in grid.tasks:
-            finetune = make_job(grid, "finetune", {"model": model, "task": task, "seeds": list(grid.seeds),
-                                                   **_given(shared, "finetune"), **grid.sections["finetune"],
-                                                   **grid.per_model["finetune"].get(model, {})}, deps=built([model]))
-            zeroshot = make_job(grid, "zeroshot", {**grid.sections["zeroshot"], **grid.per_model["zeroshot"].get(model, {})},
-                                deps=[finetune],
-                                inputs={"run_dir": finetune.paths["output_dir"]})
-            jobs += [finetune, zeroshot]
+        for name in grid.replicas(model):
+            for task in grid.tasks:
+                finetune = make_job(grid, "finetune", {"model": name, "task": task, "seeds": list(grid.seeds),
+                                                       **_given(shared, "finetune"), **grid.sections["finetune"],
+                                                       **grid.per_model["finetune"].get(model, {})}, deps=built([name]))
+                zeroshot = make_job(grid, "zeroshot", {**grid.sections["zeroshot"],
+                                                       **grid.per_model["zeroshot"].get(model, {})},
+                                    deps=[finetune], inputs={"run_dir": finetune.paths["output_dir"]})
+                jobs += [finetune, zeroshot]
     if "cka" in grid.sections:
         section = grid.sections["cka"]
         jobs.append(make_job(grid, "cka", {**_given(shared, "cka"), **section}, deps=built(section["models"])))
@@ -143,18 +146,24 @@ def expand(grid: Grid) -> list[Job]:
 
 
 def pretrain_jobs(grid: Grid) -> dict[str, Job]:
-    """{member: its pretrain job} for the grid's zoo members (bases first); a member continued
-    from another reads it from that job's folder (``base_dir``)."""
+    """{registry name: its pretrain job} for the grid's zoo members (bases first): with one
+    pretraining seed, the member's job under its name; with several, one job per seed under
+    ``replica_name(member, seed)``. A member continued from another reads it from that member's
+    job folder of the same seed (``base_dir``)."""
     from .pretrain import ZOO
 
+    several = len(grid.pretrain_seeds) > 1
     jobs: dict[str, Job] = {}
     for member in grid.zoo_members:
         base = ZOO[member].base if member in ZOO else None
-        params = {"member": member, **({"corpus": grid.mini_root} if grid.mini_root else {}),
-                  **grid.sections["pretrain"]}
-        deps = [jobs[base]] if base in jobs else []
-        inputs = {"base_dir": jobs[base].paths["output_dir"]} if deps else {}
-        jobs[member] = make_job(grid, "pretrain", params, deps=deps, inputs=inputs)
+        for seed in grid.pretrain_seeds:
+            name, base_name = ((replica_name(member, seed), base and replica_name(base, seed)) if several
+                               else (member, base))
+            params = {"member": member, **({"corpus": grid.mini_root} if grid.mini_root else {}),
+                      **grid.sections["pretrain"], **({"seed": seed} if seed != 0 else {})}
+            deps = [jobs[base_name]] if base_name in jobs else []
+            inputs = {"base_dir": jobs[base_name].paths["output_dir"]} if deps else {}
+            jobs[name] = make_job(grid, "pretrain", params, deps=deps, inputs=inputs)
     return jobs
 
 
@@ -165,17 +174,27 @@ def grid_registry_name(grid: Grid) -> str:
 
 def write_grid_registry(grid: Grid, pretrain: dict[str, Job]) -> Path:
     """Write ``runs/<name>/models.yaml``: the grid's registry (or params/models.yaml) with every
-    zoo member's source set to its pretrain job's checkpoint folder (``<job>/out/<member>``)."""
+    zoo member's source set to its pretrain job's checkpoint folder (``<job>/out/<member>``);
+    with several pretraining seeds, one entry per replica, and the member's own name for the
+    first seed's."""
     from .models import registry_path
     from .yamlfile import read_yaml
 
     source = project_root() / grid.registry if grid.registry else registry_path()
     doc = read_yaml(source, shown(source))
-    for member, job in pretrain.items():
+    named = set()                           # members whose own name points at a checkpoint already
+    for name, job in pretrain.items():      # bases first, and a member's first seed first
+        member = job.parameters["member"]
         if member not in doc["models"]:
             raise MtnbError(f"{shown(source)}: {member} is trained by grid {grid.name} but not registered; "
                             f"add it (see params/models.yaml)")
-        doc["models"][member] = {**doc["models"][member], "source": shown(Path(job.paths["output_dir"]) / member)}
+        entry = {**doc["models"][member], "source": shown(Path(job.paths["output_dir"]) / member)}
+        if member not in named:
+            doc["models"][member] = dict(entry)
+            named.add(member)
+        if name != member:
+            entry["note"] = f"{member} trained with pretraining seed {job.parameters.get('seed', 0)}"
+            doc["models"][name] = entry
     path = project_root() / grid_registry_name(grid)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".yaml.tmp")
@@ -436,9 +455,8 @@ def prepare_models(grid: Grid, jobs: list[Job]) -> None:
     continues it (jobs running side by side would otherwise each convert it)."""
     from .e5_continued import BASE, MEMBERS
 
-    pretrain = {job.parameters["member"]: job for job in jobs if job.kind == "pretrain"}
-    if pretrain:
-        write_grid_registry(grid, pretrain)
+    if any(job.kind == "pretrain" for job in jobs):
+        write_grid_registry(grid, pretrain_jobs(grid))
     if any(name == BASE or name in MEMBERS for name in [*grid.models, *grid.zoo_members]):
         from .me5 import ensure_me5_small
 

@@ -10,6 +10,12 @@ the mode when the table has several), and a control's value for a seed is its me
 models' runs of that seed (the majority class is the same for all of them; the bag of sub-words
 differs only by tokenizer).
 
+A grid that trains its members with several pretraining seeds evaluates one replica per seed,
+``<member>@p<seed>`` (``grids.replica_name``). ``normalize`` pools them back into their member
+(``pool_pretraining_seeds``): a replica's value is first averaged over its fine-tuning seeds, and
+the member's seeds are then its pretraining seeds, so its interval spans the variation that
+pretraining and fine-tuning together leave.
+
 Every cell over seeds is ``mean ± h``: the mean of the n seeds and the half-width h of the 95%
 Student-t interval, h = t(0.975, n-1) · s / sqrt(n) with s the sample standard deviation
 (``mean_ci``); one seed gives no interval. Averages over languages are taken per seed first,
@@ -19,6 +25,7 @@ then over seeds; where the paper leaves a language out of a task's average (WPR:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +35,7 @@ from .paper import AVERAGE_EXCLUDES
 CONTROLS = ("majority", "bag-of-subwords")
 REQUIRED = ("model", "task", "seed", "system", "language", "value")
 LEVEL = 0.95
+REPLICA = re.compile(r"^(?P<member>.+)@p(?P<seed>-?\d+)$")   # grids.replica_name
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,13 +103,41 @@ def overlap(a: CI, b: CI) -> str:
 # The tidy table
 # --------------------------------------------------------------------------------------------
 
+def pool_pretraining_seeds(results):
+    """Fold each replica ``<member>@p<seed>`` into ``member``: its model rows become the
+    member's, averaged over the replica's fine-tuning seeds, with ``seed`` set to the
+    pretraining seed; its control rows are dropped (the first replica's stand for them, as the
+    controls depend only on the data and the tokenizer, which replicas share). A table without
+    replicas comes back unchanged. Adds ``pretraining_seeds``: how many pooled into the row's
+    model (1 for a model without replicas)."""
+    import pandas as pd
+
+    table = results.copy()
+    table["pretraining_seeds"] = 1
+    found = table["model"].astype(str).str.extract(REPLICA)
+    replica = found["member"].notna()
+    if not replica.any():
+        return table
+    found = found[replica].assign(seed=lambda f: f["seed"].astype(int))
+    controls = table.loc[replica, "system"].isin(CONTROLS)
+    first = found["seed"] == found.groupby("member")["seed"].transform("min")
+    kept_controls = table.loc[replica].loc[controls & first].assign(model=found.loc[controls & first, "member"])
+    models = table.loc[replica].loc[~controls].assign(model=found.loc[~controls, "member"],
+                                                      seed=found.loc[~controls, "seed"])
+    keys = [c for c in models.columns if c not in ("value", "n")]
+    pooled = models.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
+    pooled["pretraining_seeds"] = pooled.groupby("model")["seed"].transform("nunique")
+    return pd.concat([table.loc[~replica], kept_controls, pooled], ignore_index=True)
+
+
 def normalize(results):
-    """One row per (task, metric, split, system, model, mode, control, language, seed) with
-    the mean ``value`` of duplicates; see the module docstring for labels and controls."""
+    """One row per (task, metric, split, system, model, mode, control, language, seed,
+    pretraining_seeds) with the mean ``value`` of duplicates, pretraining replicas pooled (``pool_pretraining_seeds``);
+    see the module docstring for labels and controls."""
     missing = [c for c in REQUIRED if c not in results.columns]
     if missing:
         raise ValueError(f"results table lacks column(s) {', '.join(missing)}")
-    table = results.copy()
+    table = pool_pretraining_seeds(results)
     for column, default in (("split", "test"), ("metric", "score")):
         if column not in table.columns:
             table[column] = default
@@ -113,7 +149,7 @@ def normalize(results):
     label = table["model"].astype(str) + (" (" + table["mode"].astype(str) + ")" if len(modes) > 1 else "")
     table["system"] = np.where(table["control"], table["system"], label)
     table.loc[table["control"], "model"] = ""
-    keys = ["task", "metric", "split", "system", "model", "mode", "control", "language", "seed"]
+    keys = ["task", "metric", "split", "system", "model", "mode", "control", "language", "seed", "pretraining_seeds"]
     return table.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
 
 
@@ -311,6 +347,10 @@ def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) ->
              "not overlap."]
     if seeds < 2:
         parts.append("With one seed there are no intervals, so no difference can be resolved.")
+    pooled = int(table["pretraining_seeds"].max()) if "pretraining_seeds" in table else 1
+    if pooled > 1:
+        parts.append(f"Each continued variant was pretrained with {pooled} seeds: a replica's score is first "
+                     "averaged over its fine-tuning seeds, and the variant's interval is over its pretraining seeds.")
     parts.append(_first_finding(ci, tasks, base, mt))
     parts.append(_second_finding(ci, tasks, base, mt))
     for control in controls:

@@ -488,6 +488,32 @@ def test_the_family_paragraph_follows_the_numbers():
     assert "holds here" in text and "overlap m's on every task, so this is not a drop we can resolve" in text
 
 
+def test_pretraining_replicas_pool_into_their_member_over_pretraining_seeds():
+    """Replicas m-mlm@p0, m-mlm@p1 (grids.replica_name) become m-mlm: each replica's mean over
+    its fine-tuning seeds is one seed of m-mlm, so its interval is over the two pretraining
+    seeds; the controls keep the first replica's rows; the paragraph says how it pooled."""
+    from mtnb.summary import cross_lingual, family_finding, normalize
+
+    rows = {("m", "mini-topic"): {"en": [70.0] * 3, "de": [50.0, 51.0, 52.0]},
+            ("m-mlm@p0", "mini-topic"): {"en": [70.0] * 3, "de": [40.0, 41.0, 45.0]},   # mean 42
+            ("m-mlm@p1", "mini-topic"): {"en": [70.0] * 3, "de": [46.0, 48.0, 50.0]},   # mean 48
+            ("m-m2o@p0", "mini-topic"): {"en": [70.0] * 3, "de": [50.0] * 3},
+            ("m-m2o@p1", "mini-topic"): {"en": [70.0] * 3, "de": [52.0] * 3}}
+    table = normalize(fake_results(rows))
+    assert sorted(set(table["model"]) - {""}) == ["m", "m-m2o", "m-mlm"]
+    mlm = table[(table["model"] == "m-mlm") & (table["language"] == "de")]
+    assert sorted(mlm["seed"]) == [0, 1] and sorted(mlm["value"]) == [42.0, 48.0]
+    assert set(mlm["pretraining_seeds"]) == {2}
+    ci = cross_lingual(table).set_index("system").loc["m-mlm", "ci"]
+    assert ci.n == 2 and ci.mean == 45.0 and ci.low < 42.0
+    majority = table[table["control"] & (table["language"] == "de")]
+    assert sorted(majority["seed"]) == [0, 1, 2], "controls keep their fine-tuning seeds"
+    text = family_finding(table, "m", ["m-m2o"], ["m-mlm"])
+    assert "pretrained with 2 seeds" in text
+    assert "pretrained with" not in family_finding(family_table({"m": [50.0, 51.0, 52.0], "m-m2o": [50.0, 51.0, 52.0]}),
+                                                   "m", ["m-m2o"])
+
+
 @pytest.mark.parametrize("book, key", [
     ({"family": ["mbert", "nope"], "base": "mbert"}, "book.family: 'nope' is not a model of this grid"),
     ({"family": ["mbert", "xlmr"], "base": "mbart"}, "book.base: 'mbart' is not a model of this grid"),

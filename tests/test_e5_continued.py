@@ -142,12 +142,17 @@ def test_masked_lm_loss_at_chosen_positions_equals_the_full_loss(tiny_e5, tokeni
     assert (batch["labels"] != -100).any()
     bert = load_encoder(str(tiny_e5)).model
     torch.manual_seed(0)
-    head = e5c._heads()[0](bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(kept)])
+    head = e5c._heads()[0](bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(kept)],
+                           bert.config.num_attention_heads)
     model = e5c._model(bert, head, "mlm").eval()
     with torch.no_grad():
-        full = head(model.encode(batch["input_ids"], batch["attention_mask"]))
+        states = model.encode(batch["input_ids"], batch["attention_mask"])
+        everywhere = torch.ones_like(batch["attention_mask"], dtype=torch.bool)
+        full = head(states, batch["attention_mask"] == 0, everywhere).unflatten(0, states.shape[:2])
         expected = torch.nn.functional.cross_entropy(full.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
-        assert torch.allclose(model(batch), expected, atol=1e-6)
+        assert torch.allclose(model(batch), expected, atol=1e-5)
+        cached = e5c.cache_states(model, [batch], progress=False)
+        assert torch.allclose(e5c.cached_loss(model, cached[0]), expected, atol=1e-5), "stage 1 sees the same loss"
 
 
 def test_cached_decoding_step_equals_the_full_decoder():

@@ -78,6 +78,10 @@ def write_grid(root: Path, name: str, **fields) -> Path:
     ({"tasks": None}, "tasks: missing"),
     ({"pretrain": {"budget": "huge"}}, "pretrain.budget: 'huge' is not a budget; use one of smoke, mini"),
     ({"pretrain": {"member": "x"}}, "pretrain.member: set by the runner"),
+    ({"pretrain": {"seeds": 0}}, "pretrain.seeds: expected a list"),
+    ({"pretrain": {"seeds": [0, 0]}}, "pretrain.seeds: a seed is listed twice"),
+    ({"pretrain": {"seeds": []}}, "pretrain.seeds: empty"),
+    ({"pretrain": {"seed": 1, "seeds": [0, 1]}}, "pretrain.seed: give either seed or seeds"),
     ({"finetune": {"per_model": {"huge": {"mode": "probe"}}}}, "finetune.per_model.huge: not a model of this grid"),
     ({"finetune": {"per_model": {"tiny": {"mdoe": "probe"}}}}, "finetune.per_model.tiny.mdoe: not a parameter"),
     ({"zeroshot": {"per_model": {"tiny": {"max_evl": 3}}}}, "zeroshot.per_model.tiny.max_evl: not a parameter"),
@@ -133,8 +137,10 @@ def test_the_smoke_grid_is_valid(monkeypatch):
     full = load_grid("mini-finetune")
     jobs = expand(full)
     finetune = [j for j in jobs if j.kind == "finetune"]
-    assert len(finetune) == 18 and all("mode" not in j.parameters for j in finetune), "the family fine-tuned whole"
-    assert sorted(j.parameters["member"] for j in jobs if j.kind == "pretrain") == sorted(family[1:])
+    assert len(finetune) == 3 + 5 * 3 * 3 and all("mode" not in j.parameters for j in finetune), \
+        "the family fine-tuned whole, each member once per pretraining seed"
+    assert full.pretrain_seeds == [0, 1, 2] and grid.pretrain_seeds == [0], "mini-finetune: 3 seeds; mini: 1"
+    assert sorted(j.parameters["member"] for j in jobs if j.kind == "pretrain") == sorted(family[1:] * 3)
 
 
 def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):
@@ -172,6 +178,42 @@ def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):
                pretrain={"budget": "mini"}, svd={"base": "mini-mbart", "models": ["mini-mbart-m2o"]})
     again = {job.parameters["member"]: job for job in expand(load_grid(path)) if job.kind == "pretrain"}
     assert again["mini-mbart"].id != pre_budget, "another budget is another job (its own folder)"
+
+
+def test_pretraining_seeds_train_one_replica_per_seed_and_each_is_fine_tuned(root):
+    """pretrain.seeds: [0, 3] trains every member twice (a continued member from its base's
+    replica of the same seed), fine-tunes both replicas, registers both and keeps the member's
+    own name on seed 0's checkpoint (for CKA and SVD); one seed leaves names and job ids as they
+    were without the key."""
+    from mtnb.runner import pretrain_jobs, write_grid_registry
+
+    fields = dict(registry=None, models=["me5-small", "mini-mbart-m2o"], svd={"base": "mini-mbart",
+                  "models": ["mini-mbart-m2o"]})
+    path = write_grid(root, "seeds", pretrain={"budget": "smoke", "seeds": [0, 3]}, **fields)
+    grid = load_grid(path)
+    assert grid.pretrain_seeds == [0, 3] and grid.replicas("me5-small") == ["me5-small"]
+    assert grid.replicas("mini-mbart-m2o") == ["mini-mbart-m2o@p0", "mini-mbart-m2o@p3"]
+    jobs = expand(grid)
+    pre = pretrain_jobs(grid)
+    assert sorted(pre) == ["mini-mbart-m2o@p0", "mini-mbart-m2o@p3", "mini-mbart@p0", "mini-mbart@p3"]
+    assert pre["mini-mbart-m2o@p3"].parameters["seed"] == 3 and "seed" not in pre["mini-mbart-m2o@p0"].parameters
+    assert pre["mini-mbart-m2o@p3"].deps == [pre["mini-mbart@p3"].id]
+    assert pre["mini-mbart-m2o@p3"].paths["base_dir"] == pre["mini-mbart@p3"].paths["output_dir"]
+    finetuned = sorted(job.parameters["model"] for job in jobs if job.kind == "finetune")
+    assert finetuned == ["me5-small", "mini-mbart-m2o@p0", "mini-mbart-m2o@p3"]
+    svd = next(job for job in jobs if job.kind == "svd")
+    assert set(svd.deps) == {pre["mini-mbart@p0"].id, pre["mini-mbart-m2o@p0"].id}
+    written = load_registry(write_grid_registry(grid, pre))
+    for name, job in pre.items():
+        assert root / written[name].source == Path(job.paths["output_dir"]) / job.parameters["member"]
+    assert written["mini-mbart-m2o"].source == written["mini-mbart-m2o@p0"].source
+    assert "pretraining seed 3" in written["mini-mbart-m2o@p3"].note
+
+    write_grid(root, "seeds", pretrain={"budget": "smoke", "seeds": [0]}, **fields)
+    single = expand(load_grid(path))
+    write_grid(root, "seeds", pretrain={"budget": "smoke"}, **fields)
+    assert [j.id for j in single] == [j.id for j in expand(load_grid(path))]
+    assert sorted(j.parameters["model"] for j in single if j.kind == "finetune") == ["me5-small", "mini-mbart-m2o"]
 
 
 # --------------------------------------------------------------------------------------------
