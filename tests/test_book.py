@@ -592,16 +592,20 @@ def test_the_family_paragraph_says_whether_the_variants_translate():
 
     weak = {"me5-m2o": record("m2o", [6.0, 40.0], [27.0, 1.0], [4.0, 1.0])}
     text = translation_evidence(weak, ["me5-m2o"])
-    assert "me5-m2o 6.0 (copying the source 27.0, a mismatched source 4.0; both bars held in 0 of 1 direction)" in text, \
-        "only its trained direction"
-    assert "without learning to translate" in text
+    assert ("me5-m2o 6.0 (copying the source 27.0, a mismatched source 4.0; reads its source in 0 and beats copying "
+            "in 0 of 1 direction)") in text, "only its trained direction"
+    assert "in 0 of 1 (the decoder reads its source)" in text and "without learning to translate" in text
     strong = {"me5-o2m": record("o2m", [1.0, 30.0], [50.0, 20.0], [1.0, 5.0])}
-    assert "they translate" in translation_evidence(strong, ["me5-o2m"])
+    assert "Every variant translates" in translation_evidence(strong, ["me5-o2m"])
     # m2m: the mean beats both bars, but en-de is 8 points over its mismatched source, not 10
     uneven = {"me5-m2m": record("m2m", [40.0, 25.0], [27.0, 20.0], [4.0, 17.0])}
     text = translation_evidence(uneven, ["me5-m2m"])
-    assert "both bars held in 1 of 2 directions" in text and "no variant holds both bars" in text
-    assert "only some" in translation_evidence({**weak, **strong}, ["me5-m2o", "me5-o2m"])
+    assert "reads its source in 1 and beats copying in 2 of 2 directions" in text
+    assert "in 1 of 2 (the decoder reads its source) and at least that of copying the source in 2 of 2" in text
+    assert "work, weakly." in text, "half the directions read the source; copying is beaten everywhere"
+    reading = {"me5-m2o": record("m2m", [25.0, 30.0], [28.0, 20.0], [12.0, 14.0])}
+    text = translation_evidence(reading, ["me5-m2o"])
+    assert "work, weakly: where copying scores higher" in text and "beats copying in 1 of 2" in text
     assert translation_evidence({"me5-mlm": {"chrf": None}}, ["me5-mlm"]) == ""
 
 
