@@ -661,12 +661,12 @@ def _read_csv(folder: Path | None, name: str):
 def pretraining_records(study: Study) -> dict[str, dict]:
     """{member: the record its finished pretrain job saved beside the checkpoint}
     (``pretrain.json`` for the zoo, ``continued.json`` for the e5 family). A member trained
-    with several pretraining seeds is keyed by its name for its lowest seed, and by
-    ``replica_name(member, seed)`` for the others."""
+    with several pretraining seeds is keyed by its name for the grid's first seed (as the
+    grid's registry names it), and by ``replica_name(member, seed)`` for the others."""
     from .grids import replica_name
 
     records = {}
-    for job in sorted(study.done("pretrain"), key=lambda job: job.parameters.get("seed", 0)):
+    for job in study.done("pretrain"):           # in the grid's order: a member's first seed first
         member = job.parameters["member"]
         key = replica_name(member, job.parameters.get("seed", 0)) if member in records else member
         for name in ("pretrain.json", "continued.json"):

@@ -40,7 +40,8 @@ Masked LM (BERT's recipe, 15% of the text's pieces: 80% <mask>, 10% random, 10% 
 head on the last layer that matches the decoder's capacity: one pre-norm Transformer encoder
 layer, then ``x -> LayerNorm(GELU(W x)) E'^T + b`` at the masked positions only. (With the
 dense layer alone, the encoder's top layer did the head's work: the control fell to 32.7 on
-mini-topic outside English against me5-small's 45.7; with the layer, 46.1.) Translation feeds the encoder's last layer to a one-layer pre-norm Transformer decoder
+mini-topic outside English against me5-small's 45.7; with the layer, 45.7 too.)
+Translation feeds the encoder's last layer to a one-layer pre-norm Transformer decoder
 whose first input token names the target language (as mBART-50's forced first token does):
 decoder input ``[<2xx>] y_1 ... y_n``, labels ``y_1 ... y_n </s>``. The decoder standardizes
 its memory per dimension, ``(h - mu) / sigma`` with ``mu``, ``sigma`` fixed from the warm-up's

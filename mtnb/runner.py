@@ -121,9 +121,10 @@ def expand(grid: Grid) -> list[Job]:
     shared = {"registry": registry, "mini_root": grid.mini_root}
     jobs = list(pretrain.values())
 
+    first = {job.parameters["member"]: job for job in reversed(pretrain.values())}  # a member's first seed's job
+
     def built(names) -> list[Job]:
         """The pretrain jobs of ``names`` (a member's own name: its first seed's job)."""
-        first = {job.parameters["member"]: job for job in reversed(pretrain.values())}
         return [pretrain.get(name) or first[name] for name in names if name in pretrain or name in first]
 
     for model in grid.models:
