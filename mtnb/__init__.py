@@ -12,6 +12,9 @@ evaluation, CKA, SVD), the batch runner and the Jupyter Book report. Modules:
 - ``mtnb.finetune``, ``mtnb.probe``, ``mtnb.zeroshot``, ``mtnb.controls``: fine-tuning, linear
   probes and zero-shot scoring;
 - ``mtnb.representations``, ``mtnb.cka``, ``mtnb.cka_study``: pooled features and CKA;
+  ``mtnb.cka_inference``: CKA's bootstrap intervals and permutation null;
+  ``mtnb.separability``: language ID, translation retrieval and mutual k-NN per layer;
+  ``mtnb.paired_bootstrap``: paired bootstrap differences and Holm's correction;
 - ``mtnb.svd``: singular values of encoder weight matrices; ``mtnb.paper``: the paper's tables;
 - ``mtnb.vocab``, ``mtnb.pretrain``: the mini zoo; ``mtnb.me5``: multilingual-e5-small;
 - ``mtnb.grids``, ``mtnb.runner``: grids run with papermill through submitit;

@@ -63,6 +63,7 @@ class Study:
     records: dict[str, dict]
     results: object = None          # pandas DataFrame (normalized) or None
     raw: object = None              # the results tables as written, concatenated
+    units: object = None            # the zero-shot jobs' per-example scores (units.csv.gz), or None
     results_files: list[Path] = field(default_factory=list)
     cka: Path | None = None         # the finished CKA job's output folder
     svds: dict[str, Path] = field(default_factory=dict)   # {base: output folder} of finished SVD jobs
@@ -111,16 +112,20 @@ def collect(grid_name: str | Path) -> Study:
         raise MtnbError(f"grid {grid.name}: nothing has run yet in {shown(grid.runs_dir)} (0 of {len(jobs)} jobs "
                         f"done); run 'mtnb run {grid.name}' first")
     study = Study(grid=grid, jobs=jobs, states=states, records=records)
-    tables = []
+    tables, units = [], []
     for job in study.done():
         for path in sorted((job.folder / "out").rglob("results.csv")):
             table = pd.read_csv(path)
             if set(REQUIRED) <= set(table.columns):
                 tables.append(table)
                 study.results_files.append(path)
+                if (path.parent / "units.csv.gz").is_file():
+                    units.append(pd.read_csv(path.parent / "units.csv.gz", dtype={"unit": str}))
     if tables:
         study.raw = pd.concat(tables, ignore_index=True)
         study.results = normalize(study.raw)
+    if units:
+        study.units = pd.concat(units, ignore_index=True)
     if study.done("cka"):
         study.cka = study.done("cka")[0].folder / "out"
     study.svds = {job.parameters["base"]: job.folder / "out" for job in study.done("svd")}
@@ -445,11 +450,17 @@ def family_section(study: Study, split: str, figures: Path) -> str:
             parts.append(f"\n### {mode}\n")
         parts.append(_family_tables(_one_mode(rows, mode), family, "###" if len(modes) == 1 else "####"))
     parts.append(_family_cka(study, family, base, figures))
+    parts.append(_family_separability(study, base, mt, controls))
     parts.append(_family_svd(study, family, base))
     parts.append("\n### What this says about the paper's finding\n\n")
     for mode in modes:
         prefix = f"**{mode}.** " if len(modes) > 1 else ""
-        parts.append(prefix + family_paragraph(_one_mode(rows, mode), base, mt, controls, study) + "\n\n")
+        paired = _paired_table(study, family, base, mt, controls, mode, split)
+        if paired is not None and len(paired):
+            parts.append(f"{prefix}Paired comparisons (difference in the non-English mean, points; 95% paired "
+                         "bootstrap interval over test examples; Holm-adjusted p):\n\n" + md_table(_paired_rows(paired))
+                         + "\n")
+        parts.append(prefix + family_paragraph(_one_mode(rows, mode), base, mt, controls, study, paired) + "\n\n")
     records = pretraining_records(study)
     for evidence in (translation_evidence(records, mt), retrieval_evidence(records, family)):
         if evidence:
@@ -523,6 +534,88 @@ def plot_cka_to_base(per_layer, base: str):
     return fig
 
 
+MEASURES = {"language-id": "language ID", "retrieval": "retrieval"}
+
+
+def separability_comparisons(per_sample, base: str, mt: list[str], controls: list[str], *, n_boot: int = 2000,
+                             seed: int = 0):
+    """Paired comparisons of separability at each model's last layer, over the CKA samples'
+    paragraphs: every other family member against ``base``, and every translation member against
+    every control, for both measures. Columns ``comparison, measure, difference, low, high, p,
+    p_holm`` (points, 95% paired bootstrap interval; Holm's correction across all rows)."""
+    import pandas as pd
+
+    from .paired_bootstrap import holm, paired_difference
+    from .summary import family_pairs
+
+    last = per_sample[per_sample["layer"] == per_sample.groupby("model")["layer"].transform("max")]
+    scores = {(m, measure): rows.sort_values("sample")["score"].to_numpy()
+              for (m, measure), rows in last.groupby(["model", "measure"])}
+    rows = []
+    for a, b in family_pairs(base, mt, controls):
+        for measure in MEASURES:
+            if (a, measure) in scores and (b, measure) in scores:
+                d = paired_difference(scores[(a, measure)], scores[(b, measure)], n_boot=n_boot, seed=seed)
+                rows.append(dict(comparison=f"{a} − {b}", a=a, b=b, measure=measure, difference=d.mean,
+                                 low=d.low, high=d.high, p=d.p))
+    table = pd.DataFrame(rows, columns=["comparison", "a", "b", "measure", "difference", "low", "high", "p"])
+    table["p_holm"] = holm(table["p"].to_numpy()) if len(table) else []
+    return table
+
+
+def separability_finding(table, base: str, mt: list[str], level: float = 0.05) -> str:
+    """What the paired comparisons say about the paper's explanation: are the translation
+    members more separable by language (language ID up, retrieval down) than ``base``?"""
+    def verdict(rows, measure, more):
+        sub = rows[rows["measure"] == measure]
+        up = sub[(sub["p_holm"] < level) & (sub["difference"] > 0)]["a"].tolist()
+        down = sub[(sub["p_holm"] < level) & (sub["difference"] < 0)]["a"].tolist()
+        flat = sub[sub["p_holm"] >= level]
+        width = max((max(abs(r.low), abs(r.high)) for r in flat.itertuples()), default=0.0)
+        parts = []
+        if up:
+            parts.append(f"{'more' if more else 'less'} separable by {MEASURES[measure]} in {', '.join(up)}")
+        if down:
+            parts.append(f"{'less' if more else 'more'} separable by {MEASURES[measure]} in {', '.join(down)}")
+        if len(flat):
+            parts.append(f"no difference resolved by {MEASURES[measure]} in {', '.join(flat['a'])} "
+                         f"(none larger than ±{width:.1f} points)")
+        return "; ".join(parts)
+
+    rows = table[table["a"].isin(mt) & (table["b"] == base)]
+    if rows.empty:
+        return ""
+    said = [verdict(rows, "language-id", True), verdict(rows, "retrieval", False)]
+    return (f"Against {base} at the last layer (paired bootstrap over the CKA samples' paragraphs, Holm-corrected "
+            f"across the {len(table)} comparisons of the table): the translation members are "
+            + "; ".join(x for x in said if x) + ". The paper's explanation predicts more separable translation "
+            "members: language ID up, retrieval down.")
+
+
+def _family_separability(study: Study, base: str, mt: list[str], controls: list[str]) -> str:
+    """Separability of the family's members against the base and the controls, paired."""
+    head = "\n### Separability by language: the paper's explanation, measured\n\n"
+    per_sample = _read_csv(study.cka, "separability_samples.csv")
+    if per_sample is None:
+        return head + note("No separability table: the CKA job ran without `uncertainty` or on samples that are "
+                           "not parallel.")
+    table = separability_comparisons(per_sample, base, mt, controls)
+    if table.empty:
+        return head + note(f"The CKA job did not include {base} with the family's other models.")
+    shown_table = table.assign(measure=table["measure"].map(MEASURES),
+                               difference=[f"{r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]"
+                                           for r in table.itertuples()],
+                               p=table["p"].map(lambda v: f"{v:.2g}"), p_holm=table["p_holm"].map(lambda v: f"{v:.2g}"))
+    shown_table = shown_table.pivot(index="comparison", columns="measure", values=["difference", "p_holm"])
+    shown_table.columns = [f"{measure}: {'Δ (points)' if what == 'difference' else 'p (Holm)'}"
+                           for what, measure in shown_table.columns]
+    order = list(dict.fromkeys(table["comparison"]))
+    return (head + "Language ID: a linear probe's held-out accuracy at telling the languages apart; retrieval: top-1 "
+            "accuracy of finding a paragraph's translation. Differences at each model's last layer, with paired "
+            "95% bootstrap intervals over paragraphs and Holm-adjusted p-values.\n\n"
+            + md_table(shown_table.reindex(order)) + "\n" + separability_finding(table, base, mt) + "\n")
+
+
 def _family_svd(study: Study, family: list[str], base: str) -> str:
     """The SVD distance of each variant to the base: mean d per matrix over layers, and the last
     layer (Table 2's layout)."""
@@ -553,12 +646,41 @@ def _svd_summary(table, models: list[str]):
     return out.reindex([m for m in models if m in out.index]).round(3)
 
 
-def family_paragraph(table, base: str, mt: list[str], controls: list[str], study: Study | None = None) -> str:
-    """``mtnb.summary.family_finding`` plus, when the SVD job has the family, which translation
-    variant moved furthest from the base."""
-    from .summary import family_finding
+def _paired_table(study: Study, family: list[str], base: str, mt: list[str], controls: list[str], mode: str,
+                 split: str):
+    """``summary.paired_comparisons`` of the family's comparisons on one mode and split, from the
+    zero-shot jobs' per-example scores; None when the jobs wrote none."""
+    from .summary import REPLICA, family_pairs, paired_comparisons
 
-    text = family_finding(table, base, mt, controls)
+    if study.units is None:
+        return None
+    units = study.units
+    member = units["model"].astype(str).str.extract(REPLICA)["member"].fillna(units["model"].astype(str))
+    units = units[(units["system"] == "model") & (units["mode"] == mode) & (units["split"] == split)
+                  & member.isin(family)]
+    return paired_comparisons(units, family_pairs(base, mt, controls)) if len(units) else None
+
+
+def _paired_rows(paired):
+    """The paired comparisons as a table to read: one row per comparison and task."""
+    return paired.assign(comparison=paired["a"] + " − " + paired["b"],
+                         scores=[f"{r.a_score:.1f} vs {r.b_score:.1f}" for r in paired.itertuples()],
+                         difference=[f"{r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]" for r in paired.itertuples()],
+                         p_holm=paired["p_holm"].map(lambda v: f"{v:.2g}"))[
+        ["comparison", "task", "scores", "difference", "p_holm"]].rename(columns={"p_holm": "p (Holm)"})
+
+
+def family_paragraph(table, base: str, mt: list[str], controls: list[str], study: Study | None = None,
+                     paired=None) -> str:
+    """The family's verdict: ``mtnb.summary.paired_finding`` when the zero-shot jobs wrote
+    per-example scores (``paired``), else ``family_finding`` from the intervals over seeds; plus,
+    when the SVD job has the family, which translation variant moved furthest from the base."""
+    from .summary import family_finding, paired_finding
+
+    if paired is not None and len(paired):
+        text = paired_finding(paired, base, mt, controls)
+    else:
+        text = family_finding(table, base, mt, controls)
     svd = _read_csv(study.svds.get(base), "svd.csv") if study is not None else None
     if svd is not None and svd["model"].isin(mt).any():
         moved = svd[svd["model"].isin(mt)].groupby("model")["distance"].mean().sort_values()
@@ -781,6 +903,61 @@ def cka_page(study: Study, figures: Path) -> str:
                   md_table(langs.pivot_table(index="model", columns="layer", values="cka", sort=False).round(3))]
         path = copy_figure(study.cka / "cka_language_pairs.png", figures, "cka_language_pairs.png")
         parts.append("\n" + (figure(path, "CKA language against language") if path else note("The job wrote no figure.")))
+    parts.append(_cka_uncertainty_section(pairs, job.parameters, study.cka, figures))
+    parts.append(_separability_section(study.cka, figures))
+    return "".join(parts)
+
+
+def _cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path) -> str:
+    """The debiased CKA's bootstrap intervals and the permutation null (chance level)."""
+    head = "\n## How precise is CKA here, and what does chance reach?\n\n"
+    if pairs is None or "null_biased" not in pairs:
+        return head + note("The CKA job ran without `uncertainty`: no intervals.")
+    n = parameters.get("n_samples", "n")
+    text = (f"At n = {n} samples, biased CKA between *unrelated* representations (one side's rows shuffled) "
+            f"reaches {pairs['null_biased'].median():.2f} (the permutation null's 95th percentile, median over "
+            f"model pairs and layers; from {pairs['null_biased'].min():.2f} to {pairs['null_biased'].max():.2f}); "
+            f"debiased CKA reaches {pairs['null_debiased'].median():.2f}. The debiased value's 95% bootstrap "
+            f"interval over samples is {(pairs['high'] - pairs['low']).median():.2f} wide (median). Last layer, "
+            "debiased CKA with its interval, beside the biased value and the biased chance level:\n\n")
+    last = pairs[pairs["layer"] == pairs["layer"].max()].copy()
+    last["pair"] = last["model_a"] + " / " + last["model_b"]
+    last["debiased [95%]"] = [f"{r.debiased:.2f} [{r.low:.2f}, {r.high:.2f}]" for r in last.itertuples()]
+    table = last.pivot_table(index="pair", columns="lang", values="debiased [95%]", aggfunc="first", sort=False)
+    biased = last.groupby("pair", sort=False).agg(biased=("biased", "mean"), chance=("null_biased", "max")).round(2)
+    table = table.join(biased.rename(columns={"biased": "biased (mean)", "chance": "biased chance"}))
+    path = copy_figure(folder / "cka_intervals.png", figures, "cka_intervals.png")
+    return (head + text + md_table(table) + "\n"
+            + (figure(path, "debiased CKA with intervals and chance level") if path else ""))
+
+
+def _separability_section(folder: Path | None, figures: Path) -> str:
+    """Language ID and retrieval per model and layer, and mutual k-NN with the base."""
+    head = "\n## Separability by language\n\n"
+    summary = _read_csv(folder, "separability.csv")
+    if summary is None:
+        return head + note("No separability table: the CKA job ran without `uncertainty` or on samples that are "
+                           "not parallel.")
+    last = summary[summary["layer"] == summary.groupby("model")["layer"].transform("max")].copy()
+    last["cell"] = [f"{r.value:.1f} [{r.low:.1f}, {r.high:.1f}]" for r in last.itertuples()]
+    table = last.pivot_table(index="model", columns="measure", values="cell", aggfunc="first", sort=False)
+    table.columns = [{"language-id": "language ID (%)", "retrieval": "retrieval top-1 (%)"}.get(c, c)
+                     for c in table.columns]
+    parts = [head, "The paper's explanation is *output separability*. Measured on the parallel CKA samples: a linear "
+             "probe's held-out accuracy at telling the languages apart (folds split paragraphs; high = separable) "
+             "and top-1 retrieval of each paragraph's translation by cosine (high = a shared space). Last layer, "
+             "with 95% bootstrap intervals over paragraphs:\n\n", md_table(table)]
+    path = copy_figure(folder / "separability.png", figures, "separability.png")
+    if path:
+        parts.append("\n" + figure(path, "separability per layer"))
+    knn = _read_csv(folder, "mutual_knn.csv")
+    if knn is not None and len(knn):
+        base = knn["model_a"].iloc[0]
+        per = knn[knn["layer"] == knn.groupby("model_b")["layer"].transform("max")]
+        per = per.groupby("model_b", sort=False)["value"].mean().round(3)
+        parts.append(f"\nMutual 10-nearest-neighbour alignment with {base} at the last layer (mean over languages; "
+                     "1 = the same neighbourhoods), a similarity measure beside CKA: "
+                     + ", ".join(f"{m} {v:.2f}" for m, v in per.items()) + ".\n")
     return "".join(parts)
 
 

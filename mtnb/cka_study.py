@@ -22,6 +22,7 @@ import numpy as np
 from .cka import cka_matrix
 from .errors import MtnbError
 
+PARALLEL = ("cka-samples", "xnli")   # sample sets whose row i is the same content in every language
 SAMPLE_SETS = {
     "cka-samples": "mini corpus: 80 paragraphs translated into en, de, es, fr, ru (parallel)",
     "mini-topic": "mini corpus: the first paragraphs of each language's mini-topic test split (not parallel)",
@@ -86,6 +87,62 @@ def cka_tables(features: dict[tuple[str, str], np.ndarray], unbiased: bool = Fal
                       cka=sim[index[(m, x, layer)], index[(m, y, layer)]])
                  for m in models for x, y in combinations(langs, 2) for layer in range(depth[m])]
     return pd.DataFrame(model_rows), pd.DataFrame(lang_rows)
+
+
+def cka_tables_with_uncertainty(features: dict[tuple[str, str], np.ndarray], *, unbiased: bool = False,
+                                n_boot: int = 1000, n_perm: int = 200, seed: int = 0):
+    """``cka_tables``' two tables with CKA's uncertainty added (``mtnb.cka_inference``): columns
+    ``debiased`` and ``biased`` (both estimates), ``low`` and ``high`` (the debiased value's 95%
+    bootstrap interval over samples), ``null_debiased`` and ``null_biased`` (the permutation
+    null's 95th percentile: what unrelated representations reach by chance at this n). The
+    ``cka`` column is the estimator ``unbiased`` picks, as in ``cka_tables``. Every pair shares
+    the same bootstrap draws and permutations."""
+    from .cka_inference import cka_uncertainty
+
+    model_pairs, language_pairs = cka_tables(features, unbiased=unbiased)
+    keys = list(dict.fromkeys([(m, l, layer) for (m, l), f in features.items() for layer in range(f.shape[0])]))
+    index = {key: i for i, key in enumerate(keys)}
+    stack = [features[(m, l)][layer] for m, l, layer in keys]
+    for table, pair_of in ((model_pairs, lambda r: ((r.model_a, r.lang, r.layer), (r.model_b, r.lang, r.layer))),
+                           (language_pairs, lambda r: ((r.model, r.lang_a, r.layer), (r.model, r.lang_b, r.layer)))):
+        pairs = [tuple(index[k] for k in pair_of(row)) for row in table.itertuples()]
+        if not pairs:
+            continue
+        result = cka_uncertainty(stack, pairs, n_boot=n_boot, n_perm=n_perm, seed=seed)
+        for column in ("debiased", "biased", "low", "high", "null_debiased", "null_biased"):
+            table[column] = result[column]
+    return model_pairs, language_pairs
+
+
+def plot_cka_intervals(model_pairs, base: str, models: list[str] | None = None):
+    """Debiased CKA of each model with ``base`` against the layer, one panel per language: a
+    line per model with its 95% bootstrap interval shaded, and the permutation null's 95th
+    percentile (the largest over the models) as a grey band from 0."""
+    import matplotlib.pyplot as plt
+
+    rows = model_pairs[(model_pairs["model_a"] == base) | (model_pairs["model_b"] == base)].copy()
+    if rows.empty:
+        raise MtnbError(f"no CKA pair involves {base!r}; pass a base among the CKA job's models")
+    rows["other"] = rows["model_b"].where(rows["model_a"] == base, rows["model_a"])
+    models = models or list(dict.fromkeys(rows["other"]))
+    langs = list(dict.fromkeys(rows["lang"]))
+    fig, axes = plt.subplots(1, len(langs), figsize=(2.9 * len(langs), 3.0), sharey=True, squeeze=False)
+    for ax, lang in zip(axes[0], langs):
+        sub = rows[rows["lang"] == lang]
+        null = sub.groupby("layer")["null_debiased"].max()
+        ax.fill_between(null.index, 0, null.values, color="grey", alpha=0.25, lw=0, label="chance (95%)")
+        for model in models:
+            line = sub[sub["other"] == model].sort_values("layer")
+            if line.empty:
+                continue
+            drawn, = ax.plot(line["layer"], line["debiased"], marker="o", ms=2.5, lw=1, label=model)
+            ax.fill_between(line["layer"], line["low"], line["high"], color=drawn.get_color(), alpha=0.18, lw=0)
+        ax.set_title(lang, fontsize=9)
+        ax.set_xlabel("layer", fontsize=8)
+    axes[0][0].set_ylabel(f"debiased CKA with {base}", fontsize=8)
+    axes[0][-1].legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return fig
 
 
 def _heatmaps(panels: list[tuple[str, "object"]], xlabel: str, vmin: float, ncols: int = 3):

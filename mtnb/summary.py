@@ -324,7 +324,8 @@ def _number(value) -> str:
 # --------------------------------------------------------------------------------------------
 
 def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) -> str:
-    """One paragraph saying whether the paper's finding holds for a family: continued
+    """One paragraph comparing a family with the paper's finding from overlapping intervals
+    (``paired_finding`` is the paired test, used when per-example scores exist): continued
     pretraining on translation (the ``mt`` variants of ``base``) does not help zero-shot
     transfer, and one-to-many (the variant named ``*o2m*``) hurts most.
 
@@ -381,10 +382,13 @@ def _first_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
                 f"transfer in {len(better)} of {_count(len(verdicts), 'model-task comparison')} ({cites}).")
     m, t = max(((m, t) for m, t, _ in verdicts), key=lambda pair: abs(ci[(pair[1], pair[0])].mean - ci[(pair[1], base)].mean))
     unresolved = len(verdicts) - len(worse)
-    return (f"The paper's first finding holds here: continued pretraining on translation does not help transfer. "
-            f"No translation variant scores above {base} beyond the intervals: of "
+    half = max((ci[(t, x)].half for x in [*mt, base] for t in tasks if (t, x) in ci and not math.isnan(ci[(t, x)].half)),
+               default=float("nan"))
+    width = f" (intervals up to ±{half:.1f} points wide)" if not math.isnan(half) else ""
+    return (f"No translation variant scores above {base} beyond the intervals, as the paper found: of "
             f"{_count(len(verdicts), 'model-task comparison')}, {len(worse)} lower and {unresolved} overlapping (no "
-            f"difference we can resolve); the largest difference is {_cite(ci, t, m, base)}.")
+            f"difference we can resolve{width}); the largest difference is {_cite(ci, t, m, base)}. Overlapping "
+            "intervals do not show that there is no effect, only that none this large was resolved.")
 
 
 def _second_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
@@ -430,6 +434,146 @@ def _against_control(ci: dict, tasks: list[str], control: str, mt: list[str]) ->
     return (f"Against {control}, continued for the same steps on its own objective, the translation variants are "
             f"higher in {counts['higher']}, lower in {counts['lower']} and not resolvably different in "
             f"{counts['overlap']} of {_count(len(verdicts), 'model-task comparison')}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Paired comparisons (example by example)
+# --------------------------------------------------------------------------------------------
+# Every model of a grid is scored on the same test examples (``zeroshot.eval_subset``), and each
+# zero-shot job writes its metric per example (``units.csv.gz``: a numerator and a denominator
+# per example or ranking query, ``finetune.metric_units``). So a comparison of two models is
+# paired: the bootstrap draws test examples, within each language, and recomputes both models'
+# non-English mean on the same draw. A model's score on a draw is its metric per language
+# (a ratio of the drawn sums), averaged over its runs (fine-tuning seeds, and the replicas of
+# its pretraining seeds), then over the non-English languages. The difference's percentile
+# interval and two-sided p-value come from the draws; Holm's method corrects the family's
+# comparisons together (``mtnb.paired_bootstrap``).
+
+PAIRED_COLUMNS = ["task", "a", "b", "a_score", "b_score", "difference", "low", "high", "p", "p_holm"]
+
+
+def family_pairs(base: str, mt: list[str], controls: list[str]) -> list[tuple[str, str]]:
+    """The comparisons the family paragraph draws: every continued member against ``base``, and
+    every translation member against every control."""
+    return [(m, base) for m in [*mt, *controls]] + [(m, c) for m in mt for c in controls]
+
+
+def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int = 2000, seed: int = 0):
+    """The paired bootstrap of each (a, b) in ``pairs`` on every task both were scored on: the
+    difference a - b of their non-English means (points) with its 95% interval, p and Holm's
+    p over all rows. ``units``: the model rows (``system == "model"``) of one split and mode of
+    the zero-shot jobs' ``units.csv.gz``; replicas ``<member>@p<seed>`` count as runs of their
+    member. Columns ``PAIRED_COLUMNS``."""
+    import pandas as pd
+
+    from .paired_bootstrap import bootstrap_weights, holm, percentile_difference, resampled_ratio
+
+    if units is None or len(units) == 0:
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    u = units.copy()
+    found = u["model"].astype(str).str.extract(REPLICA)
+    u["member"] = found["member"].fillna(u["model"].astype(str))
+    u["run"] = u["model"].astype(str) + "#" + u["seed"].astype(str)
+    u["unit"] = u["unit"].astype(str)
+    rows = []
+    for t_index, (task, sub) in enumerate(u.groupby("task", sort=False)):
+        langs = [lang for lang in averaged_languages(task, list(dict.fromkeys(sub["language"]))) if lang != "en"]
+        for a, b in pairs:
+            both = sub[sub["member"].isin((a, b)) & sub["language"].isin(langs)]
+            if set(both["member"]) != {a, b}:
+                continue
+            stat, point, n_units = {a: [], b: []}, {a: [], b: []}, 0
+            for l_index, lang in enumerate(langs):
+                rows_l = both[both["language"] == lang]
+                shared = sorted(set.intersection(*(set(g["unit"]) for _, g in rows_l.groupby("member"))))
+                if len(shared) < 2 or rows_l["member"].nunique() < 2:
+                    continue
+                W = bootstrap_weights(len(shared), n_boot, (seed, t_index, l_index))
+                n_units += len(shared)
+                for m in (a, b):
+                    table = rows_l[rows_l["member"] == m]
+                    num = table.pivot_table(index="run", columns="unit", values="num", aggfunc="mean")[shared]
+                    den = table.pivot_table(index="run", columns="unit", values="den", aggfunc="mean")[shared]
+                    stat[m].append(resampled_ratio(num.to_numpy(), den.to_numpy(), W))
+                    point[m].append(resampled_ratio(num.to_numpy(), den.to_numpy(), np.ones((1, len(shared))))[0])
+            if not stat[a]:
+                continue
+            score_a, score_b = float(np.mean(point[a])), float(np.mean(point[b]))
+            draws = np.mean(stat[a], axis=0) - np.mean(stat[b], axis=0)
+            d = percentile_difference(score_a - score_b, draws, n_units)
+            rows.append(dict(task=task, a=a, b=b, a_score=score_a, b_score=score_b, difference=d.mean, low=d.low,
+                             high=d.high, p=d.p))
+    table = pd.DataFrame(rows, columns=PAIRED_COLUMNS[:-1])
+    table["p_holm"] = holm(table["p"].to_numpy()) if len(table) else []
+    return table
+
+
+def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), alpha: float = 0.05) -> str:
+    """The family paragraph from paired comparisons (``paired_comparisons``): whether a
+    translation member transfers better or worse than ``base``, whether one-to-many loses most,
+    whether each control keeps ``base``'s transfer, and how the translation members compare with
+    the controls. A difference counts when its Holm-adjusted p is below ``alpha``; where none
+    does, the paragraph says how large a difference the intervals exclude, never that there is
+    no effect."""
+    if table is None or table.empty or not (table["b"] == base).any():
+        return (f"The results hold no paired comparison with {base} (no per-example scores, or no continued member "
+                "beside it), so the paper's finding cannot be tested here.")
+
+    def sig(rows, sign):
+        return rows[(rows["p_holm"] < alpha) & (np.sign(rows["difference"]) == sign)]
+
+    def bound(rows):
+        """The largest |interval end| among rows: no difference beyond it is compatible with them."""
+        return float(np.max(np.abs(rows[["low", "high"]].to_numpy()))) if len(rows) else 0.0
+
+    def cite(row):
+        return (f"{row.a} − {row.b} on {row.task}: {row.difference:+.1f} points [{row.low:+.1f}, {row.high:+.1f}], "
+                f"Holm p = {row.p_holm:.2g}")
+
+    parts = [f"Transfer is the mean score over the non-English languages. Every model is scored on the same test "
+             f"examples, so each comparison is paired: a bootstrap over those examples gives the difference's 95% "
+             f"interval and p-value, and Holm's method corrects the {len(table)} comparisons below together "
+             f"(a difference counts at Holm p < {alpha:g})."]
+    vs_base = table[table["a"].isin(mt) & (table["b"] == base)]
+    better, worse = sig(vs_base, 1), sig(vs_base, -1)
+    flat = vs_base.drop(better.index).drop(worse.index)
+    if len(better):
+        parts.append(f"Continued pretraining on translation helps transfer in {len(better)} of "
+                     f"{_count(len(vs_base), 'member-task comparison')}, unlike the paper ("
+                     + "; ".join(cite(r) for r in better.head(3).itertuples()) + ").")
+    else:
+        parts.append(f"No translation member transfers better than {base}: of "
+                     f"{_count(len(vs_base), 'member-task comparison')}, {len(worse)} lower and {len(flat)} without a "
+                     "resolved difference" + (f" (their intervals exclude differences beyond ±{bound(flat):.1f} "
+                                             "points; smaller effects, either way, remain possible)" if len(flat)
+                                             else "") + ". This agrees with the paper's first finding as far as "
+                     "that resolution goes.")
+    if len(worse):
+        parts.append("Lower: " + "; ".join(cite(r) for r in worse.head(3).itertuples()) + ".")
+    o2m = next((m for m in mt if "o2m" in m), None)
+    if o2m is not None and len(vs_base):
+        mean_drop = vs_base.groupby("a")["difference"].mean()
+        worst = mean_drop.idxmin()
+        o2m_rows = vs_base[vs_base["a"] == o2m]
+        resolved = len(sig(o2m_rows, -1))
+        parts.append(f"The paper's second finding (one-to-many hurts most): {worst} has the lowest mean difference "
+                     f"from {base} over the tasks ({mean_drop[worst]:+.1f} points; {o2m} {mean_drop.get(o2m, np.nan):+.1f}), "
+                     f"and {o2m}'s drop is resolved on {resolved} of {_count(len(o2m_rows), 'task')}.")
+    for control in controls:
+        rows = table[(table["a"] == control) & (table["b"] == base)]
+        if len(rows):
+            lost = sig(rows, -1)
+            parts.append(f"{control} " + ("keeps" if lost.empty else "loses") + f" {base}'s transfer: "
+                         + "; ".join(cite(r) for r in (lost if len(lost) else rows).head(3).itertuples()) + ".")
+        against = table[table["a"].isin(mt) & (table["b"] == control)]
+        if len(against):
+            up, down = sig(against, 1), sig(against, -1)
+            rest = against.drop(up.index).drop(down.index)
+            parts.append(f"Against {control}, continued for the same steps on its own objective, the translation "
+                         f"members are higher in {len(up)}, lower in {len(down)} and without a resolved difference in "
+                         f"{len(rest)} of {_count(len(against), 'comparison')}"
+                         + (f" (within ±{bound(rest):.1f} points)" if len(rest) else "") + ".")
+    return " ".join(parts)
 
 
 def _count(n: int, noun: str) -> str:

@@ -10,8 +10,14 @@ language, split):
 
 where ``mode`` is the run's (finetune or probe) and ``system`` is ``model`` or a control's name;
 and, for classification tasks, the count of each predicted class per language, so that a model
-sending one language to one class shows. ``evaluate_runs(run_dir)`` takes a run folder or a
-job's folder of ``seed-<k>`` run folders and stacks their tables.
+sending one language to one class shows; and the metric per unit (example, or ranking query),
+as ``finetune.metric_units`` splits it:
+
+    model, task, seed, mode, system, language, split, unit, num, den
+
+so that two systems scored on the same examples compare example for example (a paired
+bootstrap, ``mtnb.paired_bootstrap``). ``evaluate_runs(run_dir)`` takes a run folder or a job's
+folder of ``seed-<k>`` run folders and stacks their tables.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from .errors import MtnbError
 SYSTEMS = ("model", "majority", "bag-of-subwords")
 COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "metric", "value", "n"]
 COUNT_COLUMNS = ["seed", "language", "split", "label", "count"]
+UNIT_COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "unit", "num", "den"]
 SEED_FOLDER = re.compile(r"^seed-(-?\d+)$")
 
 
@@ -59,33 +66,36 @@ def eval_subset(records, max_eval: int | None):
 def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
                   max_eval: int | None = None, controls: bool = True, progress: bool = True):
     """``evaluate_run`` on every run folder of ``run_dir`` (see ``run_folders_in``); returns the
-    stacked (results, predicted counts, notes). Probe runs of one job share one feature
+    stacked (results, predicted counts, units, notes). Probe runs of one job share one feature
     extractor, so their encoder loads at most once."""
     import pandas as pd
 
     folders = run_folders_in(run_dir)
-    tables, counts, notes, shared = [], [], [], {}
+    tables, counts, units, notes, shared = [], [], [], [], {}
     for folder in folders:
-        results, tally, more = evaluate_run(folder, languages, splits, max_eval, controls, progress, _shared=shared)
+        results, tally, per_unit, more = evaluate_run(folder, languages, splits, max_eval, controls, progress,
+                                                      _shared=shared)
         tables.append(results)
         counts.append(tally)
+        units.append(per_unit)
         notes += [f"{folder.name}: {note}" for note in more] if len(folders) > 1 else more
     if "extractor" in shared:
         shared["extractor"].close()
-    return pd.concat(tables, ignore_index=True), pd.concat(counts, ignore_index=True), notes
+    return (pd.concat(tables, ignore_index=True), pd.concat(counts, ignore_index=True),
+            pd.concat(units, ignore_index=True), notes)
 
 
 def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
                  max_eval: int | None = None, controls: bool = True, progress: bool = True, _shared=None):
     """Score the run in ``run_dir`` per language and split; returns (results, predicted counts,
-    notes). ``notes`` lists languages skipped for lack of data. ``max_eval`` caps the
+    units, notes). ``notes`` lists languages skipped for lack of data. ``max_eval`` caps the
     examples per language (``eval_subset``: the same examples for every model and seed)."""
     import pandas as pd
     from tqdm.auto import tqdm
 
     from .controls import BagOfSubwords, majority
     from .data import load_task
-    from .finetune import encode, load_finetuned, predict, references, score, set_language, subsample
+    from .finetune import encode, load_finetuned, metric_units, predict, references, score, set_language, subsample
     from .tasks import get_task
 
     run_dir = Path(run_dir)
@@ -140,7 +150,7 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
     if mode == "probe":
         run.prepare([(records, lang) for _, lang, records in groups])  # one forward pass for what is not stored
 
-    rows, counts = [], []
+    rows, counts, units = [], [], []
     for split, lang, records in tqdm(groups, desc="zero-shot", disable=not progress):
         set_language(tokenizer, record["lang_codes"], lang)
         examples = encode(records, task, tokenizer, max_length, prefixes)
@@ -151,11 +161,16 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
             rows.append(dict(model=record["model"], task=task.name, seed=seed, mode=mode, system=system,
                              language=lang, split=split, metric=task.metric,
                              value=100 * score(task, predictions, gold, examples), n=len(examples)))
+            ids, num, den = metric_units(task, predictions, gold, examples)
+            units.append(pd.DataFrame(dict(model=record["model"], task=task.name, seed=seed, mode=mode, system=system,
+                                           language=lang, split=split, unit=ids, num=num, den=den),
+                                      columns=UNIT_COLUMNS))
             if task.head in ("sequence", "pair") and system == "model":
                 tally = pd.Series(predictions).value_counts()
                 counts += [dict(seed=seed, language=lang, split=split, label=task.labels[k], count=int(v))
                            for k, v in tally.items()]
-    return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(counts, columns=COUNT_COLUMNS), notes
+    per_unit = pd.concat(units, ignore_index=True) if units else pd.DataFrame(columns=UNIT_COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(counts, columns=COUNT_COLUMNS), per_unit, notes
 
 
 def _unlabelled(labels) -> bool:

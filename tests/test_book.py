@@ -465,8 +465,10 @@ def test_the_family_paragraph_follows_the_numbers():
     as_in_paper = family_table({"m": [50.0, 51.0, 52.0], "m-mlm": [50.5, 51.0, 51.5], "m-m2o": [49.0, 51.0, 53.0],
                                 "m-o2m": [40.0, 41.0, 42.0], "m-m2m": [49.5, 50.5, 51.5]})
     text = family_finding(as_in_paper, "m", mt, ["m-mlm"])
-    assert "The paper's first finding holds here" in text and "does not hold" not in text
-    assert "no difference we can resolve" in text
+    assert "No translation variant scores above m beyond the intervals, as the paper found" in text
+    assert "does not hold" not in text and "holds" not in text
+    assert "no difference we can resolve (intervals up to ±" in text
+    assert "Overlapping intervals do not show that there is no effect" in text
     assert "As in the paper, one-to-many hurts most: m-o2m loses 10.0 points" in text
     assert "its interval lies below m's on 2 of 2 tasks" in text
     assert "m-o2m 41.0 [38.5, 43.5] against m 51.0 [48.5, 53.5]" in text
@@ -485,7 +487,7 @@ def test_the_family_paragraph_follows_the_numbers():
 
     unresolved = family_table({"m": [45.0, 51.0, 57.0], "m-o2m": [44.0, 50.0, 56.0]})
     text = family_finding(unresolved, "m", ["m-o2m"])
-    assert "holds here" in text and "overlap m's on every task, so this is not a drop we can resolve" in text
+    assert "as the paper found" in text and "overlap m's on every task, so this is not a drop we can resolve" in text
 
 
 def test_pretraining_replicas_pool_into_their_member_over_pretraining_seeds():
@@ -620,3 +622,120 @@ def test_retrieval_evidence_names_the_members_that_lowered_it():
     assert "the base 89.0 before, then m-mlm 85.0, m-m2o 93.0." in text and "Only m-mlm lowered it" in text
     assert "No continued objective lowered it" in retrieval_evidence({"m-m2o": record([92.0, 94.0])}, ["m-m2o"])
     assert retrieval_evidence({"m-base": {}}, ["m-base"]) == ""
+
+
+def _per_sample(scores: dict[tuple[str, str], np.ndarray], layers: int = 2):
+    """A separability_samples.csv table: the given scores at the last layer, noise below it."""
+    import pandas as pd
+
+    rows = []
+    for (model, measure), values in scores.items():
+        for layer in range(layers):
+            vals = values if layer == layers - 1 else np.zeros_like(values)
+            rows += [dict(model=model, layer=layer, measure=measure, sample=i, score=float(v))
+                     for i, v in enumerate(vals)]
+    return pd.DataFrame(rows)
+
+
+def test_separability_comparisons_are_paired_holm_corrected_and_read_the_last_layer():
+    from mtnb.book import separability_comparisons, separability_finding
+
+    rng = np.random.default_rng(0)
+    base_lid, base_ret = rng.uniform(20, 60, 80), rng.uniform(60, 100, 80)
+    scores = {("base", "language-id"): base_lid, ("base", "retrieval"): base_ret,
+              ("mt", "language-id"): base_lid + 8 + rng.normal(0, 2, 80),       # clearly more separable
+              ("mt", "retrieval"): base_ret - 6 + rng.normal(0, 2, 80),
+              ("same", "language-id"): base_lid + rng.normal(0, 2, 80),         # no resolvable difference
+              ("same", "retrieval"): base_ret + rng.normal(0, 2, 80),
+              ("mlm", "language-id"): base_lid + rng.normal(0, 2, 80),
+              ("mlm", "retrieval"): base_ret + rng.normal(0, 2, 80)}
+    table = separability_comparisons(_per_sample(scores), "base", ["mt", "same"], ["mlm"], n_boot=1000)
+    # 3 members against the base and 2 translation members against the control, two measures each
+    assert len(table) == (3 + 2) * 2
+    assert (table["p_holm"] >= table["p"]).all()
+    mt_lid = table[(table.comparison == "mt − base") & (table.measure == "language-id")].iloc[0]
+    assert mt_lid.difference == pytest.approx(8, abs=1) and mt_lid.low > 0 and mt_lid.p_holm < 0.05
+    text = separability_finding(table, "base", ["mt", "same"])
+    assert "more separable by language ID in mt" in text and "more separable by retrieval in mt" in text
+    assert "no difference resolved by language ID in same (none larger than ±" in text
+    assert "holds" not in text
+
+
+def test_the_cka_page_shows_intervals_chance_and_separability(tmp_path):
+    import pandas as pd
+
+    from mtnb.book import _cka_uncertainty_section, _separability_section
+
+    pairs = pd.DataFrame([dict(model_a="a", model_b="b", lang=lang, layer=layer, cka=0.9, debiased=0.8, biased=0.9,
+                               low=0.7, high=0.85, null_debiased=0.05, null_biased=0.45)
+                          for lang in ("de", "en") for layer in (0, 1)])
+    text = _cka_uncertainty_section(pairs, {"n_samples": 80}, tmp_path, tmp_path)
+    assert "At n = 80 samples, biased CKA between *unrelated* representations" in text and "reaches 0.45" in text
+    assert "0.80 [0.70, 0.85]" in text
+    assert "ran without `uncertainty`" in _cka_uncertainty_section(pairs.drop(columns=["null_biased"]), {}, tmp_path,
+                                                                    tmp_path)
+    pd.DataFrame([dict(model=m, layer=1, measure=ms, value=50.0, low=45.0, high=55.0)
+                  for m in ("a", "b") for ms in ("language-id", "retrieval")]).to_csv(tmp_path / "separability.csv",
+                                                                                   index=False)
+    text = _separability_section(tmp_path, tmp_path)
+    assert "50.0 [45.0, 55.0]" in text and "language ID (%)" in text
+
+
+def _units(spec: dict[str, float], tasks=("mini-topic", "mini-spans"), langs=("en", "de", "fr"), seeds=(0, 1, 2),
+           n=150, seed=0):
+    """A zero-shot units table (zeroshot.UNIT_COLUMNS): per model its probability of getting an
+    example right; examples are shared, so a model's errors follow the examples' difficulty."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for task in tasks:
+        for lang in langs:
+            difficulty = rng.uniform(-0.25, 0.25, n)                 # shared by every model: pairs them
+            for model, p in spec.items():
+                for s in seeds:
+                    right = rng.random(n) < np.clip(p + difficulty, 0, 1)
+                    rows += [dict(model=model, task=task, seed=s, mode="probe", system="model", language=lang,
+                                  split="test", unit=str(i), num=float(r), den=1.0) for i, r in enumerate(right)]
+    return pd.DataFrame(rows)
+
+
+def test_paired_comparisons_resolve_a_drop_and_bound_what_they_do_not_resolve():
+    from mtnb.summary import family_pairs, paired_comparisons, paired_finding
+
+    units = _units({"m": 0.6, "m-m2o": 0.6, "m-o2m": 0.45, "m-mlm": 0.6})
+    pairs = family_pairs("m", ["m-m2o", "m-o2m"], ["m-mlm"])
+    assert pairs == [("m-m2o", "m"), ("m-o2m", "m"), ("m-mlm", "m"), ("m-m2o", "m-mlm"), ("m-o2m", "m-mlm")]
+    table = paired_comparisons(units, pairs, n_boot=1000)
+    assert len(table) == 2 * len(pairs)
+    o2m = table[(table.a == "m-o2m") & (table.b == "m")]
+    assert (o2m.high < 0).all() and (o2m.p_holm < 0.05).all()
+    assert o2m.difference.between(-20, -10).all()
+    m2o = table[(table.a == "m-m2o") & (table.b == "m")]
+    assert (m2o.low < 0).all() and (m2o.high > 0).all()
+    # English is not part of transfer: the scores are the non-English means
+    de_fr = units[(units.model == "m") & (units.task == "mini-topic") & units.language.isin(["de", "fr"])]
+    assert table[(table.a == "m-m2o") & (table.task == "mini-topic")].b_score.iloc[0] == \
+        pytest.approx(100 * de_fr.num.mean())
+    text = paired_finding(table, "m", ["m-m2o", "m-o2m"], ["m-mlm"])
+    assert "No translation member transfers better than m" in text
+    assert "2 lower and 2 without a resolved difference (their intervals exclude differences beyond ±" in text
+    assert "m-o2m's drop is resolved on 2 of 2 tasks" in text
+    assert "m-mlm keeps m's transfer" in text
+    assert "holds" not in text
+
+
+def test_paired_comparisons_agree_with_scipy_and_pool_replicas():
+    from mtnb.summary import paired_comparisons
+
+    units = _units({"m": 0.6, "m-x": 0.7}, tasks=("mini-topic",), langs=("de",), seeds=(0,), n=300, seed=1)
+    [row] = paired_comparisons(units, [("m-x", "m")], n_boot=4000).itertuples()
+    a = units[units.model == "m-x"].num.to_numpy()
+    b = units[units.model == "m"].num.to_numpy()
+    assert row.difference == pytest.approx(100 * (a - b).mean())
+    ci = stats.bootstrap((100 * (a - b),), np.mean, n_resamples=4000, method="percentile",
+                         random_state=np.random.default_rng(2)).confidence_interval
+    assert row.low == pytest.approx(ci.low, abs=0.8) and row.high == pytest.approx(ci.high, abs=0.8)
+    # two pretraining replicas of m-x are two runs of m-x
+    replicas = pd.concat([units.assign(model=units.model.replace({"m-x": "m-x@p0"})),
+                          units[units.model == "m-x"].assign(model="m-x@p1", num=0.0)])
+    [pooled] = paired_comparisons(replicas, [("m-x", "m")], n_boot=500).itertuples()
+    assert pooled.a_score == pytest.approx(100 * a.mean() / 2)

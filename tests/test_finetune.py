@@ -112,10 +112,17 @@ def test_zeroshot_languages_and_missing_run(tiny_checkpoint, real_corpus, tmp_pa
     _run(tiny_checkpoint, real_corpus, tmp_path / "run", max_steps=2)
     with pytest.raises(MtnbError, match="has no language 'zh'"):
         evaluate_run(tmp_path / "run", languages=["zh"])
-    results, counts, notes = evaluate_run(tmp_path / "run", languages=["en", "ru"], max_eval=40, progress=False)
+    results, counts, units, notes = evaluate_run(tmp_path / "run", languages=["en", "ru"], max_eval=40,
+                                                 progress=False)
     assert set(results.system) == {"model", "majority", "bag-of-subwords"}
     assert set(results.language) == {"en", "ru"} and (results.n == 40).all()
     assert counts.groupby("language")["count"].sum().tolist() == [40, 40]
+    # the per-example units give back each row's score
+    sums = units.groupby(["system", "language"])[["num", "den"]].sum()
+    for row in results.itertuples():
+        assert 100 * sums.loc[(row.system, row.language), "num"] / sums.loc[(row.system, row.language), "den"] \
+            == pytest.approx(row.value)
+    assert units.groupby(["system", "language"]).size().eq(40).all()
 
 
 def _execute(notebook, out, **parameters):

@@ -336,3 +336,36 @@ def test_loading_is_local_offline_and_leaves_the_hf_cache_alone(tmp_path):
     for name in METRIC_NAMES:
         assert list((tmp_path / "cache" / "modules").rglob(f"{name}.py")), name
     assert list((tmp_path / "project" / ".cache" / "evaluate" / "modules").rglob("accuracy.py"))
+
+
+@pytest.mark.parametrize("task_name", ["mini-topic", "pos", "mini-spans", "ner", "mini-rank"])
+def test_metric_units_sum_to_the_metric(task_name):
+    """Per-unit numerators and denominators (what the paired bootstrap resamples) give the
+    task's metric as sum(num) / sum(den), for every metric and label shape."""
+    from mtnb.finetune import metric_units
+    from mtnb.finetune import score as task_score
+    from mtnb.tasks import get_task
+
+    task = get_task(task_name)
+    rng = random.Random(0)
+    k = len(task.labels)
+    if task.head == "token":
+        lengths = [rng.randint(1, 9) for _ in range(40)]
+        # entity tags drawn so that sentences hold entities; some predictions exactly right
+        gold = [[rng.randrange(k) for _ in range(n)] for n in lengths]
+        predictions = [g if rng.random() < 0.3 else [rng.randrange(k) for _ in g] for g in gold]
+        examples = [{} for _ in gold]
+    elif task.head == "ranking":
+        query_ids = [q for q in range(15) for _ in range(rng.randint(1, 5))]
+        gold = [float(rng.randrange(k)) for _ in query_ids]
+        predictions = [rng.random() for _ in query_ids]
+        examples = [{"query_id": q} for q in query_ids]
+    else:
+        gold = [rng.randrange(k) for _ in range(50)]
+        predictions = [g if rng.random() < 0.4 else rng.randrange(k) for g in gold]
+        examples = [{} for _ in gold]
+    units, num, den = metric_units(task, predictions, gold, examples)
+    assert len(units) == len(num) == len(den) and len(set(units)) == len(units)
+    assert num.sum() / den.sum() == pytest.approx(task_score(task, predictions, gold, examples), abs=1e-12)
+    if task.head == "ranking":     # one-candidate queries are not units, as the scorer skips them
+        assert len(units) == sum(1 for q in set(query_ids) if query_ids.count(q) >= 2)

@@ -161,7 +161,7 @@ def test_probe_trains_on_a_tiny_checkpoint_and_is_evaluated(tiny_checkpoint, rea
     assert record["mode"] == "probe" and record["layer_index"] == 2 and 0 <= record["best_dev_score"] <= 1
     # the job computed the test features ahead: zero-shot evaluation needs no forward pass
     monkeypatch.setattr(models, "load_encoder", no_weights)
-    results, counts, notes = evaluate_runs(tmp_path / "job", max_eval=24, progress=False)
+    results, counts, units, notes = evaluate_runs(tmp_path / "job", max_eval=24, progress=False)
     assert set(results.language) == {"en", "de", "es", "fr", "ru"} and (results["mode"] == "probe").all()
     assert set(results.system) == {"model", "majority", "bag-of-subwords"} and (results.n == 24).all()
     assert results.value.between(0, 100).all()
@@ -181,9 +181,12 @@ def test_every_seed_is_scored_on_the_same_test_examples(tiny_checkpoint, real_co
     draw = zeroshot.eval_subset
     monkeypatch.setattr(zeroshot, "eval_subset", lambda rows, n: drawn.append(draw(rows, n)["text"]) or draw(rows, n))
     monkeypatch.setattr(models, "load_encoder", no_weights)  # the job computed these features already
-    results, _, _ = zeroshot.evaluate_runs(tmp_path / "job", max_eval=20, progress=False)
+    results, _, units, _ = zeroshot.evaluate_runs(tmp_path / "job", max_eval=20, progress=False)
     assert set(results.seed) == {0, 1} and len(drawn) == 10 and all(len(d) == 20 for d in drawn)
     assert drawn[:5] == drawn[5:], "seed 1 is scored on the examples seed 0 was scored on, language by language"
+    per_seed = {seed: rows.sort_values(["system", "language", "unit"])[["system", "language", "unit"]].to_numpy().tolist()
+                for seed, rows in units.groupby("seed")}
+    assert per_seed[0] == per_seed[1], "both seeds' units name the same examples: they pair"
     assert len({tuple(d) for d in drawn[:5]}) == 5
 
 
