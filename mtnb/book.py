@@ -458,8 +458,8 @@ def family_section(study: Study, split: str, figures: Path) -> str:
         paired = _paired_table(study, family, base, mt, controls, mode, split)
         if paired is not None and len(paired):
             parts.append(f"{prefix}Paired comparisons (difference in the non-English mean, points; 95% paired "
-                         "bootstrap interval over test examples; Holm-adjusted p):\n\n" + md_table(_paired_rows(paired))
-                         + "\n")
+                         "bootstrap interval over test examples; Holm-adjusted p):\n\n"
+                         + md_table(_paired_rows(paired), index=False) + "\n")
         parts.append(prefix + family_paragraph(_one_mode(rows, mode), base, mt, controls, study, paired) + "\n\n")
     records = pretraining_records(study)
     for evidence in (translation_evidence(records, mt), retrieval_evidence(records, family)):
@@ -567,6 +567,7 @@ def separability_finding(table, base: str, mt: list[str], level: float = 0.05) -
     """What the paired comparisons say about the paper's explanation: are the translation
     members more separable by language (language ID up, retrieval down) than ``base``?"""
     def verdict(rows, measure, more):
+        """'by language ID, more separable: a; no difference resolved: b (within ±x points)'."""
         sub = rows[rows["measure"] == measure]
         up = sub[(sub["p_holm"] < level) & (sub["difference"] > 0)]["a"].tolist()
         down = sub[(sub["p_holm"] < level) & (sub["difference"] < 0)]["a"].tolist()
@@ -574,20 +575,19 @@ def separability_finding(table, base: str, mt: list[str], level: float = 0.05) -
         width = max((max(abs(r.low), abs(r.high)) for r in flat.itertuples()), default=0.0)
         parts = []
         if up:
-            parts.append(f"{'more' if more else 'less'} separable by {MEASURES[measure]} in {', '.join(up)}")
+            parts.append(f"{'more' if more else 'less'} separable: {', '.join(up)}")
         if down:
-            parts.append(f"{'less' if more else 'more'} separable by {MEASURES[measure]} in {', '.join(down)}")
+            parts.append(f"{'less' if more else 'more'} separable: {', '.join(down)}")
         if len(flat):
-            parts.append(f"no difference resolved by {MEASURES[measure]} in {', '.join(flat['a'])} "
-                         f"(none larger than ±{width:.1f} points)")
-        return "; ".join(parts)
+            parts.append(f"no difference resolved: {', '.join(flat['a'])} (within ±{width:.1f} points)")
+        return f"by {MEASURES[measure]}, " + "; ".join(parts) if parts else ""
 
     rows = table[table["a"].isin(mt) & (table["b"] == base)]
     if rows.empty:
         return ""
     said = [verdict(rows, "language-id", True), verdict(rows, "retrieval", False)]
-    return (f"Against {base} at the last layer (paired bootstrap over the CKA samples' paragraphs, Holm-corrected "
-            f"across the {len(table)} comparisons of the table): the translation members are "
+    return (f"The translation members against {base} at the last layer (paired bootstrap over the CKA samples' "
+            f"paragraphs, Holm-corrected across the {len(table)} comparisons of the table): "
             + "; ".join(x for x in said if x) + ". The paper's explanation predicts more separable translation "
             "members: language ID up, retrieval down.")
 
@@ -599,13 +599,15 @@ def _family_separability(study: Study, base: str, mt: list[str], controls: list[
     if per_sample is None:
         return head + note("No separability table: the CKA job ran without `uncertainty` or on samples that are "
                            "not parallel.")
+    from .summary import p_text
+
     table = separability_comparisons(per_sample, base, mt, controls)
     if table.empty:
         return head + note(f"The CKA job did not include {base} with the family's other models.")
     shown_table = table.assign(measure=table["measure"].map(MEASURES),
                                difference=[f"{r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]"
                                            for r in table.itertuples()],
-                               p=table["p"].map(lambda v: f"{v:.2g}"), p_holm=table["p_holm"].map(lambda v: f"{v:.2g}"))
+                               p_holm=table["p_holm"].map(lambda v: p_text(v)))
     shown_table = shown_table.pivot(index="comparison", columns="measure", values=["difference", "p_holm"])
     shown_table.columns = [f"{measure}: {'Δ (points)' if what == 'difference' else 'p (Holm)'}"
                            for what, measure in shown_table.columns]
@@ -663,10 +665,12 @@ def _paired_table(study: Study, family: list[str], base: str, mt: list[str], con
 
 def _paired_rows(paired):
     """The paired comparisons as a table to read: one row per comparison and task."""
+    from .summary import p_text
+
     return paired.assign(comparison=paired["a"] + " − " + paired["b"],
                          scores=[f"{r.a_score:.1f} vs {r.b_score:.1f}" for r in paired.itertuples()],
                          difference=[f"{r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]" for r in paired.itertuples()],
-                         p_holm=paired["p_holm"].map(lambda v: f"{v:.2g}"))[
+                         p_holm=paired["p_holm"].map(lambda v: p_text(v)))[
         ["comparison", "task", "scores", "difference", "p_holm"]].rename(columns={"p_holm": "p (Holm)"})
 
 
@@ -955,7 +959,7 @@ def _separability_section(folder: Path | None, figures: Path) -> str:
         base = knn["model_a"].iloc[0]
         per = knn[knn["layer"] == knn.groupby("model_b")["layer"].transform("max")]
         per = per.groupby("model_b", sort=False)["value"].mean().round(3)
-        parts.append(f"\nMutual 10-nearest-neighbour alignment with {base} at the last layer (mean over languages; "
+        parts.append(f"\nMutual {knn['k'].iloc[0]}-nearest-neighbour alignment with {base} at the last layer (mean over languages; "
                      "1 = the same neighbourhoods), a similarity measure beside CKA: "
                      + ", ".join(f"{m} {v:.2f}" for m, v in per.items()) + ".\n")
     return "".join(parts)

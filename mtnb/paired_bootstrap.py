@@ -7,8 +7,9 @@ with per-sample scores a_i, b_i and differences d_i = a_i - b_i:
 
 - the estimate is mean(d); a percentile bootstrap draws n samples with replacement B times and
   takes the 2.5th and 97.5th percentiles of the draws' mean differences as the 95% interval;
-- the two-sided p-value is twice the smaller share of draws on either side of 0 (capped at 1),
-  so the interval excludes 0 about when p < 0.05;
+- the two-sided p-value is twice the smaller share of draws on either side of 0, counted as
+  (1 + draws) / (B + 1) so that it is never 0 (a p-value of 0 from B draws only says p < 1/B),
+  capped at 1; the interval excludes 0 about when p < 0.05;
 - a family of m comparisons is corrected with Holm's step-down method: sort the p-values
   p_(1) <= ... <= p_(m); adjusted p_(k) = max over j <= k of min(1, (m - j + 1) p_(j)). A
   comparison is significant at level alpha when its adjusted p-value is below alpha; this holds
@@ -67,15 +68,18 @@ def bootstrap_weights(n: int, n_boot: int, seed=0) -> np.ndarray:
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
 
 
-def resampled_ratio(num: np.ndarray, den: np.ndarray, W: np.ndarray) -> np.ndarray:
+def resampled_ratio(num: np.ndarray, den: np.ndarray, W: np.ndarray, R: np.ndarray | None = None) -> np.ndarray:
     """A metric recomputed on bootstrap draws, in points: 100 x the mean over runs of
     sum_i w_i num_ri / sum_i w_i den_ri (0 where the denominator is 0). ``num``, ``den``: (runs,
     n) per-sample numerators and denominators of each run (e.g. seeds) on the same n samples;
-    ``W``: (B, n) draw counts (``bootstrap_weights``; a row of ones gives the metric itself).
-    Returns (B,)."""
+    ``W``: (B, n) draw counts of the samples (``bootstrap_weights``; a row of ones gives the
+    metric itself); ``R``: (B, runs) draw counts of the runs, for a bootstrap that resamples runs
+    too (the mean over runs is then weighted by them). Returns (B,)."""
     top, bottom = W @ np.atleast_2d(num).T, W @ np.atleast_2d(den).T          # (B, runs)
     ratio = np.divide(top, bottom, out=np.zeros_like(top), where=bottom > 0)
-    return 100 * ratio.mean(axis=1)
+    if R is None:
+        return 100 * ratio.mean(axis=1)
+    return 100 * (ratio * R).sum(axis=1) / R.sum(axis=1)
 
 
 def percentile_difference(estimate: float, draws: np.ndarray, n: int, level: float = LEVEL) -> Difference:
@@ -83,7 +87,8 @@ def percentile_difference(estimate: float, draws: np.ndarray, n: int, level: flo
     at ``level`` and the two-sided p-value of the module's docstring."""
     tail = (1 - level) / 2
     low, high = np.quantile(draws, [tail, 1 - tail])
-    p = min(1.0, 2 * min(np.mean(draws <= 0), np.mean(draws >= 0)))
+    crossing = min(np.sum(draws <= 0), np.sum(draws >= 0))
+    p = min(1.0, 2 * (1 + crossing) / (len(draws) + 1))
     return Difference(float(estimate), float(low), float(high), float(p), int(n))
 
 

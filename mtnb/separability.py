@@ -135,7 +135,7 @@ def separability_tables(features: dict[tuple[str, str], np.ndarray], *, folds: i
 def mutual_knn_table(features: dict[tuple[str, str], np.ndarray], pairs: list[tuple[str, str]], *, k: int = 10,
                      n_boot: int = 2000, seed: int = 0):
     """Mutual k-NN alignment of each model pair at each layer they share and each language,
-    with its bootstrap interval over samples: columns ``model_a, model_b, lang, layer, value,
+    with its bootstrap interval over samples: columns ``model_a, model_b, lang, layer, k, value,
     low, high``."""
     import pandas as pd
 
@@ -148,7 +148,8 @@ def mutual_knn_table(features: dict[tuple[str, str], np.ndarray], pairs: list[tu
             fa, fb = features[(a, lang)], features[(b, lang)]
             for layer in range(min(len(fa), len(fb))):
                 ci = mean_interval(mutual_knn_per_sample(fa[layer], fb[layer], k), n_boot=n_boot, seed=seed)
-                rows.append(dict(model_a=a, model_b=b, lang=lang, layer=layer, value=ci.mean, low=ci.low, high=ci.high))
+                rows.append(dict(model_a=a, model_b=b, lang=lang, layer=layer, k=k, value=ci.mean, low=ci.low,
+                                 high=ci.high))
     return pd.DataFrame(rows)
 
 

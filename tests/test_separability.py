@@ -87,8 +87,9 @@ def test_paired_difference_known_cases():
     a = rng.normal(size=50)
     same = paired_difference(a, a)
     assert (same.mean, same.low, same.high, same.p) == (0.0, 0.0, 0.0, 1.0)
-    shifted = paired_difference(a + 2.0, a)
-    assert shifted.mean == pytest.approx(2.0) and shifted.low == pytest.approx(2.0) and shifted.p == 0.0
+    shifted = paired_difference(a + 2.0, a, n_boot=999)
+    # no draw crosses 0: p = 2 (1 + 0) / (999 + 1), the smallest p that 999 draws can give
+    assert shifted.mean == pytest.approx(2.0) and shifted.low == pytest.approx(2.0) and shifted.p == pytest.approx(0.002)
 
 
 def test_paired_interval_agrees_with_scipy_bootstrap():
