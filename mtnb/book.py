@@ -615,7 +615,24 @@ def _family_separability(study: Study, base: str, mt: list[str], controls: list[
     return (head + "Language ID: a linear probe's held-out accuracy at telling the languages apart; retrieval: top-1 "
             "accuracy of finding a paragraph's translation. Differences at each model's last layer, with paired "
             "95% bootstrap intervals over paragraphs and Holm-adjusted p-values.\n\n"
-            + md_table(shown_table.reindex(order)) + "\n" + separability_finding(table, base, mt) + "\n")
+            + md_table(shown_table.reindex(order)) + "\n" + separability_finding(table, base, mt)
+            + ceiling_note(per_sample, [base, *mt]) + "\n")
+
+
+def ceiling_note(per_sample, models: list[str], ceiling: float = 99.0) -> str:
+    """A sentence when language ID sits at its ceiling at the last layer of ``models`` (the
+    probe tells the languages apart almost perfectly, so it cannot show one model more
+    separable than another); else ''."""
+    last = per_sample[(per_sample["layer"] == per_sample.groupby("model")["layer"].transform("max"))
+                      & (per_sample["measure"] == "language-id") & per_sample["model"].isin(models)]
+    means = last.groupby("model")["score"].mean()
+    at = [m for m in models if m in means and means[m] >= ceiling]
+    if not at:
+        return ""
+    return (f" Language ID is at its ceiling (≥ {ceiling:g}%) at the last layer of {len(at)} of {len(means)} of these "
+            "models (" + ", ".join(f"{m} {means[m]:.1f}" for m in at) + "): a linear probe tells the languages apart "
+            "almost perfectly, so this measure cannot show a member becoming more separable; retrieval carries the "
+            "comparison.")
 
 
 def _family_svd(study: Study, family: list[str], base: str) -> str:
@@ -907,12 +924,12 @@ def cka_page(study: Study, figures: Path) -> str:
                   md_table(langs.pivot_table(index="model", columns="layer", values="cka", sort=False).round(3))]
         path = copy_figure(study.cka / "cka_language_pairs.png", figures, "cka_language_pairs.png")
         parts.append("\n" + (figure(path, "CKA language against language") if path else note("The job wrote no figure.")))
-    parts.append(_cka_uncertainty_section(pairs, job.parameters, study.cka, figures))
-    parts.append(_separability_section(study.cka, figures))
+    parts.append(cka_uncertainty_section(pairs, job.parameters, study.cka, figures))
+    parts.append(separability_section(study.cka, figures))
     return "".join(parts)
 
 
-def _cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path) -> str:
+def cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path) -> str:
     """The debiased CKA's bootstrap intervals and the permutation null (chance level)."""
     head = "\n## How precise is CKA here, and what does chance reach?\n\n"
     if pairs is None or "null_biased" not in pairs:
@@ -935,7 +952,7 @@ def _cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Pat
             + (figure(path, "debiased CKA with intervals and chance level") if path else ""))
 
 
-def _separability_section(folder: Path | None, figures: Path) -> str:
+def separability_section(folder: Path | None, figures: Path) -> str:
     """Language ID and retrieval per model and layer, and mutual k-NN with the base."""
     head = "\n## Separability by language\n\n"
     summary = _read_csv(folder, "separability.csv")

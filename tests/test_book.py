@@ -658,26 +658,32 @@ def test_separability_comparisons_are_paired_holm_corrected_and_read_the_last_la
     text = separability_finding(table, "base", ["mt", "same"])
     assert "by language ID, more separable: mt; no difference resolved: same (within ±" in text
     assert "by retrieval, more separable: mt" in text
+    from mtnb.book import ceiling_note
+
+    assert ceiling_note(_per_sample(scores), ["base", "mt"]) == ""
+    saturated = _per_sample({("base", "language-id"): np.full(80, 100.0), ("mt", "language-id"): np.full(80, 99.5)})
+    assert "at its ceiling (≥ 99%) at the last layer of 2 of 2 of these models (base 100.0, mt 99.5)" in \
+        ceiling_note(saturated, ["base", "mt"])
     assert "holds" not in text
 
 
 def test_the_cka_page_shows_intervals_chance_and_separability(tmp_path):
     import pandas as pd
 
-    from mtnb.book import _cka_uncertainty_section, _separability_section
+    from mtnb.book import cka_uncertainty_section, separability_section
 
     pairs = pd.DataFrame([dict(model_a="a", model_b="b", lang=lang, layer=layer, cka=0.9, debiased=0.8, biased=0.9,
                                low=0.7, high=0.85, null_debiased=0.05, null_biased=0.45)
                           for lang in ("de", "en") for layer in (0, 1)])
-    text = _cka_uncertainty_section(pairs, {"n_samples": 80}, tmp_path, tmp_path)
+    text = cka_uncertainty_section(pairs, {"n_samples": 80}, tmp_path, tmp_path)
     assert "At n = 80 samples, biased CKA between *unrelated* representations" in text and "reaches 0.45" in text
     assert "0.80 [0.70, 0.85]" in text
-    assert "ran without `uncertainty`" in _cka_uncertainty_section(pairs.drop(columns=["null_biased"]), {}, tmp_path,
+    assert "ran without `uncertainty`" in cka_uncertainty_section(pairs.drop(columns=["null_biased"]), {}, tmp_path,
                                                                     tmp_path)
     pd.DataFrame([dict(model=m, layer=1, measure=ms, value=50.0, low=45.0, high=55.0)
                   for m in ("a", "b") for ms in ("language-id", "retrieval")]).to_csv(tmp_path / "separability.csv",
                                                                                    index=False)
-    text = _separability_section(tmp_path, tmp_path)
+    text = separability_section(tmp_path, tmp_path)
     assert "50.0 [45.0, 55.0]" in text and "language ID (%)" in text
 
 
