@@ -696,10 +696,11 @@ def family_paragraph(table, base: str, mt: list[str], controls: list[str], study
     """The family's verdict: ``mtnb.summary.paired_finding`` when the zero-shot jobs wrote
     per-example scores (``paired``), else ``family_finding`` from the intervals over seeds; plus,
     when the SVD job has the family, which translation variant moved furthest from the base."""
-    from .summary import family_finding, paired_finding
+    from .summary import family_finding, paired_finding, tasks_that_resolve
 
     if paired is not None and len(paired):
-        text = paired_finding(paired, base, mt, controls)
+        kept, dropped = tasks_that_resolve(table, base)
+        text = paired_finding(paired, base, mt, controls, tasks=kept, dropped=dropped)
     else:
         text = family_finding(table, base, mt, controls)
     svd = _read_csv(study.svds.get(base), "svd.csv") if study is not None else None

@@ -527,16 +527,48 @@ def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int = 200
     return table
 
 
-def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), alpha: float = 0.05) -> str:
+MARGIN = 10.0   # points by which the base must beat the bag-of-subwords control on a task for the verdict to use it
+
+
+def tasks_that_resolve(table, base: str, margin: float = MARGIN) -> tuple[list[str], str]:
+    """The tasks on which ``base``'s non-English mean beats the bag-of-subwords control's by at
+    least ``margin`` points (on the others the probe measures little beyond shared words, so a
+    difference between encoders there says little about their representations), and a sentence
+    naming the tasks left out with their margins ('' when none is). ``table``: normalized rows of
+    one mode with the controls. Without a bag-of-subwords row every task is kept."""
+    scores = cross_lingual(table)
+    mean = {(row.task, row.system): row.mean for row in scores.itertuples()}
+    tasks = list(dict.fromkeys(scores["task"]))
+    gap = {t: mean[(t, base)] - mean[(t, "bag-of-subwords")] for t in tasks
+           if (t, base) in mean and (t, "bag-of-subwords") in mean}
+    dropped = [t for t in tasks if t in gap and gap[t] < margin]
+    if not dropped:
+        return tasks, ""
+    return ([t for t in tasks if t not in dropped],
+            f"{' and '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} left out of this verdict: there "
+            f"{base}'s non-English mean beats the bag-of-subwords control by only "
+            + " and ".join(f"{gap[t]:+.1f}" for t in dropped) + f" points (the bar is {margin:g}), so the task "
+            "measures little of what an encoder adds.")
+
+
+def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), alpha: float = 0.05,
+                   tasks: list[str] | None = None, dropped: str = "") -> str:
     """The family paragraph from paired comparisons (``paired_comparisons``): whether a
     translation member transfers better or worse than ``base``, whether one-to-many loses most,
     whether each control keeps ``base``'s transfer, and how the translation members compare with
     the controls. A difference counts when its Holm-adjusted p is below ``alpha``; where none
     does, the paragraph says how large a difference the intervals exclude, never that there is
-    no effect."""
+    no effect. ``tasks``: the tasks the verdict uses (``tasks_that_resolve``; None: all), and
+    ``dropped`` the sentence on those it leaves out."""
     if table is None or table.empty or not (table["b"] == base).any():
         return (f"The results hold no paired comparison with {base} (no per-example scores, or no continued member "
                 "beside it), so the paper's finding cannot be tested here.")
+    compared = len(table)
+    if tasks is not None:
+        table = table[table["task"].isin(tasks)]
+        if table.empty:
+            return (f"No task resolves what the encoders add ({dropped}), so the paper's finding cannot be tested "
+                    "here.").replace(".),", "),")
 
     def sig(rows, sign):
         return rows[(rows["p_holm"] < alpha) & (np.sign(rows["difference"]) == sign)]
@@ -551,9 +583,11 @@ def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), al
 
     parts = [f"Transfer is the mean score over the non-English languages. Every model is scored on the same test "
              f"examples, so each comparison is paired: a bootstrap over those examples gives the difference's 95% "
-             f"interval and p-value, and Holm's method corrects the {len(table)} comparisons together (a difference "
+             f"interval and p-value, and Holm's method corrects the {compared} comparisons together (a difference "
              f"counts at Holm p < {alpha:g}). The bootstrap draws each member's runs (its seeds) as well as the "
              "examples, so an interval also spans what another seed could have given."]
+    if dropped:
+        parts.append(dropped)
     vs_base = table[table["a"].isin(mt) & (table["b"] == base)]
     better, worse = sig(vs_base, 1), sig(vs_base, -1)
     flat = vs_base.drop(better.index).drop(worse.index)

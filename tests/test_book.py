@@ -761,3 +761,23 @@ def test_paired_intervals_widen_with_the_spread_over_seeds():
     assert examples.difference == both.difference
     assert examples.low > 0 and both.low < 0 < both.high
     assert both.high - both.low > 2 * (examples.high - examples.low)
+
+
+def test_the_verdict_leaves_out_tasks_where_the_base_barely_beats_the_bag_of_subwords():
+    from mtnb.summary import normalize, paired_comparisons, paired_finding, tasks_that_resolve
+
+    raw = fake_results({("m", "mini-topic"): {"de": [50.0, 51.0, 52.0]}, ("m", "mini-spans"): {"de": [50.0, 51.0, 52.0]},
+                        ("m-o2m", "mini-topic"): {"de": [40.0, 41.0, 42.0]},
+                        ("m-o2m", "mini-spans"): {"de": [40.0, 41.0, 42.0]}})
+    bag = raw[raw.system == "majority"].assign(system="bag-of-subwords")
+    bag["value"] = np.where(bag["task"] == "mini-topic", 30.0, 48.0)
+    table = normalize(pd.concat([raw, bag], ignore_index=True))
+    kept, dropped = tasks_that_resolve(table, "m")
+    assert kept == ["mini-topic"]
+    assert dropped.startswith("mini-spans is left out of this verdict: there m's non-English mean beats the "
+                              "bag-of-subwords control by only +3.0 points (the bar is 10)")
+    paired = paired_comparisons(_units({"m": 0.6, "m-o2m": 0.45}), [("m-o2m", "m")], n_boot=500)
+    assert set(paired.task) == {"mini-topic", "mini-spans"}
+    text = paired_finding(paired, "m", ["m-o2m"], tasks=kept, dropped=dropped)
+    assert "corrects the 2 comparisons together" in text and "mini-spans is left out" in text
+    assert "of 1 member-task comparison," in text and "on mini-spans:" not in text
