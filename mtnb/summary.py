@@ -547,8 +547,8 @@ def tasks_that_resolve(table, base: str, margin: float = MARGIN) -> tuple[list[s
     return ([t for t in tasks if t not in dropped],
             f"{' and '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} left out of this verdict: there "
             f"{base}'s non-English mean beats the bag-of-subwords control by only "
-            + " and ".join(f"{gap[t]:+.1f}" for t in dropped) + f" points (the bar is {margin:g}), so the task "
-            "measures little of what an encoder adds.")
+            + " and ".join(f"{gap[t]:+.1f}" for t in dropped) + f" points (the bar is {margin:g}), so "
+            + ("it measures" if len(dropped) == 1 else "they measure") + " little of what an encoder adds.")
 
 
 def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), alpha: float = 0.05,
