@@ -179,14 +179,14 @@ def cka_uncertainty(features: list, pairs: list[tuple[int, int]], *, n_boot: int
     counts = _pair_counts(W)
     self_boot = {i: weighted_hsic_debiased(zero[i], zero[i], W, counts) for i in used}
     self_full = {i: weighted_hsic_debiased(zero[i], zero[i], ones)[0] for i in used}
+    self_biased = {i: weighted_hsic_biased(grams[i], grams[i], ones)[0] for i in used}
     tail = (1 - level) / 2
     out = {k: np.empty(len(pairs)) for k in ("debiased", "biased", "low", "high", "null_debiased", "null_biased",
                                                "null_debiased_mean", "null_debiased_se", "null_biased_mean")}
     for k, (i, j) in enumerate(pairs):
         cross = weighted_hsic_debiased(zero[i], zero[j], ones)[0]
         out["debiased"][k] = cross / np.sqrt(self_full[i] * self_full[j])
-        out["biased"][k] = weighted_hsic_biased(grams[i], grams[j], ones)[0] / np.sqrt(
-            weighted_hsic_biased(grams[i], grams[i], ones)[0] * weighted_hsic_biased(grams[j], grams[j], ones)[0])
+        out["biased"][k] = weighted_hsic_biased(grams[i], grams[j], ones)[0] / np.sqrt(self_biased[i] * self_biased[j])
         denominator = self_boot[i] * self_boot[j]
         ok = (self_boot[i] > 0) & (self_boot[j] > 0)
         draws = weighted_hsic_debiased(zero[i], zero[j], W, counts)[ok] / np.sqrt(denominator[ok])
