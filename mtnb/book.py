@@ -546,9 +546,10 @@ def separability_comparisons(per_sample, base: str, mt: list[str], controls: lis
     import pandas as pd
 
     from .paired_bootstrap import holm, paired_difference
+    from .separability import last_layer
     from .summary import family_pairs
 
-    last = per_sample[per_sample["layer"] == per_sample.groupby("model")["layer"].transform("max")]
+    last = last_layer(per_sample)
     scores = {(m, measure): rows.sort_values("sample")["score"].to_numpy()
               for (m, measure), rows in last.groupby(["model", "measure"])}
     rows = []
@@ -623,8 +624,10 @@ def ceiling_note(per_sample, models: list[str], ceiling: float = 99.0) -> str:
     """A sentence when language ID sits at its ceiling at the last layer of ``models`` (the
     probe tells the languages apart almost perfectly, so it cannot show one model more
     separable than another); else ''."""
-    last = per_sample[(per_sample["layer"] == per_sample.groupby("model")["layer"].transform("max"))
-                      & (per_sample["measure"] == "language-id") & per_sample["model"].isin(models)]
+    from .separability import last_layer
+
+    last = last_layer(per_sample)
+    last = last[(last["measure"] == "language-id") & last["model"].isin(models)]
     means = last.groupby("model")["score"].mean()
     at = [m for m in models if m in means and means[m] >= ceiling]
     if not at:
@@ -955,12 +958,14 @@ def cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path
 
 def separability_section(folder: Path | None, figures: Path) -> str:
     """Language ID and retrieval per model and layer, and mutual k-NN with the base."""
+    from .separability import last_layer
+
     head = "\n## Separability by language\n\n"
     summary = _read_csv(folder, "separability.csv")
     if summary is None:
         return head + note("No separability table: the CKA job ran without `uncertainty` or on samples that are "
                            "not parallel.")
-    last = summary[summary["layer"] == summary.groupby("model")["layer"].transform("max")].copy()
+    last = last_layer(summary).copy()
     last["cell"] = [f"{r.value:.1f} [{r.low:.1f}, {r.high:.1f}]" for r in last.itertuples()]
     table = last.pivot_table(index="model", columns="measure", values="cell", aggfunc="first", sort=False)
     table.columns = [{"language-id": "language ID (%)", "retrieval": "retrieval top-1 (%)"}.get(c, c)
@@ -975,7 +980,7 @@ def separability_section(folder: Path | None, figures: Path) -> str:
     knn = _read_csv(folder, "mutual_knn.csv")
     if knn is not None and len(knn):
         base = knn["model_a"].iloc[0]
-        per = knn[knn["layer"] == knn.groupby("model_b")["layer"].transform("max")]
+        per = last_layer(knn, "model_b")
         per = per.groupby("model_b", sort=False)["value"].mean().round(3)
         parts.append(f"\nMutual {knn['k'].iloc[0]}-nearest-neighbour alignment with {base} at the last layer (mean over languages; "
                      "1 = the same neighbourhoods), a similarity measure beside CKA: "

@@ -28,8 +28,14 @@ import numpy as np
 
 from .errors import MtnbError
 
-__all__ = ["language_id_per_sample", "retrieval_per_sample", "mutual_knn_per_sample", "separability_tables",
+__all__ = ["last_layer", "language_id_per_sample", "retrieval_per_sample", "mutual_knn_per_sample", "separability_tables",
            "mutual_knn_table", "plot_separability"]
+
+
+def last_layer(table, model: str = "model"):
+    """The rows of ``table`` (a separability or mutual k-NN table) at each model's deepest layer;
+    ``model`` names the column that identifies a model."""
+    return table[table["layer"] == table.groupby(model)["layer"].transform("max")]
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
