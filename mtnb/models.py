@@ -41,7 +41,6 @@ MODEL_TYPES = {"bert": "bert", "xlm-roberta": "xlm-roberta", "mbart": "mbart", "
 AUTO_LANG_CODES = {"mbart": "mbart50", "m2m100": "nllb"}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,15 +176,17 @@ def resolve(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpe
                     "a checkpoint folder or a Hub id org/name")
 
 
-def checkpoint_folder(spec: ModelSpec) -> Path:
-    """The local folder holding ``spec``'s checkpoint, downloading from the Hub if needed.
+def checkpoint_folder(spec: ModelSpec, *, cache_dir=None, local_only: bool = False) -> Path:
+    """The local folder holding ``spec``'s checkpoint; a Hub model is looked up in the Hugging
+    Face cache first (``cache_dir``, default the standard one) and downloaded only when it is not
+    complete there, the network allowed (not ``local_only``, not HF_HUB_OFFLINE=1).
 
     Raises MtnbError when a folder lacks config.json or weights, or when a Hub model is
-    neither in the local cache nor downloadable (no network, or HF_HUB_OFFLINE=1).
+    neither in the local cache nor downloadable.
     """
     folder = spec.local_folder()
     if folder is None:
-        folder = _hub_snapshot(spec)
+        folder = hub_snapshot(spec, cache_dir=cache_dir, local_only=local_only)
     if not folder.is_dir():
         raise MtnbError(f"model {spec.name!r}: folder {folder} does not exist; build or copy the checkpoint there")
     if not (folder / "config.json").is_file():
@@ -196,28 +197,38 @@ def checkpoint_folder(spec: ModelSpec) -> Path:
     return folder
 
 
-def _hub_snapshot(spec: ModelSpec) -> Path:
-    """Download (or find in the Hugging Face cache) the files of Hub model ``spec.source``.
+def hub_snapshot(spec: ModelSpec, *, cache_dir=None, local_only: bool = False) -> Path:
+    """The cached snapshot of Hub model ``spec.source``, offline first; downloaded (the files
+    ``mtnb.hub`` selects: config, tokenizer, safetensors weights, PyTorch pickles only when the
+    repository has no safetensors) when it is not complete in the cache and the network is
+    allowed. Pickles are read with ``weights_only=True``."""
+    import os
 
-    Safetensors weights, config and tokenizer files only; PyTorch pickles are fetched only when
-    the repository has no safetensors, and are then read with ``weights_only=True``.
-    """
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    try:
-        folder = Path(snapshot_download(spec.source, allow_patterns=HUB_PATTERNS))
-        if not any((folder / f).is_file() for f in WEIGHT_FILES):
-            folder = Path(snapshot_download(spec.source, allow_patterns=HUB_PATTERNS + ["pytorch_model*.bin*"]))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MtnbError(
-            f"model {spec.name!r}: Hub model {spec.source} is not in the local cache and cannot be "
-            f"downloaded ({reason[:120]}); download it where there is internet "
-            f"(huggingface-cli download {spec.source}) and copy the cache, or point its source "
-            "in params/models.yaml at a local checkpoint folder"
-        ) from None
-    return folder
+    from .hub import (MODEL_FILE_PATTERNS, PICKLE_PATTERNS, SAFETENSORS_PATTERNS, HubItem, download_command,
+                      find_cached)
+
+    item = HubItem("model", f"model {spec.name} ({spec.source})", spec.source)
+    folder = find_cached(item, cache_dir)
+    if folder is not None:
+        return folder
+    offline = local_only or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    why = "HF_HUB_OFFLINE is set" if offline and not local_only else "it was asked for offline"
+    if not offline:
+        patterns = [*MODEL_FILE_PATTERNS, *SAFETENSORS_PATTERNS]
+        try:
+            folder = Path(snapshot_download(spec.source, allow_patterns=patterns, cache_dir=cache_dir))
+            if not any((folder / f).is_file() for f in WEIGHT_FILES):
+                folder = Path(snapshot_download(spec.source, allow_patterns=patterns + list(PICKLE_PATTERNS),
+                                                cache_dir=cache_dir))
+            return folder
+        except Exception as err:  # noqa: BLE001 - any failure to reach or read the Hub
+            why = f"the download failed: {type(err).__name__}"
+    raise MtnbError(f"model {spec.name!r}: Hub model {spec.source} is not complete in the local Hugging Face cache "
+                    f"and {why}; where there is internet run 'mtnb fetch GRID' (every model and dataset of a grid) "
+                    f"or '{download_command(item)}', and copy the cache here, or point its source in "
+                    "params/models.yaml at a local checkpoint folder")
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,18 +256,21 @@ class Encoder:
 
 
 def load_encoder(name: str, registry: dict[str, ModelSpec] | None = None, *,
-                 dtype=None, device: str = "cpu", with_tokenizer: bool = True) -> Encoder:
+                 dtype=None, device: str = "cpu", with_tokenizer: bool = True, cache_dir=None,
+                 local_only: bool = False) -> Encoder:
     """Load the encoder of model ``name`` (registry name, Hub id or folder), in eval mode.
 
     ``dtype`` defaults to float32. For mbart and m2m100 only the encoder is built and only its
-    tensors are read. Never runs remote code. Raises MtnbError for an unknown name, a folder
-    without a checkpoint, an unavailable Hub model, or a family outside the study.
+    tensors are read. Never runs remote code. A Hub model is read from the Hugging Face cache
+    (``cache_dir``; default the standard one) when it is there, else downloaded unless
+    ``local_only``. Raises MtnbError for an unknown name, a folder without a checkpoint, an
+    unavailable Hub model, or a family outside the study.
     """
     import torch
     from transformers import AutoConfig
 
     spec = resolve(name, registry)
-    folder = checkpoint_folder(spec)
+    folder = checkpoint_folder(spec, cache_dir=cache_dir, local_only=local_only)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     family = MODEL_TYPES.get(config.model_type)
     if family is None:

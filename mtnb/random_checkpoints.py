@@ -74,11 +74,12 @@ def character_tokenizer(family: str):
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **names)
 
 
-def random_config(family: str, vocab_size: int):
-    """The transformers config of ``family`` at the paper model's shape (see the table above)."""
+def random_config(family: str, vocab_size: int, shape: dict | None = None):
+    """The transformers config of ``family`` at the paper model's shape (see the table above),
+    or at ``shape`` (the same keys, other sizes)."""
     from transformers import BertConfig, M2M100Config, MBartConfig, XLMRobertaConfig
 
-    shape = PAPER_SHAPES[family]
+    shape = PAPER_SHAPES[family] if shape is None else shape
     if family == "bert":
         return BertConfig(vocab_size=vocab_size, max_position_embeddings=512, **shape)
     if family == "xlm-roberta":

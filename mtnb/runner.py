@@ -232,6 +232,8 @@ def execute_job(folder: str, notebook: str, kind: str, parameters: dict, root: s
             os.environ[key] = value
     folder = Path(folder)
     with held(folder / "job.json"):
+        write_json_atomic(folder / "process.json", {"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
         return _execute_notebook(folder, notebook, kind, parameters, root, submitted)
 
 
@@ -426,6 +428,9 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
     grid's slurm section instead (``array_parallelism`` jobs at once); ``dry_run``: print the
     jobs with their status and parameters, run nothing.
     """
+    from .hub import preflight
+    from .sizing import sizing_lines
+
     if not isinstance(jobs, int) or jobs < 1:
         raise MtnbError(f"--jobs {jobs}: give at least 1")
     grid = load_grid(grid_path)
@@ -436,18 +441,74 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
             row["parameters"] = " ".join(f"{k}={v}" for k, v in job.parameters.items())
         print(format_table(rows, ("kind", "id", "status", "deps", "parameters")))
         print(f"{len(todo)} jobs ({_kind_counts(todo)}); dry run: nothing executed")
+        for line in sizing_lines(grid):
+            print(line)
+        items = preflight(grid)
+        print(f"preflight: the {len(items)} Hub model(s) and XGLUE split(s) the grid reads are in the local cache")
         return 0
+    preflight(grid)
     with grid_lock(grid):
-        busy = [job for job in todo if not (job.folder / "done.json").is_file() and is_held(job.folder / "job.json")]
+        busy = running_jobs(todo)
         if busy:
             raise MtnbError(f"{len(busy)} job(s) of grid {grid.name} still run from an earlier 'mtnb run' whose runner "
-                            f"ended (e.g. {shown(busy[0].folder)}); wait for them (mtnb status) or stop them")
+                            f"ended ({describe_processes(busy)}); stop them with 'mtnb stop {grid.name}', or wait "
+                            f"for them to end ('mtnb status {grid.name}')")
         prepare_models(grid, todo)
         executor, cap, env = make_executor(grid, jobs, slurm)
         results = execute(todo, executor, cap, env)
     for line in summary(grid, todo, results):
         print(line, flush=True)
     return 1 if any(r["status"] == "failed" for r in results.values()) else 0
+
+
+def running_jobs(jobs: list[Job]) -> list[Job]:
+    """The jobs not done whose job.json a live process holds: they still run."""
+    return [job for job in jobs if not (job.folder / "done.json").is_file() and is_held(job.folder / "job.json")]
+
+
+def describe_processes(jobs: list[Job]) -> str:
+    """Where running jobs run, for messages: their process ids and host, or SLURM job ids."""
+    records = [read_json(job.folder / "process.json") or {} for job in jobs]
+    slurm = [str(r["slurm_job_id"]) for r in records if r.get("slurm_job_id")]
+    local = [f"{r['pid']}" for r in records if r.get("pid") and not r.get("slurm_job_id")]
+    hosts = sorted({r.get("host", "?") for r in records if r.get("pid") and not r.get("slurm_job_id")})
+    parts = ([f"process ids {', '.join(local)} on {', '.join(hosts)}"] if local else []) + \
+            ([f"SLURM jobs {', '.join(slurm)}"] if slurm else [])
+    return "; ".join(parts) or f"e.g. {shown(jobs[0].folder)}"
+
+
+def stop(grid_path: str | Path, wait_s: float = 30.0) -> int:
+    """``mtnb stop GRID``: end the jobs of ``grid_path`` that still run without their runner
+    (a local job's process gets SIGTERM; a SLURM job is cancelled with scancel), wait up to
+    ``wait_s`` for them to end, and print what was done; returns 0 when none runs any more."""
+    import signal
+    import subprocess
+
+    grid = load_grid(grid_path)
+    busy = running_jobs(expand(grid))
+    if not busy:
+        print(f"grid {grid.name}: no job is running")
+        return 0
+    here = socket.gethostname()
+    for job in busy:
+        record = read_json(job.folder / "process.json") or {}
+        if record.get("slurm_job_id"):
+            subprocess.run(["scancel", str(record["slurm_job_id"])], check=False)
+            print(f"{job.kind} {job.id}: scancel {record['slurm_job_id']}")
+        elif record.get("pid") and record.get("host") == here:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(record["pid"]), signal.SIGTERM)
+            print(f"{job.kind} {job.id}: sent SIGTERM to process {record['pid']}")
+        else:
+            print(f"{job.kind} {job.id}: runs on host {record.get('host', '?')} (process {record.get('pid', '?')}); "
+                  "stop it there")
+    deadline = time.monotonic() + wait_s
+    while running_jobs(busy) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    left = running_jobs(busy)
+    print(f"grid {grid.name}: {len(busy) - len(left)} job(s) stopped, {len(left)} still running; "
+          "'mtnb run' redoes the stopped ones")
+    return 1 if left else 0
 
 
 def prepare_models(grid: Grid, jobs: list[Job]) -> None:

@@ -307,24 +307,31 @@ def parquet_split_name(lang: str, split: str) -> str:
 
 def hub_parquet_folder(spec: XglueTask, split_name: str, repo_id: str) -> Path:
     """A local folder holding ``{task}/{split_name}/*.parquet`` of the Hub's parquet export of
-    ``repo_id``, downloaded (only those files) or found in the Hugging Face cache."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    ``repo_id``: found in the Hugging Face cache first, else downloaded (only those files) when
+    the network is allowed (HF_HUB_OFFLINE unset)."""
+    import os
 
-    pattern = f"{spec.name}/{split_name}/*.parquet"
-    try:
-        folder = snapshot_download(repo_id=repo_id, repo_type="dataset", revision=PARQUET_REVISION,
-                                   allow_patterns=[pattern])
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MtnbError(
-            f"XGLUE {spec.name} {split_name}: the parquet export of {repo_id} is not in the local "
-            f"cache and cannot be downloaded ({reason[:100]}); download it where there is internet "
-            f"(hf download {repo_id} --repo-type dataset --revision {PARQUET_REVISION} --include "
-            f"'{pattern}') and copy the Hugging Face cache, or pass local_dir= (the extracted "
-            "official XGLUE release) or parquet_dir= (a copy of the export)"
-        ) from None
-    return Path(folder)
+    from huggingface_hub import snapshot_download
+
+    from .hub import HubItem, download_command, find_cached
+
+    item = HubItem("dataset", f"XGLUE {spec.name} {split_name}", repo_id, PARQUET_REVISION,
+                   f"{spec.name}/{split_name}")
+    folder = find_cached(item)
+    if folder is not None:
+        return folder
+    why = "HF_HUB_OFFLINE is set"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on"):
+        try:
+            return Path(snapshot_download(repo_id=repo_id, repo_type="dataset", revision=PARQUET_REVISION,
+                                          allow_patterns=[f"{item.folder}/*.parquet"]))
+        except Exception as err:  # noqa: BLE001 - any failure to reach or read the Hub
+            why = f"the download failed: {type(err).__name__}"
+    raise MtnbError(
+        f"XGLUE {spec.name} {split_name}: the parquet export of {repo_id} is not in the local Hugging Face cache "
+        f"and {why}; where there is internet run 'mtnb fetch GRID' (every model and dataset of a grid) or "
+        f"'{download_command(item)}', and copy the cache here, or pass local_dir= (the extracted official "
+        "XGLUE release) or parquet_dir= (a copy of the export)")
 
 
 def read_parquet_split(root: Path, spec: XglueTask, lang: str, split: str, *, where: str):
