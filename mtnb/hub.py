@@ -206,15 +206,42 @@ def cache_location(cache_dir: str | Path | None = None) -> str:
     return str(cache_dir or constants.HF_HUB_CACHE)
 
 
+def missing_folders(grid) -> list[str]:
+    """The grid's models whose source is a local folder that holds no checkpoint, as
+    ``name (folder)``; models the grid builds itself (zoo and e5 members, and multilingual-e5-small,
+    which the runner converts) are not checked."""
+    from .e5_continued import BASE
+    from .models import load_registry
+    from .paths import project_root
+
+    registry = load_registry(project_root() / grid.registry if grid.registry else None)
+    missing = []
+    for name in grid_models(grid):
+        spec = registry.get(name)
+        folder = spec.local_folder() if spec is not None else None
+        if folder is not None and name not in grid.zoo_members and name != BASE and not (folder / "config.json").is_file():
+            missing.append(f"{name} ({folder})")
+    return missing
+
+
 def preflight(grid, cache_dir: str | Path | None = None) -> list[HubItem]:
-    """Before any job of ``grid`` starts: every Hub item it reads must be in the local cache.
-    Returns the items; raises one MtnbError naming everything missing and the fetch command."""
+    """Before any job of ``grid`` starts: every Hub item it reads must be in the local cache and
+    every local checkpoint folder it names must hold a checkpoint. Returns the Hub items; raises
+    one MtnbError naming everything missing and how to get it."""
     items = hub_items(grid)
     missing = [item for item in items if find_cached(item, cache_dir) is None]
+    folders = missing_folders(grid)
+    problems = []
     if missing:
-        raise MtnbError(f"grid {grid.name} reads what is not in the Hugging Face cache ({cache_location(cache_dir)}): "
-                        f"{describe(missing)}; fetch it with 'mtnb fetch {grid.name}' where there is internet "
-                        "(then copy the cache to machines without), and run again; nothing was started")
+        problems.append(f"not in the Hugging Face cache ({cache_location(cache_dir)}): {describe(missing)}; fetch "
+                        f"them with 'mtnb fetch {grid.name}' where there is internet (then copy the cache to "
+                        "machines without)")
+    if folders:
+        problems.append(f"checkpoint folder(s) without a checkpoint: {', '.join(folders)}; build or copy the "
+                        "checkpoints there, or point their sources in the registry elsewhere")
+    if problems:
+        raise MtnbError(f"grid {grid.name} reads what is not on this machine: {'; and '.join(problems)}; "
+                        "nothing was started")
     return items
 
 

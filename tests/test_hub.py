@@ -154,9 +154,26 @@ def test_a_grid_missing_a_model_and_a_dataset_stops_before_any_job(stand_in_repo
     assert "model(s): mbart-m2o (facebook/mbart-large-50-many-to-one-mmt)" in message
     assert "1 XGLUE split(s)" in message and "pos test.th" in message
     assert "'mtnb fetch paper-rehearsal'" in message and message.endswith("nothing was started")
+    assert "checkpoint folder" not in message
     assert not (root / "runs" / "paper-rehearsal" / "finetune").exists()
     dry = mtnb(root, "run", "paper-rehearsal", "--dry-run", HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1")
     assert dry.returncode == 2 and "114 jobs" in dry.stdout and "mbart-m2o" in dry.stderr
+
+
+def test_a_registry_folder_without_a_checkpoint_is_named_before_any_job(tmp_path, monkeypatch):
+    import yaml
+
+    from mtnb.grids import load_grid
+
+    root = rehearsal_project(tmp_path)
+    registry = yaml.safe_load((root / "params" / "models.yaml").read_text())
+    registry["models"]["mine"] = {"source": "./checkpoints/not-built", "family": "bert", "role": "lm"}
+    (root / "params" / "mine.yaml").write_text(yaml.safe_dump(registry))
+    grid = {"name": "mine", "registry": "params/mine.yaml", "models": ["mine"], "tasks": ["mini-topic"], "seeds": [0]}
+    (root / "params" / "grids" / "mine.yaml").write_text(yaml.safe_dump(grid))
+    monkeypatch.setenv("MTNB_ROOT", str(root))
+    with pytest.raises(MtnbError, match=r"checkpoint folder\(s\) without a checkpoint: mine \(.*not-built\)"):
+        preflight(load_grid("mine"))
 
 
 def test_loading_an_uncached_hub_model_names_the_fetch_command_in_full(tmp_path, monkeypatch):
