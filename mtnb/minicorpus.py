@@ -89,7 +89,7 @@ def fetch_packages(cache: Path) -> dict[str, Path]:
         if result.returncode != 0:
             reason = next((line for line in result.stderr.splitlines() if line.startswith("E:")), "")
             raise MtnbError(f"could not download {' '.join(missing)} from the Debian registry "
-                            f"({reason[:160]}); on a machine without it pass --from DIR with unpacked "
+                            f"({reason}); on a machine without it pass --from DIR with unpacked "
                             "LibreOffice help trees")
         found = {lang: _cached_deb(cache, pkg) for lang, pkg in PACKAGES.items()}
     return found
