@@ -3,7 +3,9 @@
 mBART-50 marks a sequence's language with a token such as ``de_DE``; NLLB-200 (M2M100
 architecture) with a token such as ``deu_Latn``. BERT and XLM-R use no language token.
 The tables cover the languages of XGLUE and of the mini corpus; mBART-50 has no Bulgarian
-or Greek, so those map to ``None`` there.
+or Greek, so those map to ``None`` there. XGLUE evaluates POS and XNLI in both, and so did the
+paper for mBART: ``input_language_code`` marks such a text with the fine-tuning language's code
+(English, ``en_XX``), the token the model saw during fine-tuning, and says so.
 """
 
 from __future__ import annotations
@@ -41,3 +43,16 @@ def language_code(lang: str, scheme: str) -> str | None:
     if code is None:
         raise MtnbError(f"language {lang!r} has no {scheme} code: choose another language or model")
     return code
+
+
+FALLBACK = "en"   # the fine-tuning language: its code marks texts in a language the scheme lacks
+
+
+def input_language_code(lang: str, scheme: str) -> tuple[str | None, str | None]:
+    """(the code to mark a text in ``lang`` with, a note or None): ``language_code``'s code, or
+    for a language the scheme lacks (mBART-50: bg, el) the fine-tuning language's code, with a
+    note saying so."""
+    if scheme in SCHEMES and SCHEMES[scheme] is not None and SCHEMES[scheme].get(lang) is None:
+        code = language_code(FALLBACK, scheme)
+        return code, f"{lang}: {scheme} has no code for it; its inputs are marked {code}, the fine-tuning language's"
+    return language_code(lang, scheme), None

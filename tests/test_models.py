@@ -182,6 +182,15 @@ def test_malformed_registry(tmp_path, text, message):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_language_mbart50_lacks_is_marked_with_the_fine_tuning_languages_code():
+    from mtnb.languages import input_language_code
+
+    assert input_language_code("de", "mbart50") == ("de_DE", None)
+    code, note = input_language_code("bg", "mbart50")
+    assert code == "en_XX" and note.startswith("bg: mbart50 has no code")
+    assert input_language_code("bg", "nllb") == ("bul_Cyrl", None) and input_language_code("bg", "none") == (None, None)
+
+
 def test_language_codes():
     from mtnb.languages import language_code
 
