@@ -82,9 +82,10 @@ def test_the_rehearsals_book_has_all_eight_tasks_and_every_language(rehearsal):
     tables = pd.concat([pd.read_csv(p) for p in (rehearsal.root / "runs" / "paper-rehearsal").glob(
         "zeroshot/*/out/**/results.csv")])
     tasks = load_tasks()
+    per_language = results.split("## Per language (Table 4 analog)", 1)[1]
     for task in ("ner", "pos", "nc", "xnli", "paws-x", "qadsm", "wpr", "qam"):
-        assert f"### {task} (" in results, task
-        section = results.split(f"### {task} (", 1)[1].split("\n### ", 1)[0]
+        assert f"### {task} (" in per_language, task
+        section = per_language.split(f"### {task} (", 1)[1].split("\n### ", 1)[0]
         header = next(line for line in section.splitlines() if line.startswith("| system |"))
         cells = [cell.strip() for cell in header.strip().strip("|").split("|")]
         assert set(tasks[task].languages) <= set(cells), (task, header)
