@@ -4,8 +4,9 @@
 training every seed of the grid (one run folder per seed: notebook start-up is paid once), one
 zeroshot job per finetune job (it depends on it and reads its runs), and one cka and one svd job
 when the grid has those sections. A job is one notebook with its parameters; its id
-is a short SHA-256 of the notebook file's content, its parameters and the ids of its
-dependencies, so editing any of them makes a new job, and its folder is
+is a short SHA-256 of the notebook's code cells, its parameters and the ids of its
+dependencies, so editing any of them makes a new job (running the notebook in Jupyter and saving
+it, with outputs, does not), and its folder is
 
     runs/<grid>/<kind>/<id>/
         job.json        what runs: kind, notebook, parameters, dependencies
@@ -93,10 +94,20 @@ class Job:
         return {**self.parameters, **self.paths}
 
 
+def notebook_code(notebook: Path) -> str:
+    """SHA-256 of what a notebook computes: the sources of its code cells, in order. Outputs,
+    execution counts, metadata and markdown cells are left out, so a notebook run in Jupyter and
+    saved there keeps its hash, and its grids' jobs keep their ids."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    sources = [cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+               for cell in cells if cell["cell_type"] == "code"]
+    return hashlib.sha256(json.dumps(sources).encode()).hexdigest()
+
+
 def job_id(notebook: Path, parameters: dict, deps: list[str]) -> str:
-    """12 hex digits of SHA-256 over the notebook file's content, the parameters and the deps."""
-    content = hashlib.sha256(notebook.read_bytes()).hexdigest()
-    key = json.dumps({"notebook": content, "parameters": parameters, "deps": sorted(deps)},
+    """12 hex digits of SHA-256 over the notebook's code (``notebook_code``), the parameters and
+    the deps."""
+    key = json.dumps({"notebook": notebook_code(notebook), "parameters": parameters, "deps": sorted(deps)},
                      sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 

@@ -265,6 +265,37 @@ def test_job_ids_are_stable_and_follow_parameters_and_deps(root):
     assert changed[0].id != finetune.id and changed[0].parameters["seeds"] == [0], "the seeds are the job's"
 
 
+def test_job_ids_survive_running_and_saving_a_notebook_in_jupyter(tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    shutil.copytree(ROOT / "params", tmp_path / "params")
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    monkeypatch.setenv("MTNB_ROOT", str(tmp_path))
+    before = [(job.kind, job.id) for job in expand(load_grid("smoke"))]
+    path = tmp_path / "notebooks" / "svd.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=600,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()   # as a researcher runs it
+    nbformat.write(nb, path)                                                      # and saves it
+    saved = json.loads(path.read_text())
+    assert any(cell.get("outputs") for cell in saved["cells"] if cell["cell_type"] == "code"), "it ran"
+    assert [(job.kind, job.id) for job in expand(load_grid("smoke"))] == before
+    code = next(cell for cell in nb.cells if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []))
+    code.source += "\nprint('an edit')"
+    nbformat.write(nb, path)
+    after = [(job.kind, job.id) for job in expand(load_grid("smoke"))]
+    changed = {kind for (kind, old), (_, new) in zip(before, after) if old != new}
+    assert changed == {"svd"}, "an edit of a notebook's code makes new jobs of that notebook only"
+
+
+def test_committed_notebooks_carry_no_outputs():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
+
+
 # --------------------------------------------------------------------------------------------
 # Real runs of a tiny grid
 # --------------------------------------------------------------------------------------------
