@@ -34,6 +34,9 @@ What else is the same for every member, so that only the objective differs:
 - only the top ``train_layers`` encoder layers are trained (``None``: all twelve);
 - batches are drawn length-grouped (``pretrain.grouped_batches``), so they pad little;
 - the heads' output layer runs in bfloat16 (``output_logits``), the losses in float32;
+- ``precision`` (``mtnb.precision``) sets the dtype of both stages' forward passes (the encoding
+  of the warm-up pool included); the held-out losses, chrF and retrieval are computed in float32
+  at every precision, so that they compare across precisions;
 - every encoder input is ``"passage: " + text`` (e5's prefix), at most ``max_length`` tokens.
 
 Masked LM (BERT's recipe, 15% of the text's pieces: 80% <mask>, 10% random, 10% kept) puts a
@@ -415,12 +418,14 @@ def mean_pool(states, attention_mask):
 def info_nce(states, attention_mask, temperature: float):
     """Symmetric in-batch InfoNCE over 2B sequences whose rows i and B + i are translations:
     with u_i, v_i the L2-normalised mean-pooled encodings and S = u v^T / temperature (B, B),
-    the mean of cross-entropy(S, diag) and cross-entropy(S^T, diag)."""
+    the mean of cross-entropy(S, diag) and cross-entropy(S^T, diag). The pooling and S are
+    computed in float32 under any autocast."""
     import torch
 
-    pooled = torch.nn.functional.normalize(mean_pool(states, attention_mask), dim=-1)
+    pooled = torch.nn.functional.normalize(mean_pool(states.float(), attention_mask), dim=-1)
     u, v = pooled.chunk(2)
-    scores = u @ v.T / temperature
+    with torch.autocast(u.device.type, enabled=False):  # a bf16 cosine (3 digits) / 0.05 would err by ~0.1
+        scores = u @ v.T / temperature
     target = torch.arange(len(u))
     return (torch.nn.functional.cross_entropy(scores, target) + torch.nn.functional.cross_entropy(scores.T, target)) / 2
 
@@ -521,18 +526,21 @@ def chrf_table(model, tokenizer, vocab, parallel_test: dict[str, list[dict]], n:
 # Stage 1: the head on cached encoder states
 # --------------------------------------------------------------------------------------------
 
-def cache_states(model, batches: list[dict], progress: bool = True) -> list[dict]:
-    """Encode each batch once with the frozen encoder; returns per batch its inputs with
-    ``memory`` (batch, n, d) added."""
+def cache_states(model, batches: list[dict], progress: bool = True, dtype=None) -> list[dict]:
+    """Encode each batch once with the frozen encoder (forward passes at the autocast ``dtype``;
+    None: float32); returns per batch its inputs with ``memory`` (batch, n, d), float32, added."""
     import torch
     from tqdm.auto import tqdm
+
+    from .precision import autocast
 
     cached = []
     model.eval()
     with torch.no_grad():  # not inference_mode: stage 1 backpropagates through the head from these
         for batch in tqdm(batches, desc="encoding the warm-up pool", disable=not progress):
-            memory = model.encode(batch["input_ids"], batch["attention_mask"])
-            cached.append({**batch, "memory": memory.clone()})
+            with autocast(dtype, batch["input_ids"].device):
+                memory = model.encode(batch["input_ids"], batch["attention_mask"])
+            cached.append({**batch, "memory": memory.float().clone()})
     return cached
 
 
@@ -541,10 +549,12 @@ def cached_loss(model, batch: dict):
     return model.head_loss(batch["memory"], batch)
 
 
-def warm_up_head(model, cached: list[dict], budget: E5Budget, rng, progress: bool = True, desc: str = "head") -> dict:
+def warm_up_head(model, cached: list[dict], budget: E5Budget, rng, progress: bool = True, desc: str = "head",
+                 dtype=None) -> dict:
     """Stage 1: ``budget.warmup_steps`` AdamW steps of the head alone (lr ``head_lr``, linear
-    warm-up and decay), each on one cached batch drawn at random (the encoder is not run).
-    Returns the steps, tokens and seconds."""
+    warm-up and decay), each on one cached batch drawn at random (the encoder is not run), the
+    head's forward passes at the autocast ``dtype`` (None: float32). Returns the steps, tokens
+    and seconds."""
     import torch
 
     from .finetune import linear_schedule
@@ -554,7 +564,7 @@ def warm_up_head(model, cached: list[dict], budget: E5Budget, rng, progress: boo
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, budget.warmup_steps, warmup))
     return train_loop(model.head, lambda step: cached[int(rng.integers(len(cached)))], budget.warmup_steps,
                       budget.head_lr, progress=progress, loss_fn=lambda head, batch: cached_loss(model, batch),
-                      optimizer=(optimizer, scheduler), desc=f"{desc}, stage 1")
+                      optimizer=(optimizer, scheduler), desc=f"{desc}, stage 1", dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -594,11 +604,12 @@ def retrieval_accuracy(model, tokenizer, parallel_test: dict[str, list[dict]], n
 # --------------------------------------------------------------------------------------------
 
 def warmup_key(objective: str, head, base_folder: Path, corpus_root: Path, vocab: Vocabulary, budget: E5Budget,
-               seed: int) -> str:
+               seed: int, precision: str = "fp32") -> str:
     """What determines a warmed-up head: the head (the three translation members share one
     decoder, warmed up on all eight directions) and its layout (the names and shapes of its
-    trained tensors), the base weights, the corpus, the output vocabulary, the stage-1 budget
-    and the seed; a SHA-256 prefix."""
+    trained tensors), the base weights, the corpus, the output vocabulary, the stage-1 budget,
+    the seed and, unless it is fp32 (whose keys are those from before the setting), the
+    resolved precision; a SHA-256 prefix."""
     import hashlib
 
     from .minidata import corpus_manifest
@@ -612,17 +623,20 @@ def warmup_key(objective: str, head, base_folder: Path, corpus_root: Path, vocab
     layout = [[name, list(t.shape)] for name, t in head.state_dict().items() if name not in FIXED]
     doc = ["decoder" if objective in TRANSLATION else objective, layout, weights.hexdigest(),
            corpus_manifest(corpus_root)["files"], hashlib.sha256(vocab.kept.tobytes()).hexdigest(), stage1, seed]
+    if precision != "fp32":
+        doc.append(precision)
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def warm_up_or_load(model, key: str, pool: list, dev_batches: list[dict], budget: E5Budget, tokenizer, vocab: Vocabulary,
-                    seed: int, cache_dir: Path | None, progress: bool, desc: str) -> dict:
+                    seed: int, cache_dir: Path | None, progress: bool, desc: str, dtype=None) -> dict:
     """Stage 1 for ``model``'s head: load the head warmed up under ``key`` from ``cache_dir``
     (default runs/cache/e5-warmup), or warm it up (``budget.warmup_pool`` items of ``pool``
-    encoded once by the frozen encoder, then ``warm_up_head``) and save it there. A lock file
-    makes a second job asking for the same key wait for the first and load its result, so the
-    three translation members pay for their shared decoder once. Returns the stage's record,
-    with the held-out loss of this member's objective before and after."""
+    encoded once by the frozen encoder, then ``warm_up_head``, forward passes at the autocast
+    ``dtype``) and save it there. A lock file makes a second job asking for the same key wait
+    for the first and load its result, so the three translation members pay for their shared
+    decoder once. Returns the stage's record, with the held-out loss of this member's objective
+    before and after."""
     import fcntl
 
     import torch
@@ -652,11 +666,11 @@ def warm_up_or_load(model, key: str, pool: list, dev_batches: list[dict], budget
             batches = [step_batch(model.objective, tokenizer, vocab, [pool[i] for i in picks[k:k + budget.warmup_batch_size]],
                                   rng, budget.max_length) for k in range(0, len(picks), budget.warmup_batch_size)]
             start = time.perf_counter()
-            cached = cache_states(model, batches, progress)
+            cached = cache_states(model, batches, progress, dtype)
             encode_seconds = time.perf_counter() - start
             if model.objective in TRANSLATION:
                 model.head.standardize(torch.cat([c["memory"][c["attention_mask"].bool()] for c in cached]))
-            trained = warm_up_head(model, cached, budget, rng, progress, desc=desc)
+            trained = warm_up_head(model, cached, budget, rng, progress, desc=desc, dtype=dtype)
             record = {"frozen": "the whole encoder", "pool": len(picks), "encode_seconds": encode_seconds, **trained,
                       "trained_on": "translation, all eight directions" if model.objective in TRANSLATION
                       else "masked LM"}
@@ -703,19 +717,23 @@ def check_request(member: str, corpus_root: Path, budget: str | E5Budget) -> E5B
 
 def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *, budget: str | E5Budget = "mini",
                     seed: int = 0, base: str | Path | None = None, progress: bool = True,
-                    vocab_cache: str | Path | None = None, warmup_cache: str | Path | None = None) -> dict:
+                    vocab_cache: str | Path | None = None, warmup_cache: str | Path | None = None,
+                    precision: str = "fp32") -> dict:
     """Continue me5-small (or the checkpoint folder ``base``) on ``member``'s objective through
     both stages and write its encoder to ``out_dir`` (a BERT checkpoint folder with
     ``continued.json``); returns the record. ``vocab_cache``: where the corpus vocabulary is
     cached (runs/cache/e5-vocabulary); ``warmup_cache``: where warmed-up heads are kept
-    (runs/cache/e5-warmup; see ``warm_up_or_load``)."""
+    (runs/cache/e5-warmup; see ``warm_up_or_load``). Training runs on the CPU, both stages'
+    forward passes at ``precision`` (fp32, bf16 or auto: ``mtnb.precision``)."""
     import torch
 
     from .finetune import linear_schedule, seed_everything
     from .me5 import ensure_me5_small
     from .minidata import load_mini
     from .models import load_encoder
+    from .precision import precision_name, resolve_precision
 
+    dtype = resolve_precision(precision, "cpu")
     corpus_root, out_dir = Path(corpus_root), Path(out_dir)
     budget = check_request(member, corpus_root, budget)
     objective = MEMBERS[member]
@@ -751,9 +769,9 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     stages = {}
     if head is not None and budget.warmup_steps:
         warm_pool = training_items("m2m" if objective in TRANSLATION else objective, parallel)
-        key = warmup_key(objective, head, base_folder, corpus_root, vocab, budget, seed)
+        key = warmup_key(objective, head, base_folder, corpus_root, vocab, budget, seed, precision_name(dtype))
         stages["warmup"] = warm_up_or_load(model, key, warm_pool, dev_batches, budget, tokenizer, vocab, seed,
-                                           Path(warmup_cache) if warmup_cache else None, progress, member)
+                                           Path(warmup_cache) if warmup_cache else None, progress, member, dtype)
     elif objective in TRANSLATION:  # no warm-up: standardize from the held-out batches' states
         with torch.no_grad():
             head.standardize(torch.cat([model.encode(b["input_ids"], b["attention_mask"])[b["attention_mask"].bool()]
@@ -778,7 +796,7 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     trained = train_loop(model, lambda step: step_batch(objective, tokenizer, vocab, [pool[i] for i in next(batches)],
                                                         rng, budget.max_length),
                          budget.steps, budget.head_lr, progress=progress, loss_fn=_loss,
-                         optimizer=(optimizer, scheduler), desc=f"{member}, stage 2")
+                         optimizer=(optimizer, scheduler), desc=f"{member}, stage 2", dtype=dtype)
     stages["joint"] = {"frozen": "the word embeddings" + (f", the embedding block and layers 0-{frozen_layers - 1}"
                                                           if frozen_layers else ""),
                        "sequences_per_step": budget.batch_size, **trained, "heldout_loss_before": before,
@@ -792,7 +810,8 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     first = stages.get("warmup", stages["joint"])
     record = {
         "member": member, "base": str(base_folder), "objective": "translate" if objective in TRANSLATION else objective,
-        "directions": objective if objective in TRANSLATION else None, "seed": seed, "budget": asdict(budget),
+        "directions": objective if objective in TRANSLATION else None, "seed": seed,
+        "precision": precision_name(dtype), "budget": asdict(budget),
         "output_vocabulary": len(vocab.kept), "training_items": len(pool),
         "frozen": "encoder word embeddings (250k rows) and the heads' copies of them; heads predict only the "
                   "corpus's pieces" + (f"; in stage 2 the embedding block and encoder layers 0-{frozen_layers - 1}"

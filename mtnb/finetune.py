@@ -17,7 +17,8 @@ examples of similar length, each padded only to its own longest sequence.
 A job (``run_job``, what notebooks/finetune.ipynb calls) trains one model on one task for
 several seeds, each into its own run folder ``<output_dir>/seed-<k>/``, in one of two modes:
 ``finetune`` (the above, the paper's) or ``probe`` (the encoder frozen, a linear classifier on
-one layer's features: ``mtnb.probe``).
+one layer's features: ``mtnb.probe``). ``TrainConfig.precision`` (fp32, bf16, fp16 or auto:
+``mtnb.precision``) sets the dtype the forward passes run in; the loss is taken in float32.
 """
 
 from __future__ import annotations
@@ -180,11 +181,15 @@ def task_model(encoder_module, hidden_size: int, n_labels: int, head: str, pooli
 # --------------------------------------------------------------------------------------------
 
 def predict(model, examples: list[dict], task, pad_id: int, batch_size: int = 64,
-            progress: bool = False) -> list:
+            progress: bool = False, dtype=None) -> list:
     """Predictions in example order: per-word label ids (token heads; one per labelled first
-    sub-word), a label id (sequence, pair) or a float score (ranking: the expected grade)."""
+    sub-word), a label id (sequence, pair) or a float score (ranking: the expected grade).
+    ``dtype``: the forward passes' autocast dtype (``mtnb.precision.resolve_precision``; None:
+    float32); the logits are read as float32 either way."""
     import torch
     from tqdm.auto import tqdm
+
+    from .precision import autocast
 
     model.eval()
     out: list = [None] * len(examples)
@@ -194,7 +199,9 @@ def predict(model, examples: list[dict], task, pad_id: int, batch_size: int = 64
         for rows in tqdm(length_grouped_batches(lengths, batch_size, None), disable=not progress,
                          desc="predicting", leave=False):
             batch = collate([examples[i] for i in rows], pad_id)
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float().cpu()
+            with autocast(dtype, device):
+                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            logits = logits.float().cpu()
             for j, i in enumerate(rows):
                 if task.head == "token":
                     keep = batch["labels"][j] != -100
@@ -280,6 +287,7 @@ class TrainConfig:
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
     evals_per_epoch: int = 1
+    precision: str = "fp32"      # fp32 | bf16 | fp16 | auto: the forward passes' dtype (mtnb.precision)
 
 
 @dataclass
@@ -330,13 +338,22 @@ def optimizer_and_schedule(model, config: TrainConfig, total: int):
     return optimizer, scheduler
 
 
-def optimizer_step(model, optimizer, scheduler, loss) -> None:
-    """Backpropagate ``loss``, clip the gradient norm to 1, step the optimizer and schedule."""
+def optimizer_step(model, optimizer, scheduler, loss, scaler=None) -> None:
+    """Backpropagate ``loss``, clip the gradient norm to 1, step the optimizer and schedule.
+    ``scaler`` (fp16: ``mtnb.precision.grad_scaler``) scales the loss before backpropagating
+    and unscales the gradients before clipping; it skips a step whose gradients overflowed."""
     import torch
 
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
 
@@ -345,10 +362,14 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
           config: TrainConfig, progress: bool = True):
     """Fine-tune ``model`` in place; returns (best state dict, best dev score, Curve).
 
-    Raises MtnbError, naming the step, if the loss becomes NaN or infinite.
+    Forward passes (training and dev scoring) run at ``config.precision`` on the model's
+    device; the loss is cross-entropy on float32 logits, the weights stay float32. Raises
+    MtnbError, naming the step, if the loss becomes NaN or infinite.
     """
     import torch
     from tqdm.auto import tqdm
+
+    from .precision import autocast, grad_scaler, resolve_precision
 
     rng = random.Random(config.seed)
     lengths = [len(e["input_ids"]) for e in train_examples]
@@ -356,6 +377,8 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
     total = per_epoch * config.epochs if config.max_steps is None else min(per_epoch * config.epochs, config.max_steps)
     optimizer, scheduler = optimizer_and_schedule(model, config, total)
     device = next(model.parameters()).device
+    dtype = resolve_precision(config.precision, device)
+    scaler = grad_scaler(dtype, device)
     eval_every = max(1, per_epoch // max(1, config.evals_per_epoch))
     gold = references(dev_examples, task)
     curve, best_state, best = Curve(), None, -math.inf
@@ -365,14 +388,15 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
         for rows in length_grouped_batches(lengths, config.batch_size, rng):
             model.train()
             batch = collate([train_examples[i] for i in rows], pad_id)
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            with autocast(dtype, device):
+                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             labels = batch["labels"].to(device)
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                                      labels.reshape(-1), ignore_index=-100)
             if not torch.isfinite(loss):
                 raise MtnbError(f"the training loss became {loss.item()} at step {step + 1}: lower the "
                                 f"learning rate (now {config.lr:g}) or check the data")
-            optimizer_step(model, optimizer, scheduler, loss)
+            optimizer_step(model, optimizer, scheduler, loss, scaler)
             step += 1
             curve.steps.append(step)
             curve.loss.append(loss.item())
@@ -381,7 +405,7 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
             bar.update(1)
             bar.set_postfix(loss=f"{curve.loss[-1]:.3f}")
             if step % eval_every == 0 or step == total:
-                dev = score(task, predict(model, dev_examples, task, pad_id), gold, dev_examples)
+                dev = score(task, predict(model, dev_examples, task, pad_id, dtype=dtype), gold, dev_examples)
                 curve.eval_steps.append(step)
                 curve.dev_score.append(dev)
                 if dev > best:
@@ -450,14 +474,18 @@ def finetune_run(model: str, task: str, output_dir: str | Path, *, config: Train
     """Fine-tune ``model`` on ``task``'s English train split, select on English dev, save the
     run to ``output_dir`` (see ``save_run``); returns the run record (also in run.json).
 
-    Every name, the data and the output folder are checked before any weights are loaded.
+    Every name, the precision, the data and the output folder are checked before any weights
+    are loaded.
     """
     import torch
 
     from .data import load_task
     from .models import checkpoint_folder, load_encoder, load_registry, resolve
+    from .precision import precision_name, resolve_precision
     from .tasks import get_task
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = resolve_precision(config.precision, device)
     registry = load_registry(registry_path) if registry_path else None
     spec = resolve(model, registry)
     task_spec = get_task(task)
@@ -480,7 +508,7 @@ def finetune_run(model: str, task: str, output_dir: str | Path, *, config: Train
     train_examples = encode(train_records, task_spec, encoder.tokenizer, config.max_length, prefixes)
     dev_examples = encode(dev_records, task_spec, encoder.tokenizer, config.max_length, prefixes)
     net = task_model(encoder.model, encoder.shape.hidden_size, len(task_spec.labels), task_spec.head, pooling)
-    net.to("cuda" if torch.cuda.is_available() else "cpu")
+    net.to(device)
     pad_id = encoder.tokenizer.pad_token_id
     state, best, curve = train(net, train_examples, dev_examples, task_spec, pad_id, config, progress)
     record = {
@@ -488,7 +516,8 @@ def finetune_run(model: str, task: str, output_dir: str | Path, *, config: Train
         "lang_codes": encoder.spec.lang_codes, "inputs": encoder.spec.inputs, "prefixes": list(prefixes),
         "task": task_spec.name, "head": task_spec.head,
         "labels": list(task_spec.labels), "metric": task_spec.metric, "pooling": pooling,
-        "registry": registry_path, "train": asdict(config), "max_train": max_train, "max_dev": max_dev,
+        "registry": registry_path, "train": asdict(config), "precision": precision_name(dtype),
+        "max_train": max_train, "max_dev": max_dev,
         "data": {"mini_root": _str(mini_root), "xglue_dir": _str(xglue_dir), "xglue_parquet": _str(xglue_parquet)},
         "n_train": len(train_examples),
         "n_dev": len(dev_examples), "best_dev_score": best,
@@ -571,13 +600,17 @@ def run_job(model: str, task: str, output_dir: str | Path, *, mode: str = "finet
     probe: ``mtnb.probe.probe_run`` with ``probe_layer`` (the features are computed once for
     all seeds; ``config`` gives max_length and the forward batch size; ``max_eval`` caps the
     test examples per language whose features are computed ahead for zero-shot evaluation).
-    A bad mode, seed list, layer or name fails before any weights load.
+    ``config.precision`` sets the forward passes' dtype in both modes (``mtnb.precision``). A
+    bad mode, seed list, layer, precision or name fails before any weights load.
     """
     from dataclasses import replace
+
+    from .precision import check_precision
 
     if mode not in MODES:
         raise MtnbError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
     config = config or TrainConfig()
+    check_precision(config.precision)
     folders = run_folders(output_dir, seeds)
     data = dict(registry_path=registry_path, mini_root=mini_root, xglue_dir=xglue_dir,
                 xglue_parquet=xglue_parquet, progress=progress)
@@ -585,7 +618,7 @@ def run_job(model: str, task: str, output_dir: str | Path, *, mode: str = "finet
         from .probe import ProbeConfig, probe_run
 
         probe_config = ProbeConfig(layer=probe_layer, pooling=pooling, max_length=config.max_length,
-                                   batch_size=config.batch_size)
+                                   batch_size=config.batch_size, precision=config.precision)
         return probe_run(model, task, output_dir, seeds=list(folders), config=probe_config, max_train=max_train,
                          max_dev=max_dev, max_eval=max_eval, **data)
     if isinstance(probe_layer, bool) or not isinstance(probe_layer, int):

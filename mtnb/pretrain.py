@@ -18,7 +18,9 @@ The language-model objectives (masked LM, denoising) see the same number of trai
 the three continued models the same number of optimizer steps. Each checkpoint is a standard
 Hugging Face folder (safetensors, tokenizer, config) with ``pretrain.json`` recording the
 budget, the tokens seen, the held-out loss against the untrained model's, chrF per translation
-direction where the model has a decoder, and the speed.
+direction where the model has a decoder, and the speed. ``precision`` (``mtnb.precision``) sets
+the dtype of the training steps' forward passes; the held-out losses and chrF are computed in
+float32 at every precision, so that they compare across precisions.
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ def model_loss(model, batch: dict):
         return model(**batch).loss
     hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     chosen = batch["labels"] != -100
-    return torch.nn.functional.cross_entropy(head(hidden[chosen]), batch["labels"][chosen])
+    return torch.nn.functional.cross_entropy(head(hidden[chosen]).float(), batch["labels"][chosen])
 
 
 def heldout_loss(model, batches: list[dict], loss_fn=model_loss) -> float:
@@ -303,31 +305,37 @@ def copy_source_chrf(parallel_test: dict[str, list[dict]], n: int) -> dict[str, 
 
 
 def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int | None = None,
-               progress: bool = True, *, loss_fn=model_loss, optimizer=None, desc: str = "pretraining") -> dict:
+               progress: bool = True, *, loss_fn=model_loss, optimizer=None, desc: str = "pretraining",
+               dtype=None) -> dict:
     """AdamW with a linear warmup (5% of ``total_steps``) and linear decay, for ``total_steps``
     optimizer steps or until ``stop_tokens`` input tokens (non-padding) have been seen. Returns
     the steps, tokens and seconds. ``next_batch(step)`` gives each batch, ``loss_fn(model,
     batch)`` its loss; ``optimizer``: an (optimizer, scheduler) pair to use instead (``lr`` is
-    then unused)."""
+    then unused); ``dtype``: the autocast dtype of ``loss_fn``'s forward pass
+    (``mtnb.precision.resolve_precision``; None: float32), the loss taken as float32."""
     import torch
     from tqdm.auto import tqdm
 
     from .finetune import linear_schedule, optimizer_step
+    from .precision import autocast, grad_scaler
 
     if optimizer is None:
         adamw = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
         warmup = max(1, total_steps // 20)
         optimizer = adamw, torch.optim.lr_scheduler.LambdaLR(adamw, lambda s: linear_schedule(s, total_steps, warmup))
     optimizer, scheduler = optimizer
+    device = next(model.parameters()).device
+    scaler = grad_scaler(dtype, device)
     step, seen, start = 0, 0, time.perf_counter()
     bar = tqdm(total=total_steps, desc=desc, disable=not progress)
     model.train()
     while step < total_steps and (stop_tokens is None or seen < stop_tokens):
         batch = next_batch(step)
-        loss = loss_fn(model, batch)
+        with autocast(dtype, device):
+            loss = loss_fn(model, batch).float()
         if not torch.isfinite(loss):
             raise MtnbError(f"the {desc} loss became {loss.item()} at step {step + 1}; lower the learning rate")
-        optimizer_step(model, optimizer, scheduler, loss)
+        optimizer_step(model, optimizer, scheduler, loss, scaler)
         step += 1
         seen += int(batch["attention_mask"].sum())
         bar.update(1)
@@ -368,17 +376,20 @@ def check_request(member: str, corpus_root: Path, budget: str | Budget, base_dir
 
 def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *, budget: str | Budget = "mini",
                     base_dir: str | Path | None = None,
-                    seed: int = 0, progress: bool = True) -> dict:
+                    seed: int = 0, progress: bool = True, precision: str = "fp32") -> dict:
     """Train zoo ``member`` into ``zoo_dir/member`` (a Hugging Face checkpoint folder with
     ``pretrain.json``); returns the record. Members with a ``base`` read it from ``base_dir``
-    (default ``zoo_dir``): ``base_dir/<base>``."""
+    (default ``zoo_dir``): ``base_dir/<base>``. Training runs on the CPU, its forward passes at
+    ``precision`` (fp32, bf16 or auto: ``mtnb.precision``)."""
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     from .finetune import seed_everything
     from .minidata import load_mini
+    from .precision import precision_name, resolve_precision
     from .vocab import train_tokenizer
 
+    dtype = resolve_precision(precision, "cpu")
     corpus_root, zoo_dir = Path(corpus_root), Path(zoo_dir)
     base_dir = Path(base_dir) if base_dir is not None else zoo_dir
     spec, budget = check_request(member, corpus_root, budget, base_dir)
@@ -433,14 +444,15 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
     if spec.objective == "none":
         trained = {"steps": 0, "tokens": 0, "seconds": 0.0}
     elif spec.objective == "translate":
-        trained = train_loop(model, next_batch, budget.mt_steps, budget.lr, progress=progress)
+        trained = train_loop(model, next_batch, budget.mt_steps, budget.lr, progress=progress, dtype=dtype)
     else:
         # the schedule's length: the steps the token budget takes at the training texts' mean
         # length (estimated on 256 of them), with room to spare; training stops at the budget
         sample = make([pool[i] for i in np.random.default_rng(99).integers(0, len(pool), 256)], np.random.default_rng(99))
         mean_len = int(sample["attention_mask"].sum()) / 256
         cap = math.ceil(1.2 * budget.lm_tokens / (budget.batch_size * mean_len)) + 1
-        trained = train_loop(model, next_batch, cap, budget.lr, stop_tokens=budget.lm_tokens, progress=progress)
+        trained = train_loop(model, next_batch, cap, budget.lr, stop_tokens=budget.lm_tokens, progress=progress,
+                             dtype=dtype)
     loss_after = heldout_loss(model, dev_batches)
     chrf = None
     if spec.family in ("mbart", "m2m100"):
@@ -450,7 +462,8 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
                                  max_tokens=budget.eval_tokens)
     record = {
         "member": member, "family": spec.family, "objective": spec.objective, "directions": spec.directions,
-        "base": spec.base, "seed": seed, "budget": asdict(budget), "shape": SHAPE, "vocab_size": len(tokenizer),
+        "base": spec.base, "seed": seed, "precision": precision_name(dtype), "budget": asdict(budget), "shape": SHAPE,
+        "vocab_size": len(tokenizer),
         "trained": trained, "tokens_per_second": trained["tokens"] / trained["seconds"] if trained["seconds"] else None,
         "heldout_loss_before": loss_before, "heldout_loss_after": loss_after, "chrf": chrf,
         "chrf_copy_source": copy_source_chrf(parallel_test, budget.eval_pairs) if chrf else None,

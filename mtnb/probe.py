@@ -26,9 +26,10 @@ seed acts through the training and dev subsample it draws (the test examples are
 all: ``mtnb.zeroshot.eval_subset``). λ is chosen on English dev among ``weight_decays``,
 strongest first, each fit warm-started from the previous; a tie keeps the stronger decay.
 
-Features come from ``mtnb.representations.FeatureExtractor`` (cached on disk by weights and
-token ids): ``probe_run`` gathers every input a job needs (train and dev for every seed, the
-test split of every language) and runs the encoder once over those not yet stored.
+Features come from ``mtnb.representations.FeatureExtractor`` (cached on disk by weights,
+precision and token ids; float32 at every precision): ``probe_run`` gathers every input a job
+needs (train and dev for every seed, the test split of every language) and runs the encoder
+once over those not yet stored.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ProbeConfig:
     weight_decays: tuple = WEIGHT_DECAYS
     max_iter: int = 100             # L-BFGS iterations per weight decay
     batch_size: int = 32            # inputs per forward pass of the encoder
+    precision: str = "fp32"         # fp32 | bf16 | fp16 | auto: the encoder's dtype (mtnb.precision)
 
 
 @dataclass
@@ -332,7 +334,7 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
         raise MtnbError(f"weight decays {config.weight_decays!r}: give positive numbers")
     folders = run_folders(output_dir, seeds)
     extractor = FeatureExtractor(model, registry, pooling=config.pooling, cache_dir=cache_dir,
-                                 batch_size=config.batch_size, progress=progress)
+                                 batch_size=config.batch_size, progress=progress, precision=config.precision)
     layer = extractor.layer_index(config.layer)
     kw = dict(mini_root=mini_root, xglue_dir=xglue_dir, xglue_parquet=xglue_parquet)
     train_records = load_task(task_spec, "en", "train", **kw)
@@ -381,7 +383,7 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
             "lang_codes": extractor.spec.lang_codes, "inputs": extractor.spec.inputs, "prefixes": list(prefixes),
             "task": task_spec.name, "head": head, "labels": list(task_spec.labels), "metric": task_spec.metric,
             "pooling": config.pooling, "layer": config.layer, "layer_index": layer, "n_layers": extractor.n_layers,
-            "registry": registry_path,
+            "registry": registry_path, "precision": extractor.precision,
             "train": {**asdict(config), "weight_decays": list(config.weight_decays), "seed": seed,
                       "optimizer": "L-BFGS (strong Wolfe), full batch, from zeros"},
             "max_train": max_train, "max_dev": max_dev, "max_eval": max_eval,
@@ -406,8 +408,9 @@ class ProbeRun:
     """A finished probe run folder, ready to predict in any language.
 
     ``predict(records, lang)`` gives predictions in ``finetune.predict``'s form; features come
-    from the store (computed by the probe job for the test splits it foresaw) and are computed
-    only for inputs not stored. ``prepare`` computes those of many record sets in one pass.
+    from the store (computed by the probe job for the test splits it foresaw, at the run's
+    precision) and are computed only for inputs not stored. ``prepare`` computes those of many
+    record sets in one pass.
     """
 
     def __init__(self, folder: str | Path, extractor: FeatureExtractor | None = None):
@@ -422,10 +425,16 @@ class ProbeRun:
         self.record = record = json.loads((folder / "run.json").read_text())
         self.task = get_task(record["task"])
         if extractor is None:
+            import torch
+
+            from .precision import recorded_precision
+
             registry = load_registry(record["registry"]) if record.get("registry") else None
+            device = "cuda" if torch.cuda.is_available() else "cpu"
             extractor = FeatureExtractor(record["model"], registry, pooling=record["pooling"],
                                          batch_size=record["train"]["batch_size"],
-                                         cache_dir=record.get("feature_cache"))
+                                         cache_dir=record.get("feature_cache"),
+                                         precision=recorded_precision(record.get("precision", "fp32"), device))
         if extractor.fingerprint() != record["weights_sha256"]:
             raise MtnbError(f"model {record['model']}: its weights changed since this probe was trained "
                             f"({folder}); train the probe again")

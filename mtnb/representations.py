@@ -18,8 +18,11 @@ the inputs not stored yet: one forward pass, batched by length under ``torch.inf
 gives the pooled features of every layer and the word features of the asked layer together.
 The model key is a SHA-256 of the weight files' content (``weights_fingerprint``), so a
 retrained checkpoint never reuses stale features, while every task, seed, zero-shot evaluation
-and CKA analysis of the same weights shares them. The encoder is loaded only when something is
-missing, and kept until ``close()``.
+and CKA analysis of the same weights shares them. The key also holds the precision the forward
+passes ran at (``mtnb.precision``) unless it is fp32: features computed under bf16 autocast
+are never served to an fp32 request, nor the other way round (fp32 keys are those from before
+the setting existed). Features are pooled and stored in float32 at every precision. The encoder
+is loaded only when something is missing, and kept until ``close()``.
 
 ``extract_features`` is the CKA notebook's entry point: pooled features of given texts per
 (model, language), through the same store, one model at a time. Its peak memory stays near the
@@ -192,15 +195,23 @@ class FeatureExtractor:
     ``layer``); ``words(sequences, positions, layer)`` -> one (n_positions_i, hidden) array per
     sequence. Both compute what is missing first. Inputs are token id lists; ``encode_texts``
     makes them from texts the way the model expects (language token, e5 prefix). Nothing is
-    loaded but config.json and the tokenizer until a forward pass is needed.
+    loaded but config.json and the tokenizer until a forward pass is needed. The encoder runs on
+    ``device`` (default: the GPU where there is one, else the CPU), at ``precision`` (fp32,
+    bf16, fp16 or auto: ``mtnb.precision``).
     """
 
     def __init__(self, model: str, registry=None, *, pooling: str = "mean", cache_dir: str | Path | None = None,
-                 batch_size: int = 32, progress: bool = True):
+                 batch_size: int = 32, progress: bool = True, precision: str = "fp32", device: str | None = None):
+        import torch
+
         from .models import checkpoint_folder, complete_spec, encoder_shape, resolve
+        from .precision import precision_name, resolve_precision
 
         if pooling not in POOLINGS:
             raise MtnbError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_precision(precision, self.device)  # the forward passes' autocast dtype
+        self.precision = precision_name(self.dtype)             # fp32 | bf16 | fp16 (resolved)
         self.model, self.registry, self.pooling = model, registry, pooling
         self.batch_size, self.progress = batch_size, progress
         self.folder = checkpoint_folder(resolve(model, registry))
@@ -253,15 +264,21 @@ class FeatureExtractor:
             self._fingerprint = weights_fingerprint(self.folder, self.cache_dir)
         return self._fingerprint
 
+    def store_key(self) -> str:
+        """The name of this model's folder in the cache: 32 hex digits of SHA-256 over the
+        features' version, the weights' fingerprint and, unless it is fp32, the precision."""
+        key = f"{FEATURES_VERSION}:{self.fingerprint()}"
+        if self.precision != "fp32":
+            key += f":{self.precision}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
     def _store(self, name: str) -> FeatureStore:
         if self._root is None:
-            fingerprint = self.fingerprint()
-            key = hashlib.sha256(f"{FEATURES_VERSION}:{fingerprint}".encode()).hexdigest()[:32]
-            self._root = self.cache_dir / key
+            self._root = self.cache_dir / self.store_key()
             if not (self._root / "model.json").is_file():
                 _atomic_write_text(self._root / "model.json", json.dumps(
-                    {"model": self.model, "folder": str(self.folder), "weights_sha256": fingerprint,
-                     "features_version": FEATURES_VERSION, "n_layers": self.n_layers,
+                    {"model": self.model, "folder": str(self.folder), "weights_sha256": self.fingerprint(),
+                     "features_version": FEATURES_VERSION, "precision": self.precision, "n_layers": self.n_layers,
                      "hidden_size": self.hidden_size}, indent=1))
         if name not in self._stores:
             self._stores[name] = FeatureStore(self._root / name)
@@ -312,6 +329,7 @@ class FeatureExtractor:
 
         from .finetune import length_grouped_batches
         from .models import encoder_layers
+        from .precision import autocast
 
         encoder = self.encoder()
         device = next(encoder.model.parameters()).device
@@ -336,7 +354,7 @@ class FeatureExtractor:
         pooled_out, words_out, size = {}, {}, 0
         batches = length_grouped_batches([len(ids) for ids in inputs], self.batch_size, None)
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.dtype, device):
                 for rows in tqdm(batches, desc=f"features of {self.model}", disable=not self.progress):
                     width = max(len(inputs[i]) for i in rows)
                     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -378,7 +396,7 @@ class FeatureExtractor:
         if self._encoder is None:
             from .models import load_encoder
 
-            self._encoder = load_encoder(self.model, self.registry)
+            self._encoder = load_encoder(self.model, self.registry, device=self.device)
             if self._tokenizer is None:
                 self._tokenizer = self._encoder.tokenizer
         return self._encoder
@@ -419,8 +437,10 @@ class FeatureExtractor:
 
 def extract_features(models: list[str], texts: dict[str, list[str]], *, registry=None,
                      pooling: str = "mean", max_length: int = 128, batch_size: int = 4,
-                     cache_dir: str | Path | None = None, progress: bool = True) -> dict[tuple[str, str], np.ndarray]:
-    """``{(model, lang): features (n_layers + 1, n, hidden)}`` for every model and language.
+                     cache_dir: str | Path | None = None, progress: bool = True,
+                     precision: str = "fp32") -> dict[tuple[str, str], np.ndarray]:
+    """``{(model, lang): features (n_layers + 1, n, hidden)}`` for every model and language,
+    float32 at every ``precision`` (the forward passes' dtype: ``mtnb.precision``).
 
     ``texts`` maps a language to its samples (given e5's "passage: " prefix for e5 models, as
     the linear probe does). First the missing features are computed and stored, one model at a
@@ -431,14 +451,16 @@ def extract_features(models: list[str], texts: dict[str, list[str]], *, registry
     from tqdm.auto import tqdm
 
     from .models import resolve
+    from .precision import check_precision
 
+    check_precision(precision)
     for name in models:  # unknown names fail before any work
         resolve(name, registry)
     pin_mmap_threshold()
     extractors, ids = {}, {}
     for name in tqdm(models, desc="models", disable=not progress):
         extractor = FeatureExtractor(name, registry, pooling=pooling, cache_dir=cache_dir,
-                                     batch_size=batch_size, progress=progress)
+                                     batch_size=batch_size, progress=progress, precision=precision)
         ids[name] = {lang: extractor.encode_texts(t, lang, max_length) for lang, t in texts.items()}
         extractor.compute(pooled=[s for seqs in ids[name].values() for s in seqs])
         extractor.close()

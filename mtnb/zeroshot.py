@@ -1,10 +1,11 @@
 """Zero-shot evaluation of a fine-tuning or probe run in every language of its task, with controls.
 
 ``evaluate_run(run_dir)`` loads a run (a fine-tuned model, or a linear probe on a frozen
-encoder: ``mtnb.probe``), scores it on each language's test (or dev) split, and scores the
-controls of ``mtnb.controls`` (majority class, bag of sub-words trained on the same English
-examples) on the same examples. It returns a tidy results table, one row per (system,
-language, split):
+encoder: ``mtnb.probe``) at the precision it was trained at (``mtnb.precision``; fp32 where
+this machine cannot run that, and for runs from before the setting), scores it on each
+language's test (or dev) split, and scores the controls of ``mtnb.controls`` (majority class,
+bag of sub-words trained on the same English examples) on the same examples. It returns a
+tidy results table, one row per (system, language, split):
 
     model, task, seed, mode, system, language, split, metric, value (0-100), n
 
@@ -124,7 +125,11 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
         shared["extractor"] = run.extractor
         tokenizer = run.tokenizer
     else:
+        from .precision import recorded_precision, resolve_precision
+
         net, tokenizer, task, record = load_finetuned(run_dir)
+        device = next(net.parameters()).device
+        dtype = resolve_precision(recorded_precision(record.get("precision", "fp32"), device), device)
     pad_id = tokenizer.pad_token_id
     baselines = {}
     if controls:
@@ -155,7 +160,8 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
         set_language(tokenizer, record["lang_codes"], lang)
         examples = encode(records, task, tokenizer, max_length, prefixes)
         gold = references(examples, task)
-        systems = {"model": run.predict(records, lang) if mode == "probe" else predict(net, examples, task, pad_id)}
+        systems = {"model": run.predict(records, lang) if mode == "probe" else
+                   predict(net, examples, task, pad_id, dtype=dtype)}
         systems.update({name: fn(examples) for name, fn in baselines.items()})
         for system, predictions in systems.items():
             rows.append(dict(model=record["model"], task=task.name, seed=seed, mode=mode, system=system,
