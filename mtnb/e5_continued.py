@@ -33,7 +33,7 @@ What else is the same for every member, so that only the objective differs:
   within tens of steps;
 - only the top ``train_layers`` encoder layers are trained (``None``: all twelve);
 - batches are drawn length-grouped (``pretrain.grouped_batches``), so they pad little;
-- the heads' output layer runs in bfloat16 (``output_logits``), the losses in float32;
+- the heads' output layer runs in bfloat16 where the CPU has native bf16, else float32 (``output_logits``), the losses in float32;
 - ``precision`` (``mtnb.precision``) sets the dtype of both stages' forward passes (the encoding
   of the warm-up pool included); the held-out losses, chrF and retrieval are computed in float32
   at every precision, so that they compare across precisions;
@@ -61,6 +61,8 @@ sentence's translation by the cosine of mean-pooled last-layer encodings), befor
 """
 
 from __future__ import annotations
+
+import functools
 
 import json
 import shutil
@@ -199,15 +201,28 @@ def corpus_vocabulary(tokenizer, corpus_root: Path, mono: dict[str, list[str]], 
 # --------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def bf16_products() -> bool:
+    """Whether the output layer's product runs in bfloat16: on a CPU with native bf16
+    instructions (``precision.cpu_has_native_bf16``: AVX512-BF16 or AMX), where it was 2.8x
+    faster than float32 at (1000 x 384) x (384 x 28k); not on one without (AVX2), where oneDNN
+    emulates bf16 and the same product ran at 0.15x float32's speed (1.38 s against 0.20 s)."""
+    from .precision import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
 def output_logits(hidden, words_bf16, bias):
     """The output layer of both heads: hidden (..., d) against the fixed rows E' (V', d), as
-    h E'^T + b -> (..., V'), float32. The product runs in bfloat16 (accumulated in float32 by
-    oneDNN; rounded to bf16's 8-bit mantissa): on this machine's AVX512-BF16 cores it is 2.8x
-    faster than float32 at (1000 x 384) x (384 x 28k), and it is most of a step's time. The
-    loss that follows is taken in float32."""
+    h E'^T + b -> (..., V'), float32. E' is stored in bfloat16; the product runs in bfloat16
+    (accumulated in float32 by oneDNN) where the CPU has native bf16 (``bf16_products``), else
+    in float32 over the same bf16-rounded rows. It is most of a step's time. The loss that
+    follows is taken in float32."""
     import torch
 
-    return (hidden.to(torch.bfloat16) @ words_bf16.T).float() + bias
+    if bf16_products():
+        return (hidden.to(torch.bfloat16) @ words_bf16.T).float() + bias
+    return hidden.float() @ words_bf16.float().T + bias
 
 
 def _heads():

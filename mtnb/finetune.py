@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MtnbError
-from .languages import language_code
+from .languages import input_language_code
 
 POOLINGS = ("mean", "first")
 MODES = ("finetune", "probe")
@@ -43,10 +43,14 @@ MODES = ("finetune", "probe")
 # Records -> token ids
 # --------------------------------------------------------------------------------------------
 
-def set_language(tokenizer, spec_lang_codes: str, lang: str) -> None:
-    """Tell an mBART-50 / NLLB tokenizer the source language (others need nothing)."""
+def set_language(tokenizer, spec_lang_codes: str, lang: str) -> str | None:
+    """Tell an mBART-50 / NLLB tokenizer the source language (others need nothing). A language
+    the model's codes lack (mBART-50: bg, el) is marked with English's code, the fine-tuning
+    language's; the note saying so is returned (else None)."""
     if spec_lang_codes != "none" and hasattr(tokenizer, "src_lang"):
-        tokenizer.src_lang = language_code(lang, spec_lang_codes)
+        tokenizer.src_lang, note = input_language_code(lang, spec_lang_codes)
+        return note
+    return None
 
 
 def input_prefixes(inputs: str, head: str) -> tuple[str, str]:

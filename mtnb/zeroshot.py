@@ -157,7 +157,9 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
 
     rows, counts, units = [], [], []
     for split, lang, records in tqdm(groups, desc="zero-shot", disable=not progress):
-        set_language(tokenizer, record["lang_codes"], lang)
+        code_note = set_language(tokenizer, record["lang_codes"], lang)
+        if code_note and code_note not in notes:
+            notes.append(code_note)
         examples = encode(records, task, tokenizer, max_length, prefixes)
         gold = references(examples, task)
         systems = {"model": run.predict(records, lang) if mode == "probe" else
