@@ -202,9 +202,7 @@ def hub_snapshot(spec: ModelSpec, *, cache_dir=None, local_only: bool = False) -
     ``mtnb.hub`` selects: config, tokenizer, safetensors weights, PyTorch pickles only when the
     repository has no safetensors) when it is not complete in the cache and the network is
     allowed. Pickles are read with ``weights_only=True``."""
-    import os
-
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
     from .hub import (MODEL_FILE_PATTERNS, PICKLE_PATTERNS, SAFETENSORS_PATTERNS, HubItem, download_command,
                       find_cached)
@@ -213,7 +211,7 @@ def hub_snapshot(spec: ModelSpec, *, cache_dir=None, local_only: bool = False) -
     folder = find_cached(item, cache_dir)
     if folder is not None:
         return folder
-    offline = local_only or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = local_only or constants.HF_HUB_OFFLINE
     why = "HF_HUB_OFFLINE is set" if offline and not local_only else "it was asked for offline"
     if not offline:
         patterns = [*MODEL_FILE_PATTERNS, *SAFETENSORS_PATTERNS]

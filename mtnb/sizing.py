@@ -134,7 +134,8 @@ def sizing_lines(grid, sizes: list[TaskSize] | None = None) -> list[str]:
         known = [s for s in rows if s.tokens is not None]
         examples = next((s.examples for s in rows if s.examples is not None), None)
         if examples is None:
-            lines.append(f"  {task:<12} training records not in the local cache: unknown until fetched")
+            lines.append(f"  {task:<12} training records not on this machine (mtnb data mini, or mtnb fetch "
+                         f"{grid.name}): unknown")
             continue
         lengths = [s.mean_tokens for s in known]
         span = f"{min(lengths):.0f}-{max(lengths):.0f}" if lengths else "?"

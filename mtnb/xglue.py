@@ -309,9 +309,7 @@ def hub_parquet_folder(spec: XglueTask, split_name: str, repo_id: str) -> Path:
     """A local folder holding ``{task}/{split_name}/*.parquet`` of the Hub's parquet export of
     ``repo_id``: found in the Hugging Face cache first, else downloaded (only those files) when
     the network is allowed (HF_HUB_OFFLINE unset)."""
-    import os
-
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
     from .hub import HubItem, download_command, find_cached
 
@@ -321,7 +319,7 @@ def hub_parquet_folder(spec: XglueTask, split_name: str, repo_id: str) -> Path:
     if folder is not None:
         return folder
     why = "HF_HUB_OFFLINE is set"
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on"):
+    if not constants.HF_HUB_OFFLINE:
         try:
             return Path(snapshot_download(repo_id=repo_id, repo_type="dataset", revision=PARQUET_REVISION,
                                           allow_patterns=[f"{item.folder}/*.parquet"]))

@@ -183,10 +183,11 @@ def test_loading_an_uncached_hub_model_names_the_fetch_command_in_full(tmp_path,
     spec = ModelSpec(name="m", source="org/not-here", family="bert", role="lm")
     with pytest.raises(MtnbError) as model_error:
         checkpoint_folder(spec, cache_dir=tmp_path, local_only=True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(MtnbError) as data_error:
         load_xglue("qam", "de", "test")
+    assert "HF_HUB_OFFLINE is set" in str(data_error.value)
     for message in (str(model_error.value), str(data_error.value)):
         assert "'mtnb fetch GRID'" in message and "'hf download " in message and "huggingface-cli" not in message
         assert message.endswith(("folder", "(a copy of the export)")), message

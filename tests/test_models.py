@@ -130,8 +130,9 @@ def test_hub_model_missing_offline_is_one_clear_line(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
-    assert "facebook/mbart-large-50" in last and "not in the local cache" in last
-    assert "point its source" in last and "download" in last
+    assert "facebook/mbart-large-50" in last and "not complete in the local Hugging Face cache" in last
+    assert "'mtnb fetch GRID'" in last and "'hf download facebook/mbart-large-50" in last
+    assert last.endswith("point its source in params/models.yaml at a local checkpoint folder")
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):

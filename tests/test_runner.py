@@ -223,13 +223,18 @@ def test_pretraining_seeds_train_one_replica_per_seed_and_each_is_fine_tuned(roo
 def test_dry_run_lists_every_job_with_its_deps_and_runs_nothing(root, capsys):
     write_grid(root, "dry", models=["tiny", "tiny-b"], seeds=[0, 1], cka={"n_samples": 4},
                svd={"base": "tiny"})
-    assert main(["run", "dry", "--dry-run"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    rows = [line.split() for line in lines[2:-1]]
+    # the registry's folders hold no checkpoint yet: the dry run lists the jobs, then its preflight says so
+    assert main(["run", "dry", "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert "checkpoint folder(s) without a checkpoint: tiny" in captured.err and captured.err.count("\n") == 1
+    lines = captured.out.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("6 jobs"))
+    rows = [line.split() for line in lines[2:end]]
     # one finetune job per (model, task) trains both seeds; one zeroshot job after each
     assert [r[0] for r in rows].count("finetune") == 2 and [r[0] for r in rows].count("zeroshot") == 2
-    assert len(rows) == 6 and lines[-1].startswith("6 jobs (2 finetune, 2 zeroshot, 1 cka, 1 svd)")
-    assert all("seeds=[0, 1]" in line for line in lines[2:-1] if line.startswith("finetune"))
+    assert len(rows) == 6 and lines[end].startswith("6 jobs (2 finetune, 2 zeroshot, 1 cka, 1 svd)")
+    assert lines[end + 1].startswith("sizing") and "mini-topic" in lines[end + 2]
+    assert all("seeds=[0, 1]" in line for line in lines[2:end] if line.startswith("finetune"))
     finetune_ids = {r[1] for r in rows if r[0] == "finetune"}
     assert {r[3] for r in rows if r[0] == "zeroshot"} == finetune_ids, "each zeroshot needs its own finetune"
     assert all(r[2] == "pending" for r in rows)

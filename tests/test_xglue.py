@@ -252,16 +252,22 @@ def test_parquet_export_loads_the_same_records(export_dir, key):
 def test_hub_export_is_fetched_into_the_cache_then_read(export_dir, monkeypatch):
     import huggingface_hub
 
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
     calls = []
 
-    def fake_snapshot_download(**kwargs):
-        calls.append(kwargs)
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append({"repo_id": repo_id, **kwargs})
+        if kwargs.get("local_files_only"):      # the offline lookup first: not in the cache
+            raise LocalEntryNotFoundError("not cached")
         return str(export_dir)
 
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     ds = load_xglue("xnli", "de", "validation")
-    assert calls == [{"repo_id": "microsoft/xglue", "repo_type": "dataset", "revision": "refs/convert/parquet",
-                      "allow_patterns": ["xnli/validation.de/*.parquet"]}]
+    assert [c.get("local_files_only", False) for c in calls] == [True, False], "offline first, then the download"
+    assert calls[-1] == {"repo_id": "microsoft/xglue", "repo_type": "dataset", "revision": "refs/convert/parquet",
+                         "allow_patterns": ["xnli/validation.de/*.parquet"]}
     assert ds.to_list() == load_xglue("xnli", "de", "dev", local_dir=RELEASE).to_list()
 
 
