@@ -16,6 +16,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILIES = ("bert", "xlm-roberta", "mbart", "m2m100")
+# fixtures that run grids, notebooks or books, build the real corpus (30-60 s) or write 3.5 GB of
+# checkpoints: a test using one is marked slow (pytest -m "not slow" is the fast loop)
+SLOW_FIXTURES = {"paper_checkpoints", "real_corpus", "smoke_grid_run", "small_grid_run", "smoke_book", "small_book",
+                 "book", "random_registry", "smoke_zoo", "trained", "tiny_root", "rehearsal", "stand_in_repos"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark slow every test that uses a SLOW_FIXTURES fixture or executes a notebook."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or "notebook" in item.name:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
