@@ -78,6 +78,12 @@ class RemoteFile:
     size: int
 
 
+def xglue_item(task: str, split_name: str, repo_id: str = XGLUE_REPO) -> HubItem:
+    """The export folder ``{task}/{split_name}`` (``train``, ``validation.de``, ...) of XGLUE's
+    parquet export as a HubItem."""
+    return HubItem("dataset", f"XGLUE {task} {split_name}", repo_id, PARQUET_REVISION, f"{task}/{split_name}")
+
+
 def download_command(item: HubItem) -> str:
     """The ``hf download`` command that fetches ``item`` alone (for messages)."""
     if item.kind == "model":
@@ -135,8 +141,7 @@ def hub_items(grid) -> list[HubItem]:
         if spec is not None and name not in grid.zoo_members and spec.local_folder() is None:
             items.append(HubItem("model", f"model {name} ({spec.source})", spec.source))
     for task, lang, split in xglue_splits(grid):
-        folder = f"{task}/{parquet_split_name(lang, split)}"
-        items.append(HubItem("dataset", f"XGLUE {folder.replace('/', ' ')}", XGLUE_REPO, PARQUET_REVISION, folder))
+        items.append(xglue_item(task, parquet_split_name(lang, split)))
     return items
 
 

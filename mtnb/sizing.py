@@ -68,7 +68,7 @@ def task_size(model: str, task: str, grid, registry, tasks) -> TaskSize:
     from .data import load_task
     from .finetune import encode, input_prefixes
     from .grids import notebook_parameters, notebook_path
-    from .hub import PARQUET_REVISION, XGLUE_REPO, HubItem, find_cached
+    from .hub import find_cached, xglue_item
     from .models import checkpoint_folder, load_tokenizer
 
     defaults = notebook_parameters(notebook_path("finetune"))
@@ -79,8 +79,7 @@ def task_size(model: str, task: str, grid, registry, tasks) -> TaskSize:
     examples = mean = flops = None
     try:
         if spec.source == "xglue" and not data["xglue_dir"]:   # the Hub export: the cache only, never the network
-            item = HubItem("dataset", f"XGLUE {task} train", XGLUE_REPO, PARQUET_REVISION, f"{task}/train")
-            cached = find_cached(item)
+            cached = find_cached(xglue_item(task, "train"))
             if cached is None:
                 raise MtnbError(f"{task} train not in the cache")
             data["xglue_parquet"] = cached

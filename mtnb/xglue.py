@@ -311,10 +311,9 @@ def hub_parquet_folder(spec: XglueTask, split_name: str, repo_id: str) -> Path:
     the network is allowed (HF_HUB_OFFLINE unset)."""
     from huggingface_hub import constants, snapshot_download
 
-    from .hub import HubItem, download_command, find_cached
+    from .hub import download_command, find_cached, xglue_item
 
-    item = HubItem("dataset", f"XGLUE {spec.name} {split_name}", repo_id, PARQUET_REVISION,
-                   f"{spec.name}/{split_name}")
+    item = xglue_item(spec.name, split_name, repo_id)
     folder = find_cached(item)
     if folder is not None:
         return folder
