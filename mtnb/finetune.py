@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MtnbError
+from .precision import default_device
 from .languages import input_language_code
 
 POOLINGS = ("mean", "first")
@@ -481,14 +482,12 @@ def finetune_run(model: str, task: str, output_dir: str | Path, *, config: Train
     Every name, the precision, the data and the output folder are checked before any weights
     are loaded.
     """
-    import torch
-
     from .data import load_task
     from .models import checkpoint_folder, load_encoder, load_registry, resolve
     from .precision import precision_name, resolve_precision
     from .tasks import get_task
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     dtype = resolve_precision(config.precision, device)
     registry = load_registry(registry_path) if registry_path else None
     spec = resolve(model, registry)
@@ -541,7 +540,6 @@ def load_finetuned(folder: str | Path):
 
     Raises MtnbError when the folder holds no finished run.
     """
-    import torch
     from safetensors.torch import load_file
 
     from .models import load_encoder, load_registry
@@ -561,7 +559,7 @@ def load_finetuned(folder: str | Path):
     net = task_model(encoder.model, encoder.shape.hidden_size, len(record["labels"]), record["head"],
                      record["pooling"])
     net.load_state_dict(load_file(str(folder / "model.safetensors")))
-    net.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    net.to(default_device()).eval()
     return net, encoder.tokenizer, task_spec, record
 
 

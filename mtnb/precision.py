@@ -75,6 +75,13 @@ def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
+def default_device() -> str:
+    """Where forward passes run unless told otherwise: 'cuda' when torch sees a GPU, else 'cpu'."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _device_type(device) -> str:
     """'cuda' or 'cpu' (or another backend's name) of a torch.device or a string like 'cuda:0'."""
     return getattr(device, "type", None) or str(device).split(":")[0]

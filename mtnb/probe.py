@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MtnbError
+from .precision import default_device
 from .representations import POOLINGS, FeatureExtractor
 
 WEIGHT_DECAYS = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # measured: me5-small, 1,000 mini-topic paragraphs: best 0.1-0.3
@@ -425,12 +426,10 @@ class ProbeRun:
         self.record = record = json.loads((folder / "run.json").read_text())
         self.task = get_task(record["task"])
         if extractor is None:
-            import torch
-
             from .precision import recorded_precision
 
             registry = load_registry(record["registry"]) if record.get("registry") else None
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = default_device()
             extractor = FeatureExtractor(record["model"], registry, pooling=record["pooling"],
                                          batch_size=record["train"]["batch_size"],
                                          cache_dir=record.get("feature_cache"),

@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MtnbError
+from .precision import default_device
 from .paths import project_root
 
 POOLINGS = ("mean", "first")
@@ -202,14 +203,12 @@ class FeatureExtractor:
 
     def __init__(self, model: str, registry=None, *, pooling: str = "mean", cache_dir: str | Path | None = None,
                  batch_size: int = 32, progress: bool = True, precision: str = "fp32", device: str | None = None):
-        import torch
-
         from .models import checkpoint_folder, complete_spec, encoder_shape, resolve
         from .precision import precision_name, resolve_precision
 
         if pooling not in POOLINGS:
             raise MtnbError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.dtype = resolve_precision(precision, self.device)  # the forward passes' autocast dtype
         self.precision = precision_name(self.dtype)             # fp32 | bf16 | fp16 (resolved)
         self.model, self.registry, self.pooling = model, registry, pooling
