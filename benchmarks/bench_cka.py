@@ -4,7 +4,7 @@ Builds random "cached features" (float32, seeded) for 7 models × 13 layers × 5
 n = 80 samples and width 768, i.e. m = 455 representations, and computes the full m × m CKA
 matrix, for the biased and the unbiased estimator, two ways:
 
-(a) ``mtnb.cka.cka_matrix(features)``: every centred Gram once, all HSICs as one G Gᵀ;
+(a) ``mtnb.analysis.cka.cka_matrix(features)``: every centred Gram once, all HSICs as one G Gᵀ;
 (b) the per-pair baseline: each representation's raw Gram ``gram_linear(X_i)`` computed once
     (outside the timing, which favours the baseline), then ``cka_gram(K_i, K_j)`` called in a
     Python double loop over the upper triangle, diagonal included (m(m+1)/2 = 103,740 calls).
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mtnb.cka import cka_features, cka_gram, cka_matrix, gram_linear
+from mtnb.analysis.cka import cka_features, cka_gram, cka_matrix, gram_linear
 
 MODELS, LAYERS, LANGUAGES, N, WIDTH = 7, 13, 5, 80, 768
 

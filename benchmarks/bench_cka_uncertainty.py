@@ -5,9 +5,9 @@ samples of width 384 (multilingual-e5-small's), parallel across languages. Times
 
 (a) ``cka_study.cka_tables_with_uncertainty``: every model pair per language and layer and every
     language pair per model and layer (1,755 pairs), with B = 1000 bootstrap draws (the weighted
-    debiased estimator of ``mtnb.cka_inference``) and P = 200 permutations, all pairs sharing
+    debiased estimator of ``mtnb.analysis.cka_inference``) and P = 200 permutations, all pairs sharing
     the draws;
-(b) the per-draw baseline on a sample of those pairs: for each draw, ``mtnb.cka.cka`` of the drawn
+(b) the per-draw baseline on a sample of those pairs: for each draw, ``mtnb.analysis.cka.cka`` of the drawn
     rows (the plain debiased estimator on the expanded sample, as a straightforward bootstrap
     would) and, for each permutation, ``cka`` of the shuffled rows; extrapolated to all pairs;
 (c) ``separability.separability_tables`` (language-ID probes and retrieval, every model and layer).
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mtnb.cka import cka
-from mtnb.cka_study import cka_tables_with_uncertainty
-from mtnb.paired_bootstrap import bootstrap_weights
-from mtnb.separability import separability_tables
+from mtnb.analysis.cka import cka
+from mtnb.analysis.cka_study import cka_tables_with_uncertainty
+from mtnb.analysis.paired_bootstrap import bootstrap_weights
+from mtnb.analysis.separability import separability_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS, LANGS, LAYERS, N, WIDTH = 6, ("de", "en", "es", "fr", "ru"), 13, 80, 384

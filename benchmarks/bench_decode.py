@@ -1,7 +1,7 @@
 """Greedy decoding of the e5 translation members: key/value cache and length cap against recomputing.
 
 The model is what an e5 translation member decodes with: multilingual-e5-small's encoder and a
-fresh 2-layer decoder over the mini corpus's output vocabulary (``mtnb.e5_continued``, the
+fresh 2-layer decoder over the mini corpus's output vocabulary (``mtnb.pretraining.e5_family``, the
 ``mini`` budget's shape, max_length 48), left untrained and with ``</s>`` forbidden, so every
 sentence runs to its cap, as those of an undertrained member mostly do. It translates the first
 60 German test sentences of the mini corpus into English (one of the 8 directions of a chrF
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def encoded_batches(model, tokenizer, sources: list[str], max_length: int, batch_size: int = 16):
     """(memory (batch, n, d), padding (batch, n)) per batch of ``sources``, as greedy_translate
     encodes them."""
-    from mtnb.e5_continued import PREFIX
+    from mtnb.pretraining.e5_family import PREFIX
 
     for i in range(0, len(sources), batch_size):
         enc = tokenizer([PREFIX + s for s in sources[i:i + batch_size]], truncation=True,
@@ -82,10 +82,10 @@ def main() -> None:
 
     import torch
 
-    from mtnb import e5_continued as e5c
-    from mtnb.me5 import ensure_me5_small
-    from mtnb.minidata import load_mini
-    from mtnb.models import load_encoder
+    from mtnb.pretraining import e5_family as e5c
+    from mtnb.models.me5 import ensure_me5_small
+    from mtnb.data.mini.datasets import load_mini
+    from mtnb.models.registry import load_encoder
 
     torch.set_num_threads(1)
     budget = e5c.E5_BUDGETS["mini"]

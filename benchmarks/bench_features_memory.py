@@ -1,13 +1,13 @@
 """Peak memory of extracting CKA features for several models, against the largest encoder.
 
-Builds random checkpoints at the four paper shapes (``mtnb.random_checkpoints``: BERT-base,
+Builds random checkpoints at the four paper shapes (``mtnb.models.random_checkpoints``: BERT-base,
 XLM-R-base, mBART-large and NLLB-600M layer shapes, character vocabularies), then, in a fresh
 process, extracts the pooled hidden states of every layer for the mini corpus's ``cka-samples``
 (80 paragraphs in each of 5 languages, max_length 128) for all four models with
-``mtnb.representations.extract_features`` into an empty cache. Peak memory is the process's
+``mtnb.analysis.features.extract_features`` into an empty cache. Peak memory is the process's
 peak resident set size (VmHWM in /proc/self/status) minus its resident size just before the
 extraction, once every module the extraction uses is imported (the four model classes,
-``mtnb.finetune``, tqdm: about 120 MiB of code and tables that a process pays once, whatever
+``mtnb.transfer.finetune``, tqdm: about 120 MiB of code and tables that a process pays once, whatever
 the models); the reference is the largest encoder's weights in float32 (parameters x 4 bytes).
 Median over --repeats fresh processes.
 
@@ -31,10 +31,10 @@ FAMILIES = ("bert", "xlm-roberta", "mbart", "m2m100")
 CHILD = r"""
 import json, sys, tempfile
 import torch, transformers
-import mtnb.finetune, tqdm.auto
-from mtnb.minidata import load_mini
-from mtnb.models import encoder_class, load_encoder
-from mtnb.representations import extract_features
+import mtnb.transfer.finetune, tqdm.auto
+from mtnb.data.mini.datasets import load_mini
+from mtnb.models.registry import encoder_class, load_encoder
+from mtnb.analysis.features import extract_features
 for family in ("bert", "xlm-roberta", "mbart", "m2m100"):
     encoder_class(family)  # imports the model class's module
 def status(field):  # bytes, from /proc/self/status; VmHWM is this process's peak RSS
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT / "runs" / "data" / "mini")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmarks" / "features_memory.json")
     args = parser.parse_args()
-    from mtnb.random_checkpoints import build_random_checkpoint
+    from mtnb.models.random_checkpoints import build_random_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         folders = [str(build_random_checkpoint(f, Path(tmp) / f, seed=0)) for f in FAMILIES]

@@ -1,12 +1,12 @@
-"""Fine-tuning throughput of ``mtnb.finetune``: length-grouped batching, and the training loop's overhead.
+"""Fine-tuning throughput of ``mtnb.transfer.finetune``: length-grouped batching, and the training loop's overhead.
 
 Data: --examples (256) English train records of the ``mini-spans`` task (the NER analog, a
 token head), drawn with a fixed seed from the mini corpus (--corpus, default runs/data/mini;
-where that has no manifest.json, /tmp/corpus-a), encoded with ``mtnb.finetune.encode`` at
+where that has no manifest.json, /tmp/corpus-a), encoded with ``mtnb.transfer.finetune.encode`` at
 max_length 256. Model: a small but real encoder, a BERT with 4 layers, hidden 256, 4 heads,
-feed-forward 1024 and the vocabulary of ``mtnb.random_checkpoints.character_tokenizer("bert")``
+feed-forward 1024 and the vocabulary of ``mtnb.models.random_checkpoints.character_tokenizer("bert")``
 (random weights, seeded), saved in a temporary folder with ``save_pretrained`` and loaded through
-``mtnb.models.load_encoder``; the task head is ``mtnb.finetune.task_model``. The tokenizer is
+``mtnb.models.registry.load_encoder``; the task head is ``mtnb.transfer.finetune.task_model``. The tokenizer is
 character-level, so sequences are long (about one token per character): the batching gain
 measured here is the one for long inputs. (--model takes a checkpoint folder instead, e.g. a
 converted multilingual-e5-small at runs/models/me5-small, whose sub-word sequences are shorter.)
@@ -30,7 +30,7 @@ the short length-grouped steps hardest. OMP_WAIT_POLICY=ACTIVE python ... measur
     over --repeats, the ratio, and the mean padded length in each mode. Goal: >= 3x examples per
     second.
 
-(b) Loop overhead. Time per optimizer step of ``mtnb.finetune.train`` (with a tiny dev set,
+(b) Loop overhead. Time per optimizer step of ``mtnb.transfer.finetune.train`` (with a tiny dev set,
     --dev 16 examples, evaluated once, at the last step) against a bare PyTorch loop over
     identical batches: the batches come from ``length_grouped_batches`` with the same seeded
     ``random.Random(seed)`` as train uses, the same ``collate``, the same AdamW parameter groups,
@@ -75,10 +75,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-import mtnb.finetune as ft  # noqa: E402
-from mtnb.minidata import load_mini  # noqa: E402
-from mtnb.models import load_encoder  # noqa: E402
-from mtnb.tasks import get_task  # noqa: E402
+import mtnb.transfer.finetune as ft  # noqa: E402
+from mtnb.data.mini.datasets import load_mini  # noqa: E402
+from mtnb.models.registry import load_encoder  # noqa: E402
+from mtnb.data.tasks import get_task  # noqa: E402
 
 DEFAULT_CORPUS = "/work/main/runs/data/mini"
 FALLBACK_CORPUS = "/tmp/corpus-a"
@@ -102,7 +102,7 @@ def build_small_bert(folder: Path, seed: int = 0) -> Path:
     """Save a random 4-layer, 256-wide BERT with the character tokenizer into ``folder``."""
     from transformers import BertConfig, BertModel
 
-    from mtnb.random_checkpoints import character_tokenizer
+    from mtnb.models.random_checkpoints import character_tokenizer
 
     tokenizer = character_tokenizer("bert")
     config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512, **SMALL_BERT)

@@ -2,7 +2,7 @@
 
 Builds a random mBART-50-shaped checkpoint with the real vocabulary (250,054 pieces, 12+12
 layers, d_model 1024: about 611M parameters, 2.4 GB in fp32), then, each in a fresh process,
-loads (a) ``mtnb.models.load_encoder`` and (b) the baseline, the full model with
+loads (a) ``mtnb.models.registry.load_encoder`` and (b) the baseline, the full model with
 ``AutoModelForSeq2SeqLM.from_pretrained`` followed by ``get_encoder()``. Peak memory is the
 process's peak resident set size, after every encoder weight has been read once (VmHWM in /proc/self/status: unlike ru_maxrss it is not
 inherited from the parent) minus its resident size just before loading (after the imports). Prints the median over --repeats runs of each, and writes them as JSON.
@@ -24,7 +24,7 @@ from pathlib import Path
 CHILD = r"""
 import sys, json
 import torch, transformers
-from mtnb.models import load_encoder
+from mtnb.models.registry import load_encoder
 def status(field):  # kB figures of /proc/self/status; VmHWM is this process's peak RSS
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
@@ -48,7 +48,7 @@ def build(folder: Path) -> None:
     import torch
     from transformers import MBartConfig, MBartForConditionalGeneration
 
-    from mtnb.random_checkpoints import PAPER_SHAPES
+    from mtnb.models.random_checkpoints import PAPER_SHAPES
 
     config = MBartConfig(vocab_size=250054, max_position_embeddings=1024, scale_embedding=True,
                          **PAPER_SHAPES["mbart"])

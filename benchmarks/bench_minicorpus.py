@@ -1,6 +1,6 @@
 """Wall time of building the offline mini corpus from already-downloaded Debian packages.
 
-Times ``mtnb.minicorpus.build_corpus(out, cache=<folder with the five .deb files>, force=True,
+Times ``mtnb.data.mini.corpus.build_corpus(out, cache=<folder with the five .deb files>, force=True,
 progress=False)`` into a fresh temporary folder: unpacking the five libreoffice-help-* packages
 with ``dpkg-deb -x``, parsing about 12,800 HTML pages in 2 worker processes, aligning the
 paragraphs across languages, splitting, building the six datasets and writing them as Parquet
@@ -13,7 +13,7 @@ files (the manifests' ``files`` checksums agree; at least two builds are made fo
 Phases are timed inside the same builds, without changing the library: for the duration of the
 benchmark, the module-level functions that ``build_corpus`` calls (``fetch_packages`` +
 ``deb_version``, ``unpack``, ``parse_all``, ``align``, ``split_units``, ``build_tables``,
-``write_parquet`` + ``sha256``) are replaced in ``mtnb.minicorpus`` by wrappers that add up the
+``write_parquet`` + ``sha256``) are replaced in ``mtnb.data.mini.corpus`` by wrappers that add up the
 seconds spent in each; ``build_corpus`` looks them up there at call time. "other" is the rest of
 the build (size checks, the manifest, moving the folder into place). ``mc.tempfile`` is replaced
 the same way, by a module whose TemporaryDirectory times its cleanup: deleting the unpacked tree
@@ -43,12 +43,12 @@ import time
 import types
 from pathlib import Path
 
-from mtnb import minicorpus as mc
+from mtnb.data.mini import corpus as mc
 
 GOAL_S = 60.0
 
 
-# build_corpus's steps, as (phase, functions of mtnb.minicorpus timed under that name)
+# build_corpus's steps, as (phase, functions of mtnb.data.mini.corpus timed under that name)
 PHASES = (("packages (fetch_packages, deb_version)", ("fetch_packages", "deb_version")),
           ("unpack (dpkg-deb -x)", ("unpack",)),
           ("parse_all (HTML, worker processes)", ("parse_all",)),
@@ -65,7 +65,7 @@ def cpu_seconds() -> float:
 
 
 class PhaseTimer:
-    """Replaces the phase functions in ``mtnb.minicorpus`` with wrappers adding up their wall and
+    """Replaces the phase functions in ``mtnb.data.mini.corpus`` with wrappers adding up their wall and
     CPU seconds, and ``mc.tempfile`` with one whose TemporaryDirectory times its own cleanup
     (deleting the unpacked tree at the end of build_corpus)."""
 
@@ -157,7 +157,7 @@ def main() -> None:
 
     m0 = manifests[0]
     record = {
-        "what": "mtnb.minicorpus.build_corpus(out, cache=..., force=True, progress=False), .debs already cached",
+        "what": "mtnb.data.mini.corpus.build_corpus(out, cache=..., force=True, progress=False), .debs already cached",
         "goal_s": GOAL_S, "repeats": args.repeats, "workers": args.workers,
         "build_times_s": times, "median_s": median, "goal_met": median <= GOAL_S,
         "median_over_goal": median / GOAL_S,

@@ -1,26 +1,26 @@
 """Mixed precision: fp32 against bf16 autocast, same batches, one run (e5-small features, a fine-tuning step, scores).
 
 Model: multilingual-e5-small (registry name ``me5-small``, converted to runs/models/me5-small
-by ``mtnb.me5.ensure_me5_small``). Data: the mini corpus's ``mini-topic`` English training
+by ``mtnb.models.me5.ensure_me5_small``). Data: the mini corpus's ``mini-topic`` English training
 paragraphs (--corpus, default runs/data/mini), drawn with seed 0, with e5's "passage: " prefix,
-at most --max-length 128 tokens. Precisions through ``mtnb.precision`` (``resolve_precision``,
+at most --max-length 128 tokens. Precisions through ``mtnb.core.precision`` (``resolve_precision``,
 ``autocast``), as the library runs them.
 
-(1) Feature extraction: ``mtnb.representations.FeatureExtractor.compute`` over --texts
+(1) Feature extraction: ``mtnb.analysis.features.FeatureExtractor.compute`` over --texts
     paragraphs in batches of --batch-size (the pooled features of all 13 hidden states, written
     to the feature store), into an empty store each time; the encoder is loaded and the weights
     fingerprinted before the clock starts. Beside the time, the relative difference
     ||bf16 - fp32|| / ||fp32|| of the last layer's pooled features. Bar (issue 16): >= 1.8x.
 (2) A fine-tuning step: forward at the precision, cross-entropy on float32 logits, backward,
-    gradient clipping, AdamW and schedule step (``mtnb.finetune.optimizer_step``), the whole
+    gradient clipping, AdamW and schedule step (``mtnb.transfer.finetune.optimizer_step``), the whole
     model trained (the 250k-row embedding matrix included) with the mini-topic head
     (``task_model``), batches of --train-batch paragraphs; each precision trains its own copy
     from the same weights over the same --steps batches, the two stepped in turns (step i of
     one, then of the other, the order alternating) so both see the same load; a precision's
     time is the sum of its steps. Bar: >= 1.3x.
 (3) Zero-shot scores: a linear probe of me5-small's last layer on mini-topic
-    (``mtnb.probe.probe_run``: --max-train English training and --max-dev dev paragraphs drawn
-    per seed, --seeds seeds), evaluated zero-shot (``mtnb.zeroshot.evaluate_runs``) on
+    (``mtnb.transfer.probe.probe_run``: --max-train English training and --max-dev dev paragraphs drawn
+    per seed, --seeds seeds), evaluated zero-shot (``mtnb.transfer.zeroshot.evaluate_runs``) on
     --max-eval test paragraphs in each of the five languages, once with fp32 features and once
     with bf16 features. Reports each seed's mean accuracy over the four languages other than
     English (and English), the fp32 seeds' spread (min to max), and whether every bf16 score
@@ -62,14 +62,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import mtnb.finetune as ft  # noqa: E402
-from mtnb.data import load_task  # noqa: E402
-from mtnb.me5 import ensure_me5_small  # noqa: E402
-from mtnb.models import load_encoder  # noqa: E402
-from mtnb.precision import (AUTO_BF16_ON_NATIVE_CPU, autocast, cpu_has_native_bf16, grad_scaler,  # noqa: E402
+import mtnb.transfer.finetune as ft  # noqa: E402
+from mtnb.data.loading import load_task  # noqa: E402
+from mtnb.models.me5 import ensure_me5_small  # noqa: E402
+from mtnb.models.registry import load_encoder  # noqa: E402
+from mtnb.core.precision import (AUTO_BF16_ON_NATIVE_CPU, autocast, cpu_has_native_bf16, grad_scaler,  # noqa: E402
                             precision_name, resolve_precision)
-from mtnb.representations import FeatureExtractor  # noqa: E402
-from mtnb.tasks import get_task  # noqa: E402
+from mtnb.analysis.features import FeatureExtractor  # noqa: E402
+from mtnb.data.tasks import get_task  # noqa: E402
 
 DEFAULT_CORPUS = "runs/data/mini"
 MODEL = "me5-small"
@@ -162,7 +162,7 @@ def bench_features(texts: list[str], device: str, args, root: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 
 def train_step(model, batch, optimizer, scheduler, dtype, scaler, device: str) -> float:
-    """One step as ``mtnb.finetune.train`` takes it; returns the loss."""
+    """One step as ``mtnb.transfer.finetune.train`` takes it; returns the loss."""
     model.train()
     with autocast(dtype, device):
         logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
@@ -227,8 +227,8 @@ def bench_finetune_step(texts: list[str], device: str, args) -> dict:
 # --------------------------------------------------------------------------------------------
 
 def bench_scores(corpus: Path, args, root: Path) -> dict:
-    from mtnb.probe import ProbeConfig, probe_run
-    from mtnb.zeroshot import evaluate_runs
+    from mtnb.transfer.probe import ProbeConfig, probe_run
+    from mtnb.transfer.zeroshot import evaluate_runs
 
     scores, seconds = {}, {}
     for name in ("fp32", "bf16"):

@@ -1,7 +1,7 @@
 """Pretraining speed: the masked-LM step, the smoke and mini zoo, and the e5 family.
 
 (a) Masked-LM step. Tokens per second (non-padding input tokens) of one optimizer step of
-    mini-mbert (BERT at ``mtnb.pretrain.SHAPE``, its WordPiece vocabulary of 8,000, batch 32) in
+    mini-mbert (BERT at ``mtnb.pretraining.zoo.SHAPE``, its WordPiece vocabulary of 8,000, batch 32) in
     four variants: batches of random paragraphs or length-grouped ones
     (``pretrain.grouped_batches``), and the loss from the model's own ``.loss`` (vocabulary
     logits at every position) or from ``pretrain.model_loss`` (logits only at the ~15% masked
@@ -48,8 +48,8 @@ LANES = {
 }
 LANE_SCRIPT = """
 import sys
-from mtnb.e5_continued import MEMBERS, continue_member
-from mtnb.pretrain import pretrain_member
+from mtnb.pretraining.e5_family import MEMBERS, continue_member
+from mtnb.pretraining.zoo import pretrain_member
 corpus, zoo, budget, *members = sys.argv[1:]
 for m in members:
     if m in MEMBERS:
@@ -64,9 +64,9 @@ def mlm_step(corpus: Path, repeats: int) -> dict:
     import numpy as np
     import torch
 
-    from mtnb import pretrain
-    from mtnb.minidata import load_mini
-    from mtnb.vocab import train_tokenizer
+    from mtnb.pretraining import zoo as pretrain
+    from mtnb.data.mini.datasets import load_mini
+    from mtnb.pretraining.vocab import train_tokenizer
 
     torch.set_num_threads(1)
     mono = {lang: load_mini("monolingual", lang, "train", root=corpus)["text"] for lang in pretrain.LANGS}

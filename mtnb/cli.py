@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import MtnbError
+from mtnb.core.errors import MtnbError
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import format_table, load_registry
+    from mtnb.models.registry import format_table, load_registry
 
     specs = load_registry(args.registry)
     print(format_table(specs))
@@ -33,7 +33,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_random_checkpoints(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .random_checkpoints import PAPER_SHAPES, build_random_checkpoint
+    from mtnb.models.random_checkpoints import PAPER_SHAPES, build_random_checkpoint
 
     families = args.family or list(PAPER_SHAPES)
     for family in families:
@@ -53,7 +53,7 @@ def _cmd_random_checkpoints(args: argparse.Namespace) -> int:
 def _cmd_rehearsal_cache(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .rehearsal import build_cache
+    from mtnb.study.rehearsal import build_cache
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
@@ -68,8 +68,8 @@ def _cmd_data_mini(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .minicorpus import build_corpus
-    from .minidata import default_corpus_dir
+    from mtnb.data.mini.corpus import build_corpus
+    from mtnb.data.mini.datasets import default_corpus_dir
 
     out = Path(args.out) if args.out else default_corpus_dir()
     if args.source is not None and not Path(args.source).is_dir():
@@ -92,7 +92,7 @@ def _cmd_data_mini(args: argparse.Namespace) -> int:
 def _cmd_convert_e5(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .me5 import ensure_me5_small
+    from mtnb.models.me5 import ensure_me5_small
 
     folder = ensure_me5_small(Path(args.out) if args.out else None)
     print(f"{folder}: multilingual-e5-small as a Hugging Face checkpoint (registry name me5-small)")
@@ -100,32 +100,32 @@ def _cmd_convert_e5(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run
+    from mtnb.study.runner import run
 
     return run(args.grid, jobs=args.jobs, dry_run=args.dry_run, slurm=args.slurm)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .runner import format_status, status
+    from mtnb.study.runner import format_status, status
 
     print(format_status(status(args.grid)))
     return 0
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from .runner import stop
+    from mtnb.study.runner import stop
 
     return stop(args.grid)
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from .hub import fetch
+    from mtnb.core.hub import fetch
 
     return fetch(args.grid, dry_run=args.dry_run)
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
-    from .book import build_book
+    from mtnb.study.book import build_book
 
     build_book(args.grid, build=not args.no_build)
     return 0

@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def paper_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """{family: folder} of random checkpoints at the paper's layer shapes (about 3.5 GB, 30 s)."""
-    from mtnb.random_checkpoints import build_random_checkpoint
+    from mtnb.models.random_checkpoints import build_random_checkpoint
 
     out = tmp_path_factory.mktemp("paper-checkpoints")
     return {family: build_random_checkpoint(family, out / family, seed=0) for family in FAMILIES}
@@ -50,7 +50,7 @@ def project(tmp_path, monkeypatch) -> Path:
 def real_corpus(tmp_path_factory) -> Path:
     """The mini corpus built from Debian's LibreOffice help packages (downloaded once into
     runs/data/cache/apt, then parsed and built into a temporary folder: about 30-60 s)."""
-    from mtnb.minicorpus import build_corpus
+    from mtnb.data.mini.corpus import build_corpus
 
     out = tmp_path_factory.mktemp("mini") / "corpus"
     build_corpus(out, cache=ROOT / "runs" / "data" / "cache" / "apt", progress=False)
@@ -62,7 +62,7 @@ def tiny_bert(folder: Path, seed: int = 0) -> Path:
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from mtnb.random_checkpoints import character_tokenizer
+    from mtnb.models.random_checkpoints import character_tokenizer
 
     tokenizer = character_tokenizer("bert")
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,

@@ -22,10 +22,10 @@ import yaml
 from scipy import stats
 from selenium.webdriver.support.ui import WebDriverWait
 
-from mtnb import paper
+from mtnb.study import paper
 from mtnb.cli import main
-from mtnb.errors import MtnbError
-from mtnb.grids import load_grid
+from mtnb.core.errors import MtnbError
+from mtnb.study.grids import load_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "runs" / "test-artifacts"   # screenshots (runs/ is ignored by git)
@@ -158,7 +158,7 @@ def test_the_smoke_grids_book_shows_every_job_and_both_modes(smoke_grid_run, smo
 
 
 def test_missing_pieces_give_notes_and_an_unrun_grid_one_line(small_grid_run, tmp_path, monkeypatch, capsys):
-    from mtnb.book import build_book
+    from mtnb.study.book import build_book
 
     root = tmp_path / "root"
     shutil.copytree(small_grid_run.root, root, symlinks=True, ignore=shutil.ignore_patterns("book"))
@@ -395,7 +395,7 @@ def test_the_sanitizers_mask_noise_and_keep_numbers():
 # --------------------------------------------------------------------------------------------
 
 def test_mean_ci_is_the_student_t_interval():
-    from mtnb.summary import mean_ci
+    from mtnb.study.summary import mean_ci
 
     values = [61.0, 64.5, 59.25, 63.0, 60.5]
     ci = mean_ci(values)
@@ -424,7 +424,7 @@ def fake_results(rows: dict[tuple[str, str], dict[str, list[float]]], seeds=(0, 
 
 
 def test_a_paper_grid_table_shows_the_papers_numbers_beside_ours():
-    from mtnb.summary import normalize, table1, table4
+    from mtnb.study.summary import normalize, table1, table4
 
     wpr = {lang: [60.0, 62.0, 64.0] for lang in ("de", "en", "es", "fr", "it", "pt")} | {"zh": [0.0, 0.0, 0.0]}
     nc = {lang: [80.0, 81.0, 82.0] for lang in ("de", "en", "es", "fr", "ru")}
@@ -449,7 +449,7 @@ def test_a_paper_grid_table_shows_the_papers_numbers_beside_ours():
 
 def family_table(scores: dict[str, list[float]]):
     """Two tasks; per model, its non-English scores per seed (English fixed at 70)."""
-    from mtnb.summary import normalize
+    from mtnb.study.summary import normalize
 
     rows = {}
     for model, values in scores.items():
@@ -459,7 +459,7 @@ def family_table(scores: dict[str, list[float]]):
 
 
 def test_the_family_paragraph_follows_the_numbers():
-    from mtnb.summary import family_finding
+    from mtnb.study.summary import family_finding
 
     mt = ["m-m2o", "m-o2m", "m-m2m"]
     as_in_paper = family_table({"m": [50.0, 51.0, 52.0], "m-mlm": [50.5, 51.0, 51.5], "m-m2o": [49.0, 51.0, 53.0],
@@ -494,7 +494,7 @@ def test_pretraining_replicas_pool_into_their_member_over_pretraining_seeds():
     """Replicas m-mlm@p0, m-mlm@p1 (grids.replica_name) become m-mlm: each replica's mean over
     its fine-tuning seeds is one seed of m-mlm, so its interval is over the two pretraining
     seeds; the controls keep the first replica's rows; the paragraph says how it pooled."""
-    from mtnb.summary import cross_lingual, family_finding, normalize
+    from mtnb.study.summary import cross_lingual, family_finding, normalize
 
     rows = {("m", "mini-topic"): {"en": [70.0] * 3, "de": [50.0, 51.0, 52.0]},
             ("m-mlm@p0", "mini-topic"): {"en": [70.0] * 3, "de": [40.0, 41.0, 45.0]},   # mean 42
@@ -539,8 +539,8 @@ def test_the_book_key_is_checked(project, book, key):
 def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
     from types import SimpleNamespace
 
-    from mtnb.book import pretraining_page
-    from mtnb.runner import Job
+    from mtnb.study.book import pretraining_page
+    from mtnb.study.runner import Job
 
     chrf = {"de-en": 31.5, "en-de": 12.0}
     records = {
@@ -585,7 +585,7 @@ def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
 
 
 def test_the_family_paragraph_says_whether_the_variants_translate():
-    from mtnb.book import translation_evidence
+    from mtnb.study.book import translation_evidence
 
     def record(directions, ours, copy, blind):
         dirs = ["de-en", "en-de"]
@@ -612,7 +612,7 @@ def test_the_family_paragraph_says_whether_the_variants_translate():
 
 
 def test_retrieval_evidence_names_the_members_that_lowered_it():
-    from mtnb.book import retrieval_evidence
+    from mtnb.study.book import retrieval_evidence
 
     def record(after):
         return {"retrieval_before": {"de-en": 90.0, "en-de": 88.0}, "retrieval_after": dict(zip(("de-en", "en-de"), after))}
@@ -638,7 +638,7 @@ def _per_sample(scores: dict[tuple[str, str], np.ndarray], layers: int = 2):
 
 
 def test_separability_comparisons_are_paired_holm_corrected_and_read_the_last_layer():
-    from mtnb.book import separability_comparisons, separability_finding
+    from mtnb.study.book import separability_comparisons, separability_finding
 
     rng = np.random.default_rng(0)
     base_lid, base_ret = rng.uniform(20, 60, 80), rng.uniform(60, 100, 80)
@@ -658,7 +658,7 @@ def test_separability_comparisons_are_paired_holm_corrected_and_read_the_last_la
     text = separability_finding(table, "base", ["mt", "same"])
     assert "by language ID, more separable: mt; no difference resolved: same (within ±" in text
     assert "by retrieval, more separable: mt" in text
-    from mtnb.book import ceiling_note
+    from mtnb.study.book import ceiling_note
 
     assert ceiling_note(_per_sample(scores), ["base", "mt"]) == ""
     saturated = _per_sample({("base", "language-id"): np.full(80, 100.0), ("mt", "language-id"): np.full(80, 99.5)})
@@ -670,7 +670,7 @@ def test_separability_comparisons_are_paired_holm_corrected_and_read_the_last_la
 def test_the_cka_page_shows_intervals_chance_and_separability(tmp_path):
     import pandas as pd
 
-    from mtnb.book import cka_uncertainty_section, separability_section
+    from mtnb.study.book import cka_uncertainty_section, separability_section
 
     pairs = pd.DataFrame([dict(model_a="a", model_b="b", lang=lang, layer=layer, cka=0.9, debiased=0.8, biased=0.9,
                                low=0.7, high=0.85, null_debiased=0.05, null_biased=0.45)
@@ -705,7 +705,7 @@ def _units(spec: dict[str, float], tasks=("mini-topic", "mini-spans"), langs=("e
 
 
 def test_paired_comparisons_resolve_a_drop_and_bound_what_they_do_not_resolve():
-    from mtnb.summary import family_pairs, paired_comparisons, paired_finding
+    from mtnb.study.summary import family_pairs, paired_comparisons, paired_finding
 
     units = _units({"m": 0.6, "m-m2o": 0.6, "m-o2m": 0.45, "m-mlm": 0.6})
     pairs = family_pairs("m", ["m-m2o", "m-o2m"], ["m-mlm"])
@@ -731,7 +731,7 @@ def test_paired_comparisons_resolve_a_drop_and_bound_what_they_do_not_resolve():
 
 
 def test_paired_comparisons_agree_with_scipy_and_pool_replicas():
-    from mtnb.summary import paired_comparisons
+    from mtnb.study.summary import paired_comparisons
 
     units = _units({"m": 0.6, "m-x": 0.7}, tasks=("mini-topic",), langs=("de",), seeds=(0,), n=300, seed=1)
     [row] = paired_comparisons(units, [("m-x", "m")], n_boot=4000).itertuples()
@@ -751,7 +751,7 @@ def test_paired_comparisons_agree_with_scipy_and_pool_replicas():
 def test_paired_intervals_widen_with_the_spread_over_seeds():
     """Seeds that disagree: over examples alone the difference looks resolved; drawing the runs
     as well shows that another seed could reverse it."""
-    from mtnb.summary import paired_comparisons
+    from mtnb.study.summary import paired_comparisons
 
     parts = [_units({"m": 0.5, "m-x": p}, tasks=("mini-topic",), langs=("de",), seeds=(s,), n=300, seed=3)
              for s, p in ((0, 0.45), (1, 0.75), (2, 0.65))]
@@ -764,7 +764,7 @@ def test_paired_intervals_widen_with_the_spread_over_seeds():
 
 
 def test_the_verdict_leaves_out_tasks_where_the_base_barely_beats_the_bag_of_subwords():
-    from mtnb.summary import normalize, paired_comparisons, paired_finding, tasks_that_resolve
+    from mtnb.study.summary import normalize, paired_comparisons, paired_finding, tasks_that_resolve
 
     raw = fake_results({("m", "mini-topic"): {"de": [50.0, 51.0, 52.0]}, ("m", "mini-spans"): {"de": [50.0, 51.0, 52.0]},
                         ("m-o2m", "mini-topic"): {"de": [40.0, 41.0, 42.0]},

@@ -1,4 +1,4 @@
-"""Linear CKA (mtnb.cka): its invariances, its two formulations and two estimators, the batched
+"""Linear CKA (mtnb.analysis.cka): its invariances, its two formulations and two estimators, the batched
 all-pairs matrix, an independent naive reference, known values, and the errors."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtnb.cka import center_gram, cka, cka_features, cka_gram, cka_matrix, gram_linear
-from mtnb.errors import MtnbError
+from mtnb.analysis.cka import center_gram, cka, cka_features, cka_gram, cka_matrix, gram_linear
+from mtnb.core.errors import MtnbError
 
 ESTIMATORS = [False, True]  # unbiased?
 METHODS = ["features", "gram"]

@@ -1,4 +1,4 @@
-"""CKA uncertainty (mtnb.cka_inference): the weighted estimators against mtnb.cka and brute-force
+"""CKA uncertainty (mtnb.analysis.cka_inference): the weighted estimators against mtnb.analysis.cka and brute-force
 sums, known cases, the permutation null's centre, and the bootstrap's coverage of a population
 CKA computed in closed form."""
 
@@ -9,11 +9,11 @@ import itertools
 import numpy as np
 import pytest
 
-from mtnb.cka import cka, gram_linear
-from mtnb.cka_inference import (cka_bootstrap, cka_uncertainty, permutation_null, weighted_hsic_biased,
+from mtnb.analysis.cka import cka, gram_linear
+from mtnb.analysis.cka_inference import (cka_bootstrap, cka_uncertainty, permutation_null, weighted_hsic_biased,
                                 weighted_hsic_debiased)
-from mtnb.paired_bootstrap import bootstrap_weights
-from mtnb.errors import MtnbError
+from mtnb.analysis.paired_bootstrap import bootstrap_weights
+from mtnb.core.errors import MtnbError
 
 
 def zero_diag(K):

@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mtnb import e5_continued as e5c
-from mtnb import me5
-from mtnb.errors import MtnbError
-from mtnb.models import load_encoder
+from mtnb.pretraining import e5_family as e5c
+from mtnb.models import me5
+from mtnb.core.errors import MtnbError
+from mtnb.models.registry import load_encoder
 
 BUDGET = e5c.E5Budget(steps=12, batch_size=8, max_length=24, encoder_lr=1e-3, head_lr=3e-3, eval_pairs=4, heldout=8,
                       warmup_steps=10, warmup_batch_size=8, warmup_pool=48)
@@ -229,7 +229,7 @@ def test_same_seed_same_weights(trained, tiny_e5, real_corpus, tmp_path):
     ("me5-mlm", replace(BUDGET, train_layers=0), "train at least 1 layer"),
 ])
 def test_bad_requests_fail_before_loading(member, budget, message, real_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr("mtnb.models.load_encoder", lambda *a, **k: pytest.fail("weights loaded"))
+    monkeypatch.setattr("mtnb.models.registry.load_encoder", lambda *a, **k: pytest.fail("weights loaded"))
     with pytest.raises(MtnbError, match=message):
         e5c.continue_member(member, real_corpus, tmp_path / "out", budget=budget, base=tmp_path)
     assert not (tmp_path / "out").exists()
@@ -250,7 +250,7 @@ def test_cached_vocabulary_is_reused(tokenizer, real_corpus, tmp_path, monkeypat
 def test_stage_one_trains_the_head_only_and_stage_two_keeps_the_frozen_parts(tiny_e5, tokenizer, real_corpus, tmp_path):
     """Stage 1 on cached states leaves every encoder weight as it was; the fixed output rows of
     the decoder stay e5's rows through it."""
-    from mtnb.minidata import load_mini
+    from mtnb.data.mini.datasets import load_mini
 
     bert = load_encoder(str(tiny_e5)).model
     parallel = {lang: load_mini("parallel", lang, "train", root=real_corpus).to_list()[:30] for lang in e5c.LANGS[1:]}

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from mtnb.errors import MtnbError
-from mtnb.finetune import (TrainConfig, collate, encode, finetune_run, length_grouped_batches,
+from mtnb.core.errors import MtnbError
+from mtnb.transfer.finetune import (TrainConfig, collate, encode, finetune_run, length_grouped_batches,
                            load_finetuned, task_model, train)
-from mtnb.models import load_encoder
-from mtnb.tasks import get_task
+from mtnb.models.registry import load_encoder
+from mtnb.data.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +78,7 @@ def test_other_heads_train_and_reload(tiny_checkpoint, real_corpus, tmp_path, ta
 def test_nan_loss_names_the_step(tiny_checkpoint, real_corpus, tmp_path):
     enc = load_encoder(str(tiny_checkpoint))
     task = get_task("mini-topic")
-    from mtnb.minidata import load_mini
+    from mtnb.data.mini.datasets import load_mini
     examples = encode(load_mini("mini-topic", "en", "train", root=real_corpus).select(range(32)), task, enc.tokenizer, 32)
     net = task_model(enc.model, 64, len(task.labels), "sequence")
     with torch.no_grad():
@@ -88,7 +88,7 @@ def test_nan_loss_names_the_step(tiny_checkpoint, real_corpus, tmp_path):
 
 
 def test_bad_input_fails_before_loading(tmp_path, real_corpus, monkeypatch):
-    import mtnb.models as models
+    import mtnb.models.registry as models
 
     monkeypatch.setattr(models, "load_encoder", lambda *a, **k: pytest.fail("weights were loaded"))
     config = TrainConfig(epochs=1)
@@ -103,7 +103,7 @@ def test_bad_input_fails_before_loading(tmp_path, real_corpus, monkeypatch):
 
 
 def test_zeroshot_languages_and_missing_run(tiny_checkpoint, real_corpus, tmp_path):
-    from mtnb.zeroshot import evaluate_run, evaluate_runs
+    from mtnb.transfer.zeroshot import evaluate_run, evaluate_runs
 
     with pytest.raises(MtnbError, match="holds no finished fine-tuning run"):
         evaluate_run(tmp_path / "nothing")
@@ -170,7 +170,7 @@ def test_bag_of_subwords_on_seen_columns_matches_the_full_vocabulary():
 
     from sklearn.linear_model import LogisticRegression
 
-    from mtnb import controls
+    from mtnb.transfer import controls
 
     rng = np.random.default_rng(0)
     vocab = 5000

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mtnb.errors import MtnbError
-from mtnb.hub import (PARQUET_REVISION, XGLUE_REPO, HubItem, RemoteFile, cache_put, cache_put_folder, fetch,
+from mtnb.core.errors import MtnbError
+from mtnb.core.hub import (PARQUET_REVISION, XGLUE_REPO, HubItem, RemoteFile, cache_put, cache_put_folder, fetch,
                       find_cached, hub_items, preflight, repo_storage, select_files)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ JUNK = {"pytorch_model.bin": b"pickle", "tf_model.h5": b"h5", "flax_model.msgpac
 def stand_in_repos(tmp_path_factory) -> dict:
     """The rehearsal's stand-in repositories as plain folders, each model repository with the
     other formats a Hub repository holds beside its safetensors (which fetch must skip)."""
-    from mtnb.rehearsal import build_repositories
+    from mtnb.study.rehearsal import build_repositories
 
     repos = build_repositories(tmp_path_factory.mktemp("remote"))
     for (repo_type, _, _), folder in repos.items():
@@ -37,7 +37,7 @@ def stand_in_repos(tmp_path_factory) -> dict:
 
 
 class LocalHub:
-    """A stand-in for ``mtnb.hub.HubClient``: serves the repositories of ``stand_in_repos`` and
+    """A stand-in for ``mtnb.core.hub.HubClient``: serves the repositories of ``stand_in_repos`` and
     writes downloads into the cache layout; ``fail_after`` downloads, it raises (a dropped
     connection)."""
 
@@ -114,8 +114,8 @@ def test_fetch_lists_downloads_resumes_and_loads_offline(stand_in_repos, tmp_pat
 
 
 def test_the_paper_grid_reads_seven_models_and_every_language_of_every_task():
-    from mtnb.grids import load_grid
-    from mtnb.tasks import load_tasks
+    from mtnb.study.grids import load_grid
+    from mtnb.data.tasks import load_tasks
 
     items = hub_items(load_grid("paper"))
     models = [i.repo_id for i in items if i.kind == "model"]
@@ -163,7 +163,7 @@ def test_a_grid_missing_a_model_and_a_dataset_stops_before_any_job(stand_in_repo
 def test_a_registry_folder_without_a_checkpoint_is_named_before_any_job(tmp_path, monkeypatch):
     import yaml
 
-    from mtnb.grids import load_grid
+    from mtnb.study.grids import load_grid
 
     root = rehearsal_project(tmp_path)
     registry = yaml.safe_load((root / "params" / "models.yaml").read_text())
@@ -177,8 +177,8 @@ def test_a_registry_folder_without_a_checkpoint_is_named_before_any_job(tmp_path
 
 
 def test_loading_an_uncached_hub_model_names_the_fetch_command_in_full(tmp_path, monkeypatch):
-    from mtnb.models import ModelSpec, checkpoint_folder
-    from mtnb.xglue import load_xglue
+    from mtnb.models.registry import ModelSpec, checkpoint_folder
+    from mtnb.data.xglue import load_xglue
 
     spec = ModelSpec(name="m", source="org/not-here", family="bert", role="lm")
     with pytest.raises(MtnbError) as model_error:
@@ -194,7 +194,7 @@ def test_loading_an_uncached_hub_model_names_the_fetch_command_in_full(tmp_path,
 
 
 def test_preflight_passes_when_everything_is_cached(stand_in_repos, tmp_path):
-    from mtnb.grids import load_grid
+    from mtnb.study.grids import load_grid
 
     for (repo_type, repo_id, revision), folder in stand_in_repos.items():
         cache_put_folder(tmp_path, repo_type, repo_id, revision, folder)
@@ -203,8 +203,8 @@ def test_preflight_passes_when_everything_is_cached(stand_in_repos, tmp_path):
 
 
 def test_a_rerun_refused_by_running_jobs_names_their_processes_and_stop_ends_them(tmp_path, monkeypatch):
-    from mtnb.grids import load_grid
-    from mtnb.runner import expand, running_jobs, stop
+    from mtnb.study.grids import load_grid
+    from mtnb.study.runner import expand, running_jobs, stop
 
     root = rehearsal_project(tmp_path)
     monkeypatch.setenv("MTNB_ROOT", str(root))
@@ -235,11 +235,11 @@ def test_a_rerun_refused_by_running_jobs_names_their_processes_and_stop_ends_the
 def test_sizing_counts_tokens_and_flops_from_the_records_and_the_config(stand_in_repos, tmp_path, monkeypatch):
     from transformers import AutoConfig, AutoTokenizer, BertModel
 
-    from mtnb import sizing
-    from mtnb.grids import load_grid
-    from mtnb.models import load_registry
-    from mtnb.tasks import load_tasks
-    from mtnb.xglue import load_xglue
+    from mtnb.study import sizing
+    from mtnb.study.grids import load_grid
+    from mtnb.models.registry import load_registry
+    from mtnb.data.tasks import load_tasks
+    from mtnb.data.xglue import load_xglue
 
     for (repo_type, repo_id, revision), folder in stand_in_repos.items():
         cache_put_folder(tmp_path, repo_type, repo_id, revision, folder)

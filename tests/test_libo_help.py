@@ -1,8 +1,8 @@
-"""Tests for mtnb.libo_help on a hand-written page in the structure of the Debian help HTML."""
+"""Tests for mtnb.data.mini.libo_help on a hand-written page in the structure of the Debian help HTML."""
 
 import pytest
 
-from mtnb.libo_help import HelpPageError, iter_pages, module_from_path, parse_html, parse_page
+from mtnb.data.mini.libo_help import HelpPageError, iter_pages, module_from_path, parse_html, parse_page
 
 PAGE = """<!DOCTYPE html>
 <html lang="en-US" dir="ltr">

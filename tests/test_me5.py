@@ -17,9 +17,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from mtnb import me5
-from mtnb.errors import MtnbError
-from mtnb.models import load_encoder
+from mtnb.models import me5
+from mtnb.core.errors import MtnbError
+from mtnb.models.registry import load_encoder
 
 for _package, _, _install in (me5.WEIGHTS_SOURCE, me5.TOKENIZER_SOURCE):
     try:
@@ -86,7 +86,7 @@ def embeddings(encoder, paragraphs) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 
 def decode_block_by_hand(block: bytes) -> list[float]:
-    """One Q4_0 block (18 bytes) -> its 32 weights, written independently of mtnb.me5."""
+    """One Q4_0 block (18 bytes) -> its 32 weights, written independently of mtnb.models.me5."""
     (scale,) = struct.unpack("<e", block[:2])
     low = [byte & 0b1111 for byte in block[2:]]    # weights 0..15
     high = [byte >> 4 for byte in block[2:]]       # weights 16..31

@@ -24,8 +24,8 @@ import pytest
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from sklearn.metrics import accuracy_score, ndcg_score
 
-from mtnb.errors import MtnbError
-from mtnb.metrics import METRIC_NAMES, load_metric, score
+from mtnb.core.errors import MtnbError
+from mtnb.transfer.metrics import METRIC_NAMES, load_metric, score
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES = ("PER", "LOC", "ORG")
@@ -268,7 +268,7 @@ def test_load_metric_gives_evaluate_metrics_and_rejects_unknown_names(tmp_path):
 
 
 def test_score_maps_the_task_table_names(project):
-    from mtnb.tasks import METRICS
+    from mtnb.data.tasks import METRICS
 
     assert set(METRICS) == {"f1_entity", "accuracy", "ndcg"}
     assert score("f1_entity", [["B-PER", "O"]], [["B-PER", "O"]]) == 1.0
@@ -301,7 +301,7 @@ OFFLINE_SCRIPT = textwrap.dedent("""
     # evaluate imports transformers.pipelines only for its evaluator (about 8 s here); a None in
     # sys.modules makes that import fail, which evaluate expects, and leaves loading as it is
     sys.modules["transformers.pipelines"] = None
-    from mtnb.metrics import load_metric, score
+    from mtnb.transfer.metrics import load_metric, score
 
     cache = sys.argv[1]
     out = {
@@ -342,9 +342,9 @@ def test_loading_is_local_offline_and_leaves_the_hf_cache_alone(tmp_path):
 def test_metric_units_sum_to_the_metric(task_name):
     """Per-unit numerators and denominators (what the paired bootstrap resamples) give the
     task's metric as sum(num) / sum(den), for every metric and label shape."""
-    from mtnb.finetune import metric_units
-    from mtnb.finetune import score as task_score
-    from mtnb.tasks import get_task
+    from mtnb.transfer.finetune import metric_units
+    from mtnb.transfer.finetune import score as task_score
+    from mtnb.data.tasks import get_task
 
     task = get_task(task_name)
     rng = random.Random(0)

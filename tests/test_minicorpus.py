@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mtnb import minicorpus as mc
-from mtnb.errors import MtnbError
-from mtnb.minidata import load_mini
+from mtnb.data.mini import corpus as mc
+from mtnb.core.errors import MtnbError
+from mtnb.data.mini.datasets import load_mini
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE_DIRS = {"calc": "scalc", "writer": "swriter", "impress": "simpress", "basic": "sbasic"}
@@ -230,8 +230,8 @@ def test_real_corpus_tasks_and_samples(real_corpus):
 
 
 def test_task_table_matches_the_corpus_and_load_task(tmp_path):
-    from mtnb.data import load_task
-    from mtnb.tasks import get_task
+    from mtnb.data.loading import load_task
+    from mtnb.data.tasks import get_task
 
     assert get_task("mini-spans").labels == mc.SPAN_TAGS
     assert get_task("mini-topic").labels == mc.TOPIC_MODULES
@@ -255,7 +255,7 @@ def test_task_table_matches_the_corpus_and_load_task(tmp_path):
 
 
 def test_load_task_reads_xglue_from_a_local_release():
-    from mtnb.data import load_task
+    from mtnb.data.loading import load_task
 
     records = load_task("nc", "de", "dev", xglue_dir=ROOT / "tests" / "fixtures" / "xglue")
     assert {"news_title", "news_body", "news_category"} <= set(records.column_names) and len(records) > 0

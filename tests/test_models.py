@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from mtnb.errors import MtnbError
-from mtnb.models import FAMILIES, load_encoder, load_registry, resolve
-from mtnb.random_checkpoints import PAPER_SHAPES
+from mtnb.core.errors import MtnbError
+from mtnb.models.registry import FAMILIES, load_encoder, load_registry, resolve
+from mtnb.models.random_checkpoints import PAPER_SHAPES
 
 PAPER_HUB_IDS = {
     "mbert": "google-bert/bert-base-multilingual-cased",
@@ -124,7 +124,7 @@ def test_hub_id_is_read_from_the_local_hub_cache(paper_checkpoints, tmp_path, mo
 
 
 def test_hub_model_missing_offline_is_one_clear_line(tmp_path):
-    code = ("from mtnb.models import load_encoder\n"
+    code = ("from mtnb.models.registry import load_encoder\n"
             "load_encoder('mbart')\n")
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -184,7 +184,7 @@ def test_malformed_registry(tmp_path, text, message):
 
 
 def test_a_language_mbart50_lacks_is_marked_with_the_fine_tuning_languages_code():
-    from mtnb.languages import input_language_code
+    from mtnb.data.languages import input_language_code
 
     assert input_language_code("de", "mbart50") == ("de_DE", None)
     code, note = input_language_code("bg", "mbart50")
@@ -193,7 +193,7 @@ def test_a_language_mbart50_lacks_is_marked_with_the_fine_tuning_languages_code(
 
 
 def test_language_codes():
-    from mtnb.languages import language_code
+    from mtnb.data.languages import language_code
 
     assert language_code("de", "mbart50") == "de_DE"
     assert language_code("ru", "nllb") == "rus_Cyrl"

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-import mtnb.models as models
-import mtnb.precision as precision
-from mtnb.errors import MtnbError
-from mtnb.finetune import TrainConfig, run_job, task_model, train
-from mtnb.models import load_encoder
-from mtnb.precision import (check_precision, cpu_has_native_bf16, precision_name, recorded_precision,
+import mtnb.models.registry as models
+import mtnb.core.precision as precision
+from mtnb.core.errors import MtnbError
+from mtnb.transfer.finetune import TrainConfig, run_job, task_model, train
+from mtnb.models.registry import load_encoder
+from mtnb.core.precision import (check_precision, cpu_has_native_bf16, precision_name, recorded_precision,
                             resolve_precision)
-from mtnb.representations import FEATURES_VERSION, FeatureExtractor
-from mtnb.tasks import get_task
+from mtnb.analysis.features import FEATURES_VERSION, FeatureExtractor
+from mtnb.data.tasks import get_task
 
 TEXTS = ["Choose Format - Cells.", "Press Enter to confirm the dialog.", "A longer paragraph about the Calc sheet, "
          "its cells, rows and columns, and the formulas that fill them.", "x"]
@@ -148,7 +148,7 @@ def _tiny_examples(tokenizer, n: int = 48, n_labels: int = 8) -> list[dict]:
 def _finetune(tiny_checkpoint, name: str, monkeypatch):
     """Train the tiny checkpoint for 4 steps at precision ``name``; returns (curve, model, the
     dtypes cross-entropy saw: (input, output) per call)."""
-    from mtnb.finetune import seed_everything
+    from mtnb.transfer.finetune import seed_everything
 
     seen = []
     cross_entropy = torch.nn.functional.cross_entropy
@@ -186,7 +186,7 @@ def test_a_bf16_finetune_step_has_a_finite_float32_loss_and_float32_weights(tiny
 def test_a_bf16_pretraining_step_has_a_finite_float32_loss(tiny_checkpoint, monkeypatch):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from mtnb.pretrain import mlm_batch, model_loss, train_loop
+    from mtnb.pretraining.zoo import mlm_batch, model_loss, train_loop
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     texts = [" ".join(["Choose Format - Cells"] * (1 + i % 3)) for i in range(16)]
@@ -215,8 +215,8 @@ def test_a_bf16_pretraining_step_has_a_finite_float32_loss(tiny_checkpoint, monk
 
 def test_a_bf16_probe_job_records_it_and_zeroshot_reads_its_features(tiny_checkpoint, real_corpus, tmp_path,
                                                                       monkeypatch):
-    from mtnb.probe import ProbeConfig, probe_run
-    from mtnb.zeroshot import evaluate_run
+    from mtnb.transfer.probe import ProbeConfig, probe_run
+    from mtnb.transfer.zeroshot import evaluate_run
 
     config = ProbeConfig(max_length=48, batch_size=16, precision="bf16", weight_decays=(1.0, 0.1))
     [record] = probe_run(str(tiny_checkpoint), "mini-topic", tmp_path / "job", config=config, max_train=64,
@@ -231,7 +231,7 @@ def test_a_bf16_probe_job_records_it_and_zeroshot_reads_its_features(tiny_checkp
 
 
 def test_the_alignment_loss_keeps_its_similarities_float32_under_autocast():
-    from mtnb.e5_continued import info_nce
+    from mtnb.pretraining.e5_family import info_nce
 
     torch.manual_seed(0)
     states = torch.randn(8, 6, 32).to(torch.bfloat16)      # what a bf16 encoder pass hands over

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mtnb import pretrain
-from mtnb.errors import MtnbError
-from mtnb.models import load_encoder
+from mtnb.pretraining import zoo as pretrain
+from mtnb.core.errors import MtnbError
+from mtnb.models.registry import load_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 

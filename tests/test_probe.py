@@ -11,13 +11,13 @@ import papermill as pm
 import pytest
 import torch
 
-import mtnb.models as models
-from mtnb.errors import MtnbError
-from mtnb.finetune import encode, input_prefixes, run_job
-from mtnb.models import load_encoder
-from mtnb.probe import ProbeConfig, fit_logistic, load_probe, probe_run, train_probe
-from mtnb.representations import FeatureExtractor, extract_features, weights_fingerprint
-from mtnb.tasks import get_task
+import mtnb.models.registry as models
+from mtnb.core.errors import MtnbError
+from mtnb.transfer.finetune import encode, input_prefixes, run_job
+from mtnb.models.registry import load_encoder
+from mtnb.transfer.probe import ProbeConfig, fit_logistic, load_probe, probe_run, train_probe
+from mtnb.analysis.features import FeatureExtractor, extract_features, weights_fingerprint
+from mtnb.data.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["Choose Format - Cells.", "Press Enter.", "A longer paragraph about the Calc sheet and its cells.", "x"]
@@ -151,7 +151,7 @@ def _probe(tiny_checkpoint, real_corpus, out, task="mini-topic", seeds=(0,), **k
 
 @pytest.mark.parametrize("task", ["mini-topic", "mini-spans", "mini-rank"])
 def test_probe_trains_on_a_tiny_checkpoint_and_is_evaluated(tiny_checkpoint, real_corpus, tmp_path, task, monkeypatch):
-    from mtnb.zeroshot import evaluate_runs
+    from mtnb.transfer.zeroshot import evaluate_runs
 
     [record] = _probe(tiny_checkpoint, real_corpus, tmp_path / "job", task=task)
     run = tmp_path / "job" / "seed-0"
@@ -170,7 +170,7 @@ def test_probe_trains_on_a_tiny_checkpoint_and_is_evaluated(tiny_checkpoint, rea
 
 
 def test_every_seed_is_scored_on_the_same_test_examples(tiny_checkpoint, real_corpus, tmp_path, monkeypatch):
-    from mtnb import zeroshot
+    from mtnb.transfer import zeroshot
 
     records = _probe(tiny_checkpoint, real_corpus, tmp_path / "job", seeds=[0, 1], max_eval=20)
     one_seed = _probe(tiny_checkpoint, real_corpus, tmp_path / "one", seeds=[0], max_eval=20,
@@ -193,7 +193,7 @@ def test_every_seed_is_scored_on_the_same_test_examples(tiny_checkpoint, real_co
 def test_features_do_not_depend_on_the_batch_size_and_freed_tensors_are_unmapped(tiny_checkpoint, tmp_path):
     import sys
 
-    from mtnb.representations import pin_mmap_threshold
+    from mtnb.analysis.features import pin_mmap_threshold
 
     texts = {"en": TEXTS * 3, "de": ["Wählen Sie Format - Zellen.", "Drücken Sie die Eingabetaste."] * 4}
     small = extract_features([str(tiny_checkpoint)], texts, cache_dir=tmp_path / "a", progress=False)

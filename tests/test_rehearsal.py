@@ -1,5 +1,5 @@
 """The paper grid rehearsed end to end, offline: ``mtnb run paper-rehearsal`` with HF_HUB_OFFLINE=1
-against a Hugging Face cache of small stand-ins under the real Hub ids (``mtnb.rehearsal``), all
+against a Hugging Face cache of small stand-ins under the real Hub ids (``mtnb.study.rehearsal``), all
 114 jobs, then its book, read in headless Chromium."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def test_the_rehearsal_fetch_dry_run_reports_nothing_missing(rehearsal):
 
 
 def test_the_rehearsals_book_has_all_eight_tasks_and_every_language(rehearsal):
-    from mtnb.tasks import load_tasks
+    from mtnb.data.tasks import load_tasks
 
     book = rehearsal.mtnb("book", "paper-rehearsal")
     assert book.returncode == 0, book.stdout[-3000:] + book.stderr[-3000:]

@@ -21,10 +21,10 @@ import transformers
 import yaml
 
 from mtnb.cli import main
-from mtnb.errors import MtnbError
-from mtnb.grids import load_grid
-from mtnb.models import load_registry
-from mtnb.runner import code_hash, expand, run, status
+from mtnb.core.errors import MtnbError
+from mtnb.study.grids import load_grid
+from mtnb.models.registry import load_registry
+from mtnb.study.runner import code_hash, expand, run, status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,7 +167,7 @@ def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):
     assert set(svd.deps) == {pre["mini-mbart"].id, pre["mini-mbart-m2o"].id}
     assert {job.parameters["registry"] for job in jobs if "registry" in job.parameters} == {"runs/zoo/models.yaml"}
 
-    from mtnb.runner import pretrain_jobs, write_grid_registry
+    from mtnb.study.runner import pretrain_jobs, write_grid_registry
 
     written = load_registry(write_grid_registry(grid, pretrain_jobs(grid)))
     for member, job in pre.items():
@@ -185,7 +185,7 @@ def test_pretraining_seeds_train_one_replica_per_seed_and_each_is_fine_tuned(roo
     replica of the same seed), fine-tunes both replicas, registers both and keeps the member's
     own name on seed 0's checkpoint (for CKA and SVD); one seed leaves names and job ids as they
     were without the key."""
-    from mtnb.runner import pretrain_jobs, write_grid_registry
+    from mtnb.study.runner import pretrain_jobs, write_grid_registry
 
     fields = dict(registry=None, models=["me5-small", "mini-mbart-m2o"], svd={"base": "mini-mbart",
                   "models": ["mini-mbart-m2o"]})

@@ -7,9 +7,9 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import cdist
 
-from mtnb.errors import MtnbError
-from mtnb.paired_bootstrap import holm, mean_interval, paired_difference
-from mtnb.separability import (language_id_per_sample, mutual_knn_per_sample, mutual_knn_table,
+from mtnb.core.errors import MtnbError
+from mtnb.analysis.paired_bootstrap import holm, mean_interval, paired_difference
+from mtnb.analysis.separability import (language_id_per_sample, mutual_knn_per_sample, mutual_knn_table,
                                retrieval_per_sample, separability_tables)
 
 LANGS = ["de", "en", "es", "fr", "ru"]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mtnb.errors import MtnbError
-from mtnb.svd import (MATRICES, encoder_matrices, matrix_name, sigma_distance, sigma_norm,
+from mtnb.core.errors import MtnbError
+from mtnb.analysis.svd import (MATRICES, encoder_matrices, matrix_name, sigma_distance, sigma_norm,
                       singular_values, svd_table)
 
 SHAPES = {  # kind -> (out, in) at the paper's shapes
@@ -23,7 +23,7 @@ SHAPES["m2m100"] = SHAPES["mbart"]
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "mbart", "m2m100"])
 def test_both_naming_schemes_find_six_matrices_by_twelve_layers(paper_checkpoints, family):
-    from mtnb.svd import CheckpointTensors
+    from mtnb.analysis.svd import CheckpointTensors
 
     found = encoder_matrices(paper_checkpoints[family])
     assert sorted(found) == [(layer, k) for layer in range(12) for k in sorted(MATRICES)] or \
@@ -44,7 +44,7 @@ def test_matrix_names():
 
 
 def test_norm_is_frobenius_and_distance_to_self_is_zero(paper_checkpoints):
-    from mtnb.svd import CheckpointTensors
+    from mtnb.analysis.svd import CheckpointTensors
 
     folder = paper_checkpoints["bert"]
     sigma = singular_values(folder, layers=[11])

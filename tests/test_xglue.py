@@ -13,9 +13,9 @@ import pytest
 import yaml
 from datasets import ClassLabel, Dataset, Features, List, Value
 
-from mtnb.errors import MtnbError
-from mtnb.tasks import get_task, load_tasks
-from mtnb.xglue import load_xglue
+from mtnb.core.errors import MtnbError
+from mtnb.data.tasks import get_task, load_tasks
+from mtnb.data.xglue import load_xglue
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "xglue"

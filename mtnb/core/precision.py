@@ -1,0 +1,152 @@
+"""Mixed precision: the dtype forward passes run in, chosen by name.
+
+One setting, ``precision``, for fine-tuning, probing, feature extraction (probes and CKA) and
+pretraining:
+
+| precision | on a CUDA GPU                                   | on a CPU                          |
+|-----------|-------------------------------------------------|-----------------------------------|
+| fp32      | float32 throughout (no autocast)                | the same                          |
+| bf16      | autocast to bfloat16                            | autocast to bfloat16              |
+| fp16      | autocast to float16, loss scaled (GradScaler)   | refused (no fast fp16 on CPUs)    |
+| auto      | bf16 where ``torch.cuda.is_bf16_supported()``,  | fp32 (see below)                  |
+|           | else fp16                                       |                                   |
+
+Autocast runs the matrix products (linear layers, attention) in the low-precision dtype and
+keeps the rest where PyTorch's autocast lists put it; the weights, their gradients and the
+optimizer's state stay float32 (the model is never cast with ``model.to(bfloat16)``). What sums
+over many terms stays float32 in the callers: losses are taken on ``logits.float()``, features
+are pooled and stored as float32 (CKA's sums run over them), and metrics are computed from
+float32 values. With fp32 nothing changes: no autocast context, no scaler, so a seed gives the
+numbers it gave before this setting existed.
+
+``auto`` on a CPU is fp32, decided from ``benchmarks/bench_precision.py`` (fp32 against bf16
+on the same batches, in one run, medians of 5 repeats, torch on 2 threads with
+OMP_WAIT_POLICY=PASSIVE) on this project's machine, an AMD EPYC whose /proc/cpuinfo flags stop
+at AVX2 (no avx512_bf16, no amx_bf16; ``torch.backends.cpu.get_cpu_capability()``: AVX2):
+
+- multilingual-e5-small's feature extraction, 64 mini-topic paragraphs (1,863 tokens): fp32
+  1.97 s, bf16 12.11 s: 0.16x (the bar was >= 1.8x); last layer's features 0.34% apart;
+- a fine-tuning step of e5-small (all weights trained; 16 paragraphs): fp32 3.6 s, bf16 31.2 s:
+  0.12x (the bar was >= 1.3x); the losses of the same batches 0.9% apart at most;
+- a linear probe's zero-shot mini-topic accuracy outside English, seeds 0, 1, 2: 46.5, 39.5 and
+  44.9 with fp32 features, the same three with bf16 features.
+
+bf16 keeps the scores, but without native bf16 instructions its matrix products run slower than
+float32's (one of 2,048 x 384 by 384 x 1,536 took 9x as long here), so time grows, not shrinks. A CPU with native bf16 (``cpu_has_native_bf16``:
+avx512_bf16 or amx_bf16 in its flags) may gain (issue 16 reports 2.1x for e5-small's forward
+pass on such a CPU), but none has been measured here: ``AUTO_BF16_ON_NATIVE_CPU`` makes ``auto``
+choose bf16 on such CPUs once ``bench_precision.py`` shows the bars met on one. On a GPU ``auto``
+is bf16 (fp16 where the GPU lacks bf16), the usual choice for Transformer training and
+inference there; ``bench_precision.py`` measures it where a GPU is present (none was lent for
+these figures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from mtnb.core.errors import MtnbError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+AUTO_BF16_ON_NATIVE_CPU = False  # measured here: no CPU with native bf16 met the bars (module docstring)
+
+
+def check_precision(name) -> str:
+    """``name`` when it is one of PRECISIONS; a one-line MtnbError otherwise (cheap: imports
+    no torch, so callers check before any heavy work)."""
+    if name not in PRECISIONS:
+        raise MtnbError(f"unknown precision {name!r}: use one of {', '.join(PRECISIONS)}")
+    return name
+
+
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """True when the CPU's flags (Linux's ``cpuinfo``) include a native bf16 instruction set
+    (NATIVE_BF16_FLAGS); False when they do not or the file cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def default_device() -> str:
+    """Where forward passes run unless told otherwise: 'cuda' when torch sees a GPU, else 'cpu'."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _device_type(device) -> str:
+    """'cuda' or 'cpu' (or another backend's name) of a torch.device or a string like 'cuda:0'."""
+    return getattr(device, "type", None) or str(device).split(":")[0]
+
+
+def resolve_precision(name: str, device):
+    """The autocast dtype of precision ``name`` on ``device`` (a torch.device or 'cpu',
+    'cuda', 'cuda:1', ...): None for fp32 (no autocast), torch.bfloat16 or torch.float16.
+    MtnbError for an unknown name, for fp16 on a CPU, and for bf16 on a GPU without bf16."""
+    import torch
+
+    check_precision(name)
+    kind = _device_type(device)
+    if name == "auto":
+        if kind == "cuda":
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            name = "bf16" if AUTO_BF16_ON_NATIVE_CPU and cpu_has_native_bf16() else "fp32"
+    if name == "fp16" and kind != "cuda":
+        raise MtnbError(f"precision fp16 needs a CUDA GPU (this run is on {kind}): use bf16, fp32 or auto")
+    if name == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+        raise MtnbError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bf16: use fp16, fp32 or auto")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def precision_name(dtype) -> str:
+    """The name of a resolved precision: 'fp32' for None, 'bf16' or 'fp16' (for records and
+    cache keys)."""
+    import torch
+
+    names = {None: "fp32", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+    if dtype not in names:
+        raise MtnbError(f"no precision runs in {dtype}: resolve a name with resolve_precision")
+    return names[dtype]
+
+
+def autocast(dtype, device):
+    """The context for forward passes at ``dtype`` (from ``resolve_precision``) on ``device``:
+    ``torch.autocast`` for bf16 and fp16, nothing at all for fp32 (None), so fp32 runs the code
+    it ran before."""
+    import torch
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(_device_type(device), dtype=dtype)
+
+
+def grad_scaler(dtype, device):
+    """A ``torch.amp.GradScaler`` for fp16 (its gradients underflow without loss scaling),
+    None otherwise (bf16 has float32's exponent range and needs none)."""
+    import torch
+
+    if dtype is not torch.float16:
+        return None
+    return torch.amp.GradScaler(_device_type(device))
+
+
+def recorded_precision(name: str, device) -> str:
+    """The precision to evaluate a finished run with on ``device``: the one it was trained at
+    (``name``, as its run.json records it), or fp32 where ``device`` cannot run that (fp16 on a
+    CPU, bf16 on a GPU without it; the weights are float32 either way)."""
+    import torch
+
+    kind = _device_type(device)
+    without_bf16 = kind == "cuda" and not torch.cuda.is_bf16_supported()
+    if (name == "fp16" and kind != "cuda") or (name == "bf16" and without_bf16):
+        return "fp32"
+    return check_precision(name)

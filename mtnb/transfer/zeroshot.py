@@ -1,0 +1,232 @@
+"""Zero-shot evaluation of a fine-tuning or probe run in every language of its task, with controls.
+
+``evaluate_run(run_dir)`` loads a run (a fine-tuned model, or a linear probe on a frozen
+encoder: ``mtnb.transfer.probe``) at the precision it was trained at (``mtnb.core.precision``; fp32 where
+this machine cannot run that, and for runs from before the setting), scores it on each
+language's test (or dev) split, and scores the controls of ``mtnb.transfer.controls`` (majority class,
+bag of sub-words trained on the same English examples) on the same examples. It returns a
+tidy results table, one row per (system, language, split):
+
+    model, task, seed, mode, system, language, split, metric, value (0-100), n
+
+where ``mode`` is the run's (finetune or probe) and ``system`` is ``model`` or a control's name;
+and, for classification tasks, the count of each predicted class per language, so that a model
+sending one language to one class shows; and the metric per unit (example, or ranking query),
+as ``finetune.metric_units`` splits it:
+
+    model, task, seed, mode, system, language, split, unit, num, den
+
+so that two systems scored on the same examples compare example for example (a paired
+bootstrap, ``mtnb.analysis.paired_bootstrap``). ``evaluate_runs(run_dir)`` takes a run folder or a job's
+folder of ``seed-<k>`` run folders and stacks their tables.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from mtnb.core.errors import MtnbError
+
+SYSTEMS = ("model", "majority", "bag-of-subwords")
+COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "metric", "value", "n"]
+COUNT_COLUMNS = ["seed", "language", "split", "label", "count"]
+UNIT_COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "unit", "num", "den"]
+SEED_FOLDER = re.compile(r"^seed-(-?\d+)$")
+
+
+def run_folders_in(run_dir: str | Path) -> list[Path]:
+    """The run folders of ``run_dir``: itself when it is a run folder, else its ``seed-<k>``
+    subfolders in seed order; MtnbError when it holds neither."""
+    run_dir = Path(run_dir)
+    if (run_dir / "run.json").is_file() or (run_dir / "done.json").is_file():
+        return [run_dir]
+    seeds = sorted((p for p in run_dir.glob("seed-*") if p.is_dir() and SEED_FOLDER.match(p.name)),
+                   key=lambda p: int(SEED_FOLDER.match(p.name).group(1))) if run_dir.is_dir() else []
+    if not seeds:
+        raise MtnbError(f"{run_dir} holds no finished fine-tuning run (no run.json/done.json, no seed-* "
+                        "folders); run notebooks/finetune.ipynb into it first")
+    return seeds
+
+
+EVAL_DRAW = 0  # the seed of the one draw of evaluation examples
+
+
+def eval_subset(records, max_eval: int | None):
+    """At most ``max_eval`` of a language's evaluation records, drawn once with ``EVAL_DRAW``:
+    every model and every training seed is scored on the same examples, so the spread over
+    seeds is the training's alone and models compare example for example."""
+    from mtnb.transfer.finetune import subsample
+
+    return subsample(records, max_eval, EVAL_DRAW)
+
+
+def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
+                  max_eval: int | None = None, controls: bool = True, progress: bool = True):
+    """``evaluate_run`` on every run folder of ``run_dir`` (see ``run_folders_in``); returns the
+    stacked (results, predicted counts, units, notes). Probe runs of one job share one feature
+    extractor, so their encoder loads at most once."""
+    import pandas as pd
+
+    folders = run_folders_in(run_dir)
+    tables, counts, units, notes, shared = [], [], [], [], {}
+    for folder in folders:
+        results, tally, per_unit, more = evaluate_run(folder, languages, splits, max_eval, controls, progress,
+                                                      _shared=shared)
+        tables.append(results)
+        counts.append(tally)
+        units.append(per_unit)
+        notes += [f"{folder.name}: {note}" for note in more] if len(folders) > 1 else more
+    if "extractor" in shared:
+        shared["extractor"].close()
+    return (pd.concat(tables, ignore_index=True), pd.concat(counts, ignore_index=True),
+            pd.concat(units, ignore_index=True), notes)
+
+
+def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
+                 max_eval: int | None = None, controls: bool = True, progress: bool = True, _shared=None):
+    """Score the run in ``run_dir`` per language and split; returns (results, predicted counts,
+    units, notes). ``notes`` lists languages skipped for lack of data. ``max_eval`` caps the
+    examples per language (``eval_subset``: the same examples for every model and seed)."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from mtnb.transfer.controls import BagOfSubwords, majority
+    from mtnb.data.loading import load_task
+    from mtnb.transfer.finetune import encode, load_finetuned, metric_units, predict, references, score, set_language, subsample
+    from mtnb.data.tasks import get_task
+
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else None
+    if record is None or not (run_dir / "done.json").is_file():
+        raise MtnbError(f"{run_dir} holds no finished fine-tuning run (no run.json/done.json); "
+                        "run notebooks/finetune.ipynb into it first")
+    task = get_task(record["task"])
+    languages = list(task.languages) if languages is None else languages
+    unknown = [lang for lang in languages if lang not in task.languages]
+    if unknown:
+        raise MtnbError(f"task {task.name} has no language {unknown[0]!r}: it has {', '.join(task.languages)}")
+    for split in splits:
+        if split not in ("dev", "test"):
+            raise MtnbError(f"split {split!r}: zero-shot evaluation uses dev or test")
+    data = record.get("data", {})
+    seed, max_length = record["train"]["seed"], record["train"]["max_length"]
+    mode = record.get("mode", "finetune")
+    prefixes = tuple(record.get("prefixes", ("", "")))
+
+    if mode == "probe":
+        from mtnb.transfer.probe import load_probe
+
+        shared = {} if _shared is None else _shared
+        run = load_probe(run_dir, shared.get("extractor"))
+        shared["extractor"] = run.extractor
+        tokenizer = run.tokenizer
+    else:
+        from mtnb.core.precision import recorded_precision, resolve_precision
+
+        net, tokenizer, task, record = load_finetuned(run_dir)
+        device = next(net.parameters()).device
+        dtype = resolve_precision(recorded_precision(record.get("precision", "fp32"), device), device)
+    pad_id = tokenizer.pad_token_id
+    baselines = {}
+    if controls:
+        set_language(tokenizer, record["lang_codes"], "en")
+        train_records = subsample(load_task(task, "en", "train", **data), record.get("max_train"), seed)
+        train_examples = encode(train_records, task, tokenizer, max_length, prefixes)
+        bag = BagOfSubwords(task, len(tokenizer), seed).fit(train_examples)
+        baselines = {"majority": lambda ex: majority(task, train_examples, ex), "bag-of-subwords": bag.predict}
+
+    groups, notes = [], []
+    for split in splits:
+        for lang in languages:
+            try:
+                records = load_task(task, lang, split, **data)
+            except MtnbError as err:
+                notes.append(f"{lang} {split}: skipped ({err})")
+                continue
+            if len(records) == 0 or (task.label_field in records.column_names and
+                                     _unlabelled(records[task.label_field])):
+                notes.append(f"{lang} {split}: skipped (no labelled examples)")
+                continue
+            groups.append((split, lang, eval_subset(records, max_eval)))
+    if mode == "probe":
+        run.prepare([(records, lang) for _, lang, records in groups])  # one forward pass for what is not stored
+
+    rows, counts, units = [], [], []
+    for split, lang, records in tqdm(groups, desc="zero-shot", disable=not progress):
+        code_note = set_language(tokenizer, record["lang_codes"], lang)
+        if code_note and code_note not in notes:
+            notes.append(code_note)
+        examples = encode(records, task, tokenizer, max_length, prefixes)
+        gold = references(examples, task)
+        systems = {"model": run.predict(records, lang) if mode == "probe" else
+                   predict(net, examples, task, pad_id, dtype=dtype)}
+        systems.update({name: fn(examples) for name, fn in baselines.items()})
+        for system, predictions in systems.items():
+            rows.append(dict(model=record["model"], task=task.name, seed=seed, mode=mode, system=system,
+                             language=lang, split=split, metric=task.metric,
+                             value=100 * score(task, predictions, gold, examples), n=len(examples)))
+            ids, num, den = metric_units(task, predictions, gold, examples)
+            units.append(pd.DataFrame(dict(model=record["model"], task=task.name, seed=seed, mode=mode, system=system,
+                                           language=lang, split=split, unit=ids, num=num, den=den),
+                                      columns=UNIT_COLUMNS))
+            if task.head in ("sequence", "pair") and system == "model":
+                tally = pd.Series(predictions).value_counts()
+                counts += [dict(seed=seed, language=lang, split=split, label=task.labels[k], count=int(v))
+                           for k, v in tally.items()]
+    per_unit = pd.concat(units, ignore_index=True) if units else pd.DataFrame(columns=UNIT_COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(counts, columns=COUNT_COLUMNS), per_unit, notes
+
+
+def _unlabelled(labels) -> bool:
+    """True when every label is -1 (XGLUE test files released without labels)."""
+    flat = [x for row in labels for x in (row if isinstance(row, list) else [row])]
+    return all(x == -1 for x in flat)
+
+
+def plot_results(results, title: str = ""):
+    """Bars per language: the model and each control, for each split (with several seeds, the
+    mean over seeds and, as error bars, the standard deviation)."""
+    import matplotlib.pyplot as plt
+
+    splits = list(dict.fromkeys(results["split"]))
+    n_seeds = results["seed"].nunique()
+    fig, axes = plt.subplots(1, len(splits), figsize=(7 * len(splits), 3.4), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        part = results[results.split == split]
+        table = part.pivot_table(index="language", columns="system", values="value", sort=False)
+        table = table[[s for s in SYSTEMS if s in table.columns]]
+        spread = None
+        if n_seeds > 1:
+            spread = part.pivot_table(index="language", columns="system", values="value", aggfunc="std",
+                                      sort=False).reindex_like(table)
+        table.plot.bar(ax=ax, rot=0, width=0.8, yerr=spread, capsize=2,
+                       color=["tab:blue", "tab:gray", "tab:orange"][: table.shape[1]])
+        ax.set_ylabel(f"{results.metric.iloc[0]} (0-100)" + (f", mean of {n_seeds} seeds" if n_seeds > 1 else ""))
+        ax.set_title(f"{title} ({split})" if title else split)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_predicted_counts(counts, labels: list[str]):
+    """Heatmap of the share of each predicted class per language (rows sum to 1)."""
+    import matplotlib.pyplot as plt
+
+    table = counts.pivot_table(index="language", columns="label", values="count", aggfunc="sum",
+                               fill_value=0, sort=False)
+    table = table.reindex(columns=[label for label in labels if label in table.columns])
+    share = table.div(table.sum(axis=1), axis=0)
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * share.shape[1], 0.5 + 0.45 * share.shape[0]))
+    image = ax.imshow(share.values, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(share.shape[1]), share.columns, rotation=45, ha="right")
+    ax.set_yticks(range(share.shape[0]), share.index)
+    for (i, j), v in np.ndenumerate(share.values):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.5 else "black")
+    fig.colorbar(image, ax=ax, label="share of predictions")
+    ax.set_title("predicted classes per language")
+    fig.tight_layout()
+    return fig
