@@ -83,24 +83,26 @@ def main() -> None:
     import torch
 
     from mtnb.pretraining import e5_family as e5c
+    from mtnb.pretraining import heads
+    from mtnb.pretraining.members import LANGS
     from mtnb.models.me5 import ensure_me5_small
     from mtnb.data.mini.datasets import load_mini
-    from mtnb.models.registry import load_encoder
+    from mtnb.models.loading import load_encoder
 
     torch.set_num_threads(1)
     budget = e5c.E5_BUDGETS["mini"]
     encoder = load_encoder(str(ensure_me5_small()))
     tokenizer, bert = encoder.tokenizer, encoder.model
-    mono = {lang: load_mini("monolingual", lang, "train", root=args.corpus)["text"] for lang in e5c.LANGS}
-    parallel = {lang: load_mini("parallel", lang, "train", root=args.corpus).to_list() for lang in e5c.LANGS[1:]}
+    mono = {lang: load_mini("monolingual", lang, "train", root=args.corpus)["text"] for lang in LANGS}
+    parallel = {lang: load_mini("parallel", lang, "train", root=args.corpus).to_list() for lang in LANGS[1:]}
     vocab = e5c.corpus_vocabulary(tokenizer, args.corpus, mono, parallel, budget.max_length)
     torch.manual_seed(0)
     word = bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(vocab.kept)].clone()
-    decoder = e5c._heads()[1](word, len(e5c.LANGS), budget.decoder_layers, bert.config.num_attention_heads,
+    decoder = heads.Decoder(word, len(LANGS), budget.decoder_layers, bert.config.num_attention_heads,
                               budget.max_length)
     with torch.no_grad():
         decoder.bias[vocab.eos] = -1e4  # no sentence ends before its cap
-    model = e5c._model(bert, decoder, "m2o").eval()
+    model = heads.Continued(bert, decoder, "m2o").eval()
     sources = [r["de"] for r in load_mini("parallel", "de", "test", root=args.corpus).to_list()[:60]]
 
     ways = {

@@ -2,11 +2,11 @@
 
 Data: --examples (256) English train records of the ``mini-spans`` task (the NER analog, a
 token head), drawn with a fixed seed from the mini corpus (--corpus, default runs/data/mini;
-where that has no manifest.json, /tmp/corpus-a), encoded with ``mtnb.transfer.finetune.encode`` at
+where that has no manifest.json, /tmp/corpus-a), encoded with ``mtnb.data.inputs.encode`` at
 max_length 256. Model: a small but real encoder, a BERT with 4 layers, hidden 256, 4 heads,
 feed-forward 1024 and the vocabulary of ``mtnb.models.random_checkpoints.character_tokenizer("bert")``
 (random weights, seeded), saved in a temporary folder with ``save_pretrained`` and loaded through
-``mtnb.models.registry.load_encoder``; the task head is ``mtnb.transfer.finetune.task_model``. The tokenizer is
+``mtnb.models.loading.load_encoder``; the task head is ``mtnb.transfer.finetune.task_model``. The tokenizer is
 character-level, so sequences are long (about one token per character): the batching gain
 measured here is the one for long inputs. (--model takes a checkpoint folder instead, e.g. a
 converted multilingual-e5-small at runs/models/me5-small, whose sub-word sequences are shorter.)
@@ -76,8 +76,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 import mtnb.transfer.finetune as ft  # noqa: E402
+from mtnb.data.inputs import collate, encode, length_grouped_batches, set_language  # noqa: E402
+from mtnb.data.loading import subsample  # noqa: E402
+from mtnb.models.training import optimizer_and_schedule, seed_everything  # noqa: E402
 from mtnb.data.mini.datasets import load_mini  # noqa: E402
-from mtnb.models.registry import load_encoder  # noqa: E402
+from mtnb.models.loading import load_encoder  # noqa: E402
 from mtnb.data.tasks import get_task  # noqa: E402
 
 DEFAULT_CORPUS = "/work/main/runs/data/mini"
@@ -112,8 +115,6 @@ def build_small_bert(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-optimizer_and_schedule = ft.optimizer_and_schedule  # the same optimizer and schedule as ft.train
-
 
 def step(model, batch, optimizer, scheduler) -> float:
     """One optimizer step on a collated batch (as ``ft.train`` does it); returns the loss."""
@@ -133,13 +134,13 @@ def train_batches(lengths: list[int], config: ft.TrainConfig, total: int) -> lis
     """The first ``total`` batches ``ft.train`` draws (its rng, epoch after epoch)."""
     rng, batches = random.Random(config.seed), []
     while len(batches) < total:
-        batches += ft.length_grouped_batches(lengths, config.batch_size, rng)
+        batches += length_grouped_batches(lengths, config.batch_size, rng)
     return batches[:total]
 
 
 def reset(model, state: dict, seed: int) -> None:
     model.load_state_dict(state)
-    ft.seed_everything(seed)
+    seed_everything(seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,8 +150,8 @@ def reset(model, state: dict, seed: int) -> None:
 def bench_batching(model, state, examples, pad_id, config, steps, repeats) -> dict:
     batches = train_batches([len(e["input_ids"]) for e in examples], config, steps)
     collated = {
-        "length-grouped": [ft.collate([examples[i] for i in rows], pad_id) for rows in batches],
-        f"padded to {PAD_TO}": [ft.collate([examples[i] for i in rows], pad_id, pad_to=PAD_TO) for rows in batches],
+        "length-grouped": [collate([examples[i] for i in rows], pad_id) for rows in batches],
+        f"padded to {PAD_TO}": [collate([examples[i] for i in rows], pad_id, pad_to=PAD_TO) for rows in batches],
     }
     n_examples = sum(len(rows) for rows in batches)
     real_tokens = sum(len(examples[i]["input_ids"]) for rows in batches for i in rows)
@@ -201,7 +202,7 @@ def bare_loop(model, examples, pad_id, config, total) -> list[float]:
     optimizer, scheduler = optimizer_and_schedule(model, config, total)
     losses = []
     for rows in train_batches([len(e["input_ids"]) for e in examples], config, total):
-        losses.append(step(model, ft.collate([examples[i] for i in rows], pad_id), optimizer, scheduler))
+        losses.append(step(model, collate([examples[i] for i in rows], pad_id), optimizer, scheduler))
     return losses
 
 
@@ -295,15 +296,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root = corpus_root(args.corpus)
     task = get_task("mini-spans")
-    train_records = ft.subsample(load_mini("mini-spans", "en", "train", root=root), args.examples, args.seed)
-    dev_records = ft.subsample(load_mini("mini-spans", "en", "dev", root=root), args.dev, args.seed)
+    train_records = subsample(load_mini("mini-spans", "en", "train", root=root), args.examples, args.seed)
+    dev_records = subsample(load_mini("mini-spans", "en", "dev", root=root), args.dev, args.seed)
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-finetune-")  # kept until the end
     folder = build_small_bert(Path(tmp.name) / "small-bert", args.seed) if args.model == "small-bert" else args.model
     encoder = load_encoder(str(folder))
-    ft.set_language(encoder.tokenizer, encoder.spec.lang_codes, "en")
-    examples = ft.encode(train_records, task, encoder.tokenizer, PAD_TO)
-    dev = ft.encode(dev_records, task, encoder.tokenizer, PAD_TO)
+    set_language(encoder.tokenizer, encoder.spec.lang_codes, "en")
+    examples = encode(train_records, task, encoder.tokenizer, PAD_TO)
+    dev = encode(dev_records, task, encoder.tokenizer, PAD_TO)
     torch.manual_seed(args.seed)
     model = ft.task_model(encoder.model, encoder.shape.hidden_size, len(task.labels), task.head)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -2,7 +2,7 @@
 
 Builds a random mBART-50-shaped checkpoint with the real vocabulary (250,054 pieces, 12+12
 layers, d_model 1024: about 611M parameters, 2.4 GB in fp32), then, each in a fresh process,
-loads (a) ``mtnb.models.registry.load_encoder`` and (b) the baseline, the full model with
+loads (a) ``mtnb.models.loading.load_encoder`` and (b) the baseline, the full model with
 ``AutoModelForSeq2SeqLM.from_pretrained`` followed by ``get_encoder()``. Peak memory is the
 process's peak resident set size, after every encoder weight has been read once (VmHWM in /proc/self/status: unlike ru_maxrss it is not
 inherited from the parent) minus its resident size just before loading (after the imports). Prints the median over --repeats runs of each, and writes them as JSON.

@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/benchmarks/minicorpus.json")
     args = parser.parse_args()
     cache = Path(args.cache)
-    if any(mc._cached_deb(cache, pkg) is None for pkg in mc.PACKAGES.values()):
+    if any(mc.cached_deb(cache, pkg) is None for pkg in mc.PACKAGES.values()):
         print(f"{cache} lacks some of the five .deb files: downloading them (not timed)")
         mc.fetch_packages(cache)
     debs = mc.fetch_packages(cache)

@@ -12,7 +12,7 @@ at most --max-length 128 tokens. Precisions through ``mtnb.core.precision`` (``r
     fingerprinted before the clock starts. Beside the time, the relative difference
     ||bf16 - fp32|| / ||fp32|| of the last layer's pooled features. Bar (issue 16): >= 1.8x.
 (2) A fine-tuning step: forward at the precision, cross-entropy on float32 logits, backward,
-    gradient clipping, AdamW and schedule step (``mtnb.transfer.finetune.optimizer_step``), the whole
+    gradient clipping, AdamW and schedule step (``mtnb.models.training.optimizer_step``), the whole
     model trained (the 250k-row embedding matrix included) with the mini-topic head
     (``task_model``), batches of --train-batch paragraphs; each precision trains its own copy
     from the same weights over the same --steps batches, the two stepped in turns (step i of
@@ -63,9 +63,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import mtnb.transfer.finetune as ft  # noqa: E402
+from mtnb.data.inputs import collate, encode, input_prefixes, length_grouped_batches  # noqa: E402
+from mtnb.data.loading import subsample  # noqa: E402
+from mtnb.models.training import optimizer_and_schedule, optimizer_step  # noqa: E402
 from mtnb.data.loading import load_task  # noqa: E402
 from mtnb.models.me5 import ensure_me5_small  # noqa: E402
-from mtnb.models.registry import load_encoder  # noqa: E402
+from mtnb.models.loading import load_encoder  # noqa: E402
 from mtnb.core.precision import (AUTO_BF16_ON_NATIVE_CPU, autocast, cpu_has_native_bf16, grad_scaler,  # noqa: E402
                             precision_name, resolve_precision)
 from mtnb.analysis.features import FeatureExtractor  # noqa: E402
@@ -95,7 +98,7 @@ def sync(device: str) -> None:
 
 def paragraphs(corpus: Path, n: int) -> list[str]:
     """``n`` English mini-topic training paragraphs, drawn with seed 0."""
-    records = ft.subsample(load_task(get_task(TASK), "en", "train", mini_root=corpus), n, 0)
+    records = subsample(load_task(get_task(TASK), "en", "train", mini_root=corpus), n, 0)
     return list(records["text"])
 
 
@@ -126,12 +129,9 @@ def bench_features(texts: list[str], device: str, args, root: Path) -> dict:
 
     def run(name: str) -> tuple[float, np.ndarray]:
         extractor = FeatureExtractor(MODEL, cache_dir=root / f"features-{next(counter)}", batch_size=args.batch_size,
-                                     progress=False, precision=name, device=device)
+                                     progress=False, precision=name, device=device, encoder=encoders.get(name))
         # each repeat writes into an empty store; the encoder is loaded once per precision and
         # handed to the later repeats' extractors, so that no load is timed
-        extractor._tokenizer = first.tokenizer
-        if name in encoders:
-            extractor._encoder = encoders[name]
         encoders[name] = extractor.encoder()
         extractor.pooled_store()                          # fingerprints the weights (untimed)
         sync(device)
@@ -167,7 +167,7 @@ def train_step(model, batch, optimizer, scheduler, dtype, scaler, device: str) -
     with autocast(dtype, device):
         logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
     loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"].to(device))
-    ft.optimizer_step(model, optimizer, scheduler, loss, scaler)
+    optimizer_step(model, optimizer, scheduler, loss, scaler)
     return loss.item()
 
 
@@ -176,9 +176,9 @@ def bench_finetune_step(texts: list[str], device: str, args) -> dict:
     task = get_task(TASK)
     encoder = load_encoder(MODEL, device=device)
     records = [{"text": t, "label": k % len(task.labels)} for k, t in enumerate(texts)]
-    examples = ft.encode(records, task, encoder.tokenizer, args.max_length, ft.input_prefixes("e5", task.head))
-    order = ft.length_grouped_batches([len(e["input_ids"]) for e in examples], args.train_batch, random.Random(0))
-    batches = [ft.collate([examples[i] for i in rows], encoder.tokenizer.pad_token_id) for rows in order]
+    examples = encode(records, task, encoder.tokenizer, args.max_length, input_prefixes("e5", task.head))
+    order = length_grouped_batches([len(e["input_ids"]) for e in examples], args.train_batch, random.Random(0))
+    batches = [collate([examples[i] for i in rows], encoder.tokenizer.pad_token_id) for rows in order]
     batches = (batches * args.steps)[:args.steps]
     torch.manual_seed(0)
     net = ft.task_model(encoder.model, encoder.shape.hidden_size, len(task.labels), task.head).to(device)
@@ -189,7 +189,7 @@ def bench_finetune_step(texts: list[str], device: str, args) -> dict:
     def fresh(name):
         models[name].load_state_dict(state)
         torch.manual_seed(0)
-        return (*ft.optimizer_and_schedule(models[name], config, args.steps), grad_scaler(names[name], device))
+        return (*optimizer_and_schedule(models[name], config, args.steps), grad_scaler(names[name], device))
 
     for name in names:                                    # warm-up, untimed (allocator, kernels, AdamW state)
         optimizer, scheduler, scaler = fresh(name)

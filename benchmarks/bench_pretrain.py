@@ -1,7 +1,7 @@
 """Pretraining speed: the masked-LM step, the smoke and mini zoo, and the e5 family.
 
 (a) Masked-LM step. Tokens per second (non-padding input tokens) of one optimizer step of
-    mini-mbert (BERT at ``mtnb.pretraining.zoo.SHAPE``, its WordPiece vocabulary of 8,000, batch 32) in
+    mini-mbert (BERT at ``mtnb.pretraining.members.SHAPE``, its WordPiece vocabulary of 8,000, batch 32) in
     four variants: batches of random paragraphs or length-grouped ones
     (``pretrain.grouped_batches``), and the loss from the model's own ``.loss`` (vocabulary
     logits at every position) or from ``pretrain.model_loss`` (logits only at the ~15% masked
@@ -48,11 +48,12 @@ LANES = {
 }
 LANE_SCRIPT = """
 import sys
-from mtnb.pretraining.e5_family import MEMBERS, continue_member
+from mtnb.pretraining.e5_family import continue_member
+from mtnb.pretraining.members import E5_MEMBERS
 from mtnb.pretraining.zoo import pretrain_member
 corpus, zoo, budget, *members = sys.argv[1:]
 for m in members:
-    if m in MEMBERS:
+    if m in E5_MEMBERS:
         continue_member(m, corpus, f"{zoo}/{m}", budget=budget, progress=False, warmup_cache=f"{zoo}/e5-warmup")
     else:
         pretrain_member(m, corpus, zoo, budget=budget, progress=False)

@@ -1,12 +1,12 @@
 """A linear-probe job against a fine-tuning job: the same model, task and examples.
 
-Model: a random checkpoint at the mini zoo's shape (``mtnb.pretraining.zoo.SHAPE``: XLM-RoBERTa, 4
+Model: a random checkpoint at the mini zoo's shape (``mtnb.pretraining.members.SHAPE``: XLM-RoBERTa, 4
 layers, hidden 128, 4 heads, feed-forward 512), built by ``mtnb.pretraining.zoo.build_model`` around a
 unigram vocabulary of 8,000 pieces trained (``mtnb.pretraining.vocab.train_tokenizer``) on the mini corpus's
 first --vocab-texts monolingual training paragraphs per language: mini-xlmr's architecture and
 kind of tokenizer, untrained (mini-random's). Task: ``mini-topic``, --max-train English training
 and --max-dev dev paragraphs, inputs of at most 128 tokens (the zoo's position limit), batch 32.
-Both jobs go through ``mtnb.transfer.finetune.run_job``, as the notebook calls it, for one seed:
+Both jobs go through ``mtnb.transfer.jobs.run_job``, as the notebook calls it, for one seed:
 
 - finetune: --epochs epochs of AdamW at the task's learning rate, dev scored after each epoch;
 - probe, cold: the feature cache empty (a fresh folder per repeat): one forward pass over the
@@ -44,7 +44,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from mtnb.transfer.finetune import TrainConfig, run_job  # noqa: E402
+from mtnb.transfer.finetune import TrainConfig  # noqa: E402
+from mtnb.transfer.jobs import run_job  # noqa: E402
 from mtnb.data.mini.datasets import load_mini  # noqa: E402
 from mtnb.transfer.probe import ProbeConfig, probe_run  # noqa: E402
 from mtnb.data.tasks import get_task  # noqa: E402
@@ -55,7 +56,8 @@ MAX_LENGTH, BATCH = 128, 32
 
 def build_checkpoint(folder: Path, corpus: Path, vocab_texts: int, seed: int = 0) -> Path:
     """A random mini-xlmr-shaped checkpoint with a unigram vocabulary trained on the corpus."""
-    from mtnb.pretraining.zoo import SHAPE, build_model
+    from mtnb.pretraining.members import SHAPE
+    from mtnb.pretraining.zoo import build_model
     from mtnb.pretraining.vocab import train_tokenizer
 
     texts = [t for lang in ("en", "de", "es", "fr", "ru")
@@ -140,7 +142,7 @@ def main() -> None:
     base = median["finetune"]
     ratio = {name: m / base for name, m in median.items()}
     result = {
-        "task": "mini-topic", "model": "random, mini-xlmr's shape (mtnb.pretraining.zoo.SHAPE) and unigram vocabulary",
+        "task": "mini-topic", "model": "random, mini-xlmr's shape (mtnb.pretraining.members.SHAPE) and unigram vocabulary",
         "max_train": args.max_train, "max_dev": args.max_dev, "max_eval": args.max_eval, "epochs": args.epochs,
         "max_length": MAX_LENGTH, "batch_size": BATCH, "repeats": args.repeats, "times_s": wall,
         "median_s": median, "cpu_times_s": cpu, "median_cpu_s": cpu_median, "ratio_to_finetune": ratio,

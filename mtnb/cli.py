@@ -120,7 +120,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from mtnb.core.hub import fetch
+    from mtnb.study.fetch import fetch
 
     return fetch(args.grid, dry_run=args.dry_run)
 

@@ -29,6 +29,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+def patch_everywhere(monkeypatch, module: str, name: str, value) -> None:
+    """Replace function ``name`` of ``module`` (e.g. ``mtnb.models.loading``, ``load_encoder``)
+    with ``value`` in that module and in every loaded mtnb module that imported it (each holds
+    its own reference), for the test's duration."""
+    import importlib
+
+    original = getattr(importlib.import_module(module), name)
+    for loaded_name, loaded in list(sys.modules.items()):
+        if loaded_name.startswith("mtnb") and getattr(loaded, name, None) is original:
+            monkeypatch.setattr(loaded, name, value)
+
+
 @pytest.fixture(scope="session")
 def paper_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """{family: folder} of random checkpoints at the paper's layer shapes (about 3.5 GB, 30 s)."""

@@ -16,11 +16,14 @@ import torch
 from safetensors.torch import load_file
 
 from mtnb.pretraining import e5_family as e5c
+from mtnb.pretraining import heads
+from mtnb.pretraining.members import LANGS, E5Budget, check_e5_request
 from mtnb.models import me5
 from mtnb.core.errors import MtnbError
-from mtnb.models.registry import load_encoder
+from mtnb.models.loading import load_encoder
+from conftest import patch_everywhere
 
-BUDGET = e5c.E5Budget(steps=12, batch_size=8, max_length=24, encoder_lr=1e-3, head_lr=3e-3, eval_pairs=4, heldout=8,
+BUDGET = E5Budget(steps=12, batch_size=8, max_length=24, encoder_lr=1e-3, head_lr=3e-3, eval_pairs=4, heldout=8,
                       warmup_steps=10, warmup_batch_size=8, warmup_pool=48)
 
 
@@ -49,7 +52,7 @@ def tokenizer(tiny_e5):
 def test_vocabulary_maps_pieces_both_ways(tokenizer):
     texts = ["Click the OK button.", "Klicken Sie auf OK."]
     kept = e5c.corpus_pieces(tokenizer, texts, 24)
-    vocab = e5c.Vocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
+    vocab = e5c.OutputVocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
     ids = tokenizer(e5c.PREFIX + texts[1])["input_ids"]
     assert vocab.full(vocab.small(ids)) == ids
     assert vocab.size == len(kept) + 5 and sorted(vocab.lang.values()) == list(range(len(kept), vocab.size))
@@ -61,7 +64,7 @@ def test_vocabulary_maps_pieces_both_ways(tokenizer):
 def test_translation_batch_marks_the_target_language(tokenizer):
     pairs = [("de", "en", "Klicken Sie auf OK.", "Click OK."), ("en", "ru", "Click OK.", "Нажмите OK.")]
     texts = [t for p in pairs for t in p[2:]]
-    vocab = e5c.Vocabulary(e5c.corpus_pieces(tokenizer, texts, 24), tokenizer.eos_token_id, tokenizer.unk_token_id)
+    vocab = e5c.OutputVocabulary(e5c.corpus_pieces(tokenizer, texts, 24), tokenizer.eos_token_id, tokenizer.unk_token_id)
     batch = e5c.translation_step_batch(tokenizer, vocab, pairs, 24)
     assert batch["decoder_input_ids"][:, 0].tolist() == [vocab.lang["en"], vocab.lang["ru"]]
     for row_in, row_lab in zip(batch["decoder_input_ids"], batch["labels"]):
@@ -137,14 +140,14 @@ def test_train_layers_freezes_the_layers_below(tiny_e5, real_corpus, tmp_path):
 def test_masked_lm_loss_at_chosen_positions_equals_the_full_loss(tiny_e5, tokenizer):
     texts = ["Click the OK button to close the dialog.", "Klicken Sie auf OK, um den Dialog zu schließen."]
     kept = e5c.corpus_pieces(tokenizer, texts, 24)
-    vocab = e5c.Vocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
+    vocab = e5c.OutputVocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
     batch = e5c.mlm_step_batch(tokenizer, vocab, texts, np.random.default_rng(3), 24)
     assert (batch["labels"] != -100).any()
     bert = load_encoder(str(tiny_e5)).model
     torch.manual_seed(0)
-    head = e5c._heads()[0](bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(kept)],
+    head = heads.MaskedLMHead(bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(kept)],
                            bert.config.num_attention_heads)
-    model = e5c._model(bert, head, "mlm").eval()
+    model = heads.Continued(bert, head, "mlm").eval()
     with torch.no_grad():
         states = model.encode(batch["input_ids"], batch["attention_mask"])
         everywhere = torch.ones_like(batch["attention_mask"], dtype=torch.bool)
@@ -157,7 +160,7 @@ def test_masked_lm_loss_at_chosen_positions_equals_the_full_loss(tiny_e5, tokeni
 
 def test_cached_decoding_step_equals_the_full_decoder():
     torch.manual_seed(0)
-    decoder = e5c._heads()[1](torch.randn(40, 32), 5, 2, 4, 20).eval()
+    decoder = heads.Decoder(torch.randn(40, 32), 5, 2, 4, 20).eval()
     decoder.standardize(3 * torch.randn(50, 32) + 1)  # the memory is standardized in both paths
     memory = torch.randn(3, 7, 32)
     padding = torch.zeros(3, 7, dtype=torch.bool)
@@ -173,14 +176,14 @@ def test_cached_decoding_step_equals_the_full_decoder():
 
 def test_greedy_decoding_stops_at_the_limit_and_keeps_the_order(tokenizer):
     sources = ["Click the OK button to close the dialog box now.", "Click OK.", "Open the Tools menu."]
-    vocab = e5c.Vocabulary(e5c.corpus_pieces(tokenizer, sources, 24), tokenizer.eos_token_id, tokenizer.unk_token_id)
+    vocab = e5c.OutputVocabulary(e5c.corpus_pieces(tokenizer, sources, 24), tokenizer.eos_token_id, tokenizer.unk_token_id)
     torch.manual_seed(0)
-    decoder = e5c._heads()[1](torch.randn(len(vocab.kept), 32), 5, 1, 2, 48)
+    decoder = heads.Decoder(torch.randn(len(vocab.kept), 32), 5, 1, 2, 48)
     with torch.no_grad():
         decoder.bias[vocab.eos] = -1e4  # a decoder that never writes </s>
     # an encoder whose memory is the source's embedding (32 wide): decoding depends on the source
     embed = torch.nn.Embedding(tokenizer.vocab_size + 10, 32)
-    model = e5c._model(None, decoder, "m2o")
+    model = heads.Continued(None, decoder, "m2o")
     model.encode = lambda input_ids, attention_mask: embed(input_ids)
     out = e5c.greedy_translate(model, tokenizer, vocab, sources, "de", 48, batch_size=2)
     alone = [e5c.greedy_translate(model, tokenizer, vocab, [s], "de", 48)[0] for s in sources]
@@ -229,7 +232,7 @@ def test_same_seed_same_weights(trained, tiny_e5, real_corpus, tmp_path):
     ("me5-mlm", replace(BUDGET, train_layers=0), "train at least 1 layer"),
 ])
 def test_bad_requests_fail_before_loading(member, budget, message, real_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr("mtnb.models.registry.load_encoder", lambda *a, **k: pytest.fail("weights loaded"))
+    patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", lambda *a, **k: pytest.fail("weights loaded"))
     with pytest.raises(MtnbError, match=message):
         e5c.continue_member(member, real_corpus, tmp_path / "out", budget=budget, base=tmp_path)
     assert not (tmp_path / "out").exists()
@@ -238,7 +241,7 @@ def test_bad_requests_fail_before_loading(member, budget, message, real_corpus, 
 def test_corpus_without_parallel_data_is_named(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"files": {}}))
     with pytest.raises(MtnbError, match="lacks monolingual/train.en.parquet"):
-        e5c.check_request("me5-m2m", tmp_path, BUDGET)
+        check_e5_request("me5-m2m", tmp_path, BUDGET)
 
 
 def test_cached_vocabulary_is_reused(tokenizer, real_corpus, tmp_path, monkeypatch):
@@ -253,14 +256,14 @@ def test_stage_one_trains_the_head_only_and_stage_two_keeps_the_frozen_parts(tin
     from mtnb.data.mini.datasets import load_mini
 
     bert = load_encoder(str(tiny_e5)).model
-    parallel = {lang: load_mini("parallel", lang, "train", root=real_corpus).to_list()[:30] for lang in e5c.LANGS[1:]}
+    parallel = {lang: load_mini("parallel", lang, "train", root=real_corpus).to_list()[:30] for lang in LANGS[1:]}
     pairs = e5c.training_items("m2o", parallel)[:24]
-    vocab = e5c.Vocabulary(e5c.corpus_pieces(tokenizer, [t for p in pairs for t in p[2:]], 24),
+    vocab = e5c.OutputVocabulary(e5c.corpus_pieces(tokenizer, [t for p in pairs for t in p[2:]], 24),
                            tokenizer.eos_token_id, tokenizer.unk_token_id)
     rows = bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(vocab.kept)].clone()
     torch.manual_seed(0)
-    decoder = e5c._heads()[1](rows, 5, 1, 2, 24)
-    model = e5c._model(bert, decoder, "m2o")
+    decoder = heads.Decoder(rows, 5, 1, 2, 24)
+    model = heads.Continued(bert, decoder, "m2o")
     before = {k: v.clone() for k, v in bert.state_dict().items()}
     head_before = {k: v.clone() for k, v in decoder.named_parameters()}
     cached = e5c.cache_states(model, [e5c.translation_step_batch(tokenizer, vocab, pairs[i:i + 8], 24)
@@ -280,4 +283,4 @@ def test_info_nce_is_low_for_matching_rows_only():
     matched = torch.cat([u, u + 0.01 * torch.randn_like(u)])
     shuffled = torch.cat([u, u[[1, 2, 3, 0]]])
     mask2 = torch.cat([mask, mask])
-    assert e5c.info_nce(matched, mask2, 0.05) < 0.01 < e5c.info_nce(shuffled, mask2, 0.05)
+    assert heads.info_nce(matched, mask2, 0.05) < 0.01 < heads.info_nce(shuffled, mask2, 0.05)

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from mtnb.core.errors import MtnbError
-from mtnb.transfer.finetune import (TrainConfig, collate, encode, finetune_run, length_grouped_batches,
-                           load_finetuned, task_model, train)
-from mtnb.models.registry import load_encoder
+from mtnb.transfer.finetune import finetune_run, load_finetuned, task_model, train, TrainConfig
+from mtnb.data.inputs import collate, encode, length_grouped_batches
+from mtnb.models.loading import load_encoder
 from mtnb.data.tasks import get_task
+from conftest import patch_everywhere
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,9 +89,7 @@ def test_nan_loss_names_the_step(tiny_checkpoint, real_corpus, tmp_path):
 
 
 def test_bad_input_fails_before_loading(tmp_path, real_corpus, monkeypatch):
-    import mtnb.models.registry as models
-
-    monkeypatch.setattr(models, "load_encoder", lambda *a, **k: pytest.fail("weights were loaded"))
+    patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", lambda *a, **k: pytest.fail("weights were loaded"))
     config = TrainConfig(epochs=1)
     with pytest.raises(MtnbError, match="unknown task"):
         finetune_run("mbert", "mini-ner", tmp_path / "x", config=config, mini_root=real_corpus)
@@ -179,8 +178,8 @@ def test_bag_of_subwords_on_seen_columns_matches_the_full_vocabulary():
     bag = controls.BagOfSubwords(SimpleNamespace(head="sequence"), vocab).fit(train)
     assert len(bag.columns) <= 300 < vocab
     full = LogisticRegression(max_iter=300, C=1.0, random_state=0).fit(
-        controls._bag([e["input_ids"] for e in train], vocab), [e["labels"] for e in train])
-    expected = full.predict(controls._bag([e["input_ids"] for e in test], vocab)).tolist()
+        controls.bag_matrix([e["input_ids"] for e in train], vocab), [e["labels"] for e in train])
+    expected = full.predict(controls.bag_matrix([e["input_ids"] for e in test], vocab)).tolist()
     assert bag.predict(test) == expected
     assert np.allclose(full.coef_[:, bag.columns], bag.model.coef_, atol=1e-4)
     unseen = np.setdiff1d(np.arange(vocab), bag.columns)
@@ -191,7 +190,7 @@ def test_bag_of_subwords_on_seen_columns_matches_the_full_vocabulary():
     tagger = controls.BagOfSubwords(SimpleNamespace(head="token"), vocab).fit(token_train)
     assert tagger.columns.tolist() == [3, 7, 8, 9, 20, 21], "every sub-word of a labelled word, continuations too"
     words = [[7, 8], [9], [20, 21], [9], [20], [7, 3]]
-    full = LogisticRegression(max_iter=300, C=1.0, random_state=0).fit(controls._bag(words, vocab), [1, 0, 2, 0, 2, 1])
+    full = LogisticRegression(max_iter=300, C=1.0, random_state=0).fit(controls.bag_matrix(words, vocab), [1, 0, 2, 0, 2, 1])
     unseen = [{"input_ids": [1, 7, 4000, 20, 9], "labels": [-100, 0, -100, 0, 0]}]
-    expected = full.predict(controls._bag([[7, 4000], [20], [9]], vocab)).tolist()
+    expected = full.predict(controls.bag_matrix([[7, 4000], [20], [9]], vocab)).tolist()
     assert tagger.predict(unseen) == [expected], "a word's unseen sub-word is left out, as its zero weight does"

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from mtnb.core.errors import MtnbError
-from mtnb.core.hub import (PARQUET_REVISION, XGLUE_REPO, HubItem, RemoteFile, cache_put, cache_put_folder, fetch,
-                      find_cached, hub_items, preflight, repo_storage, select_files)
+from mtnb.data.xglue import PARQUET_REVISION, XGLUE_REPO
+from mtnb.core.hub_cache import (cache_put, cache_put_folder, find_cached, HubItem, RemoteFile, repo_storage, select_files)
+from mtnb.study.fetch import fetch, hub_items, preflight
 
 ROOT = Path(__file__).resolve().parent.parent
 JUNK = {"pytorch_model.bin": b"pickle", "tf_model.h5": b"h5", "flax_model.msgpack": b"flax",
@@ -37,7 +38,7 @@ def stand_in_repos(tmp_path_factory) -> dict:
 
 
 class LocalHub:
-    """A stand-in for ``mtnb.core.hub.HubClient``: serves the repositories of ``stand_in_repos`` and
+    """A stand-in for ``mtnb.study.fetch.HubClient``: serves the repositories of ``stand_in_repos`` and
     writes downloads into the cache layout; ``fail_after`` downloads, it raises (a dropped
     connection)."""
 
@@ -177,7 +178,7 @@ def test_a_registry_folder_without_a_checkpoint_is_named_before_any_job(tmp_path
 
 
 def test_loading_an_uncached_hub_model_names_the_fetch_command_in_full(tmp_path, monkeypatch):
-    from mtnb.models.registry import ModelSpec, checkpoint_folder
+    from mtnb.models.registry import checkpoint_folder, ModelSpec
     from mtnb.data.xglue import load_xglue
 
     spec = ModelSpec(name="m", source="org/not-here", family="bert", role="lm")

@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from mtnb.models import me5
 from mtnb.core.errors import MtnbError
-from mtnb.models.registry import load_encoder
+from mtnb.models.loading import load_encoder
 
 for _package, _, _install in (me5.WEIGHTS_SOURCE, me5.TOKENIZER_SOURCE):
     try:

@@ -342,8 +342,8 @@ def test_loading_is_local_offline_and_leaves_the_hf_cache_alone(tmp_path):
 def test_metric_units_sum_to_the_metric(task_name):
     """Per-unit numerators and denominators (what the paired bootstrap resamples) give the
     task's metric as sum(num) / sum(den), for every metric and label shape."""
-    from mtnb.transfer.finetune import metric_units
-    from mtnb.transfer.finetune import score as task_score
+    from mtnb.transfer.scoring import metric_units
+    from mtnb.transfer.scoring import score as task_score
     from mtnb.data.tasks import get_task
 
     task = get_task(task_name)

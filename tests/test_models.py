@@ -10,7 +10,8 @@ import torch
 from safetensors import safe_open
 
 from mtnb.core.errors import MtnbError
-from mtnb.models.registry import FAMILIES, load_encoder, load_registry, resolve
+from mtnb.models.registry import FAMILIES, load_registry, resolve
+from mtnb.models.loading import load_encoder
 from mtnb.models.random_checkpoints import PAPER_SHAPES
 
 PAPER_HUB_IDS = {
@@ -124,7 +125,7 @@ def test_hub_id_is_read_from_the_local_hub_cache(paper_checkpoints, tmp_path, mo
 
 
 def test_hub_model_missing_offline_is_one_clear_line(tmp_path):
-    code = ("from mtnb.models.registry import load_encoder\n"
+    code = ("from mtnb.models.loading import load_encoder\n"
             "load_encoder('mbart')\n")
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

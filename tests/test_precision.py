@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-import mtnb.models.registry as models
 import mtnb.core.precision as precision
 from mtnb.core.errors import MtnbError
-from mtnb.transfer.finetune import TrainConfig, run_job, task_model, train
-from mtnb.models.registry import load_encoder
+from mtnb.transfer.finetune import task_model, train, TrainConfig
+from mtnb.transfer.jobs import run_job
+from mtnb.models.loading import load_encoder
 from mtnb.core.precision import (check_precision, cpu_has_native_bf16, precision_name, recorded_precision,
                             resolve_precision)
 from mtnb.analysis.features import FEATURES_VERSION, FeatureExtractor
 from mtnb.data.tasks import get_task
+from conftest import patch_everywhere
 
 TEXTS = ["Choose Format - Cells.", "Press Enter to confirm the dialog.", "A longer paragraph about the Calc sheet, "
          "its cells, rows and columns, and the formulas that fill them.", "x"]
@@ -76,7 +77,7 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
 
 
 def test_bad_precision_fails_before_weights_load(tiny_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "load_encoder", no_weights)
+    patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", no_weights)
     for mode in ("finetune", "probe"):
         with pytest.raises(MtnbError, match="unknown precision 'bf32'"):
             run_job(str(tiny_checkpoint), "mini-topic", tmp_path / mode, mode=mode,
@@ -126,7 +127,7 @@ def test_the_feature_cache_keys_on_precision(tiny_checkpoint, tmp_path, monkeypa
     fp32.pooled(ids)                                   # bf16 features are not served for fp32
     assert fp32.forward_passes == 1
 
-    monkeypatch.setattr(models, "load_encoder", no_weights)
+    patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", no_weights)
     again = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, progress=False, precision="bf16")
     np.testing.assert_array_equal(again.pooled(ids), bf16.pooled(ids))
     assert again.forward_passes == 0
@@ -148,7 +149,7 @@ def _tiny_examples(tokenizer, n: int = 48, n_labels: int = 8) -> list[dict]:
 def _finetune(tiny_checkpoint, name: str, monkeypatch):
     """Train the tiny checkpoint for 4 steps at precision ``name``; returns (curve, model, the
     dtypes cross-entropy saw: (input, output) per call)."""
-    from mtnb.transfer.finetune import seed_everything
+    from mtnb.models.training import seed_everything
 
     seen = []
     cross_entropy = torch.nn.functional.cross_entropy
@@ -225,13 +226,13 @@ def test_a_bf16_probe_job_records_it_and_zeroshot_reads_its_features(tiny_checkp
     assert record["precision"] == "bf16" and record["train"]["precision"] == "bf16"
     assert np.isfinite(record["best_dev_score"])
     # the zero-shot evaluation reads the test features the job computed at bf16: no forward pass
-    monkeypatch.setattr(models, "load_encoder", no_weights)
+    patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", no_weights)
     results, _, _, _ = evaluate_run(tmp_path / "job" / "seed-0", max_eval=16, controls=False, progress=False)
     assert len(results) == 5 and results["value"].between(0, 100).all()
 
 
 def test_the_alignment_loss_keeps_its_similarities_float32_under_autocast():
-    from mtnb.pretraining.e5_family import info_nce
+    from mtnb.pretraining.heads import info_nce
 
     torch.manual_seed(0)
     states = torch.randn(8, 6, 32).to(torch.bfloat16)      # what a bf16 encoder pass hands over

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from mtnb.pretraining import zoo as pretrain
 from mtnb.core.errors import MtnbError
-from mtnb.models.registry import load_encoder
+from mtnb.models.loading import load_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,11 +13,13 @@ import torch
 
 import mtnb.models.registry as models
 from mtnb.core.errors import MtnbError
-from mtnb.transfer.finetune import encode, input_prefixes, run_job
-from mtnb.models.registry import load_encoder
+from mtnb.data.inputs import encode, input_prefixes
+from mtnb.transfer.jobs import run_job
+from mtnb.models.loading import load_encoder
 from mtnb.transfer.probe import ProbeConfig, fit_logistic, load_probe, probe_run, train_probe
 from mtnb.analysis.features import FeatureExtractor, extract_features, weights_fingerprint
 from mtnb.data.tasks import get_task
+from conftest import patch_everywhere
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["Choose Format - Cells.", "Press Enter.", "A longer paragraph about the Calc sheet and its cells.", "x"]
@@ -38,7 +40,7 @@ def test_features_are_computed_once_and_reused(tiny_checkpoint, tmp_path, monkey
     assert first.forward_passes == 2 and first.sequences_computed == 2 * len(TEXTS)
 
     # a second extractor (another job) reads the store: no forward pass, the encoder never loads
-    monkeypatch.setattr(models, "load_encoder", no_weights)
+    patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", no_weights)
     second = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, progress=False)
     again = second.encode_texts(TEXTS, "en", max_length=32)
     np.testing.assert_array_equal(second.pooled(again), pooled)
@@ -160,7 +162,7 @@ def test_probe_trains_on_a_tiny_checkpoint_and_is_evaluated(tiny_checkpoint, rea
     assert all(losses[-1] < losses[0] for losses in curve["losses"]), "every fit lowers its training loss"
     assert record["mode"] == "probe" and record["layer_index"] == 2 and 0 <= record["best_dev_score"] <= 1
     # the job computed the test features ahead: zero-shot evaluation needs no forward pass
-    monkeypatch.setattr(models, "load_encoder", no_weights)
+    patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", no_weights)
     results, counts, units, notes = evaluate_runs(tmp_path / "job", max_eval=24, progress=False)
     assert set(results.language) == {"en", "de", "es", "fr", "ru"} and (results["mode"] == "probe").all()
     assert set(results.system) == {"model", "majority", "bag-of-subwords"} and (results.n == 24).all()
@@ -180,7 +182,7 @@ def test_every_seed_is_scored_on_the_same_test_examples(tiny_checkpoint, real_co
     drawn = []
     draw = zeroshot.eval_subset
     monkeypatch.setattr(zeroshot, "eval_subset", lambda rows, n: drawn.append(draw(rows, n)["text"]) or draw(rows, n))
-    monkeypatch.setattr(models, "load_encoder", no_weights)  # the job computed these features already
+    patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", no_weights)  # the job computed these features already
     results, _, units, _ = zeroshot.evaluate_runs(tmp_path / "job", max_eval=20, progress=False)
     assert set(results.seed) == {0, 1} and len(drawn) == 10 and all(len(d) == 20 for d in drawn)
     assert drawn[:5] == drawn[5:], "seed 1 is scored on the examples seed 0 was scored on, language by language"
@@ -229,7 +231,7 @@ def test_same_seed_same_probe(tiny_checkpoint, real_corpus, tmp_path):
 
 
 def test_bad_mode_layer_or_seeds_fail_before_weights_load(tiny_checkpoint, real_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "load_encoder", no_weights)
+    patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", no_weights)
     job = dict(mini_root=real_corpus, progress=False)
     with pytest.raises(MtnbError, match="unknown mode 'probes': use one of finetune, probe"):
         run_job(str(tiny_checkpoint), "mini-topic", tmp_path / "x", mode="probes", **job)

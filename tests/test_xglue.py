@@ -16,6 +16,7 @@ from datasets import ClassLabel, Dataset, Features, List, Value
 from mtnb.core.errors import MtnbError
 from mtnb.data.tasks import get_task, load_tasks
 from mtnb.data.xglue import load_xglue
+from conftest import patch_everywhere
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "xglue"
@@ -250,8 +251,6 @@ def test_parquet_export_loads_the_same_records(export_dir, key):
 
 
 def test_hub_export_is_fetched_into_the_cache_then_read(export_dir, monkeypatch):
-    import huggingface_hub
-
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     calls = []
@@ -263,7 +262,7 @@ def test_hub_export_is_fetched_into_the_cache_then_read(export_dir, monkeypatch)
         return str(export_dir)
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    patch_everywhere(monkeypatch, "huggingface_hub", "snapshot_download", fake_snapshot_download)
     ds = load_xglue("xnli", "de", "validation")
     assert [c.get("local_files_only", False) for c in calls] == [True, False], "offline first, then the download"
     assert calls[-1] == {"repo_id": "microsoft/xglue", "repo_type": "dataset", "revision": "refs/convert/parquet",

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from mtnb.core.errors import MtnbError
 
@@ -30,7 +31,6 @@ __all__ = ["gram_linear", "center_gram", "cka_gram", "cka_features", "cka", "cka
 def _as_float64(x, name: str, ndim: int | tuple[int, ...] = 2) -> np.ndarray:
     """``x`` (numpy array or torch tensor) as a float64 numpy array, after checking its rank and values."""
     if hasattr(x, "detach"):  # a torch tensor: numpy cannot read bfloat16, so cast in torch first
-        import torch
 
         x = x.detach().to(device="cpu", dtype=torch.float64).numpy()
     x = np.asarray(x, dtype=np.float64)

@@ -45,8 +45,8 @@ from __future__ import annotations
 import numpy as np
 
 from mtnb.analysis.cka import gram_linear
-from mtnb.core.errors import MtnbError
 from mtnb.analysis.paired_bootstrap import bootstrap_weights
+from mtnb.core.errors import MtnbError
 
 __all__ = ["weighted_hsic_debiased", "weighted_hsic_biased", "permutation_null", "permuted_indices",
            "cka_uncertainty", "cka_bootstrap"]

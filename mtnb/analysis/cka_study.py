@@ -17,10 +17,15 @@ from __future__ import annotations
 
 from itertools import combinations
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from mtnb.analysis.cka import cka_matrix
+from mtnb.analysis.cka_inference import cka_uncertainty
 from mtnb.core.errors import MtnbError
+from mtnb.data.loading import load_task
+from mtnb.data.mini.datasets import load_mini
 
 PARALLEL = ("cka-samples", "xnli")   # sample sets whose row i is the same content in every language
 SAMPLE_SETS = {
@@ -35,9 +40,6 @@ def sample_texts(sample_set: str, languages: list[str], n: int, *, mini_root=Non
                  xglue_dir=None, xglue_parquet=None) -> dict[str, list[str]]:
     """``{lang: n texts}`` from a sample set (see SAMPLE_SETS). Raises MtnbError for an unknown
     set, or when a language has fewer than ``n`` samples."""
-    from mtnb.data.loading import load_task
-    from mtnb.data.mini.datasets import load_mini
-
     if sample_set not in SAMPLE_SETS:
         raise MtnbError(f"unknown sample set {sample_set!r}: use one of {', '.join(SAMPLE_SETS)}")
     texts = {}
@@ -68,8 +70,6 @@ def cka_tables(features: dict[tuple[str, str], np.ndarray], unbiased: bool = Fal
     Returns ``(model_pairs, language_pairs)``, pandas DataFrames with columns
     ``model_a, model_b, lang, layer, cka`` and ``model, lang_a, lang_b, layer, cka``.
     """
-    import pandas as pd
-
     keys = [(model, lang, layer) for (model, lang), f in features.items() for layer in range(f.shape[0])]
     sizes = {f.shape[1] for f in features.values()}
     if len(sizes) != 1:
@@ -97,8 +97,6 @@ def cka_tables_with_uncertainty(features: dict[tuple[str, str], np.ndarray], *, 
     null's 95th percentile: what unrelated representations reach by chance at this n). The
     ``cka`` column is the estimator ``unbiased`` picks, as in ``cka_tables``. Every pair shares
     the same bootstrap draws and permutations."""
-    from mtnb.analysis.cka_inference import cka_uncertainty
-
     model_pairs, language_pairs = cka_tables(features, unbiased=unbiased)
     keys = list(dict.fromkeys([(m, l, layer) for (m, l), f in features.items() for layer in range(f.shape[0])]))
     index = {key: i for i, key in enumerate(keys)}
@@ -118,8 +116,6 @@ def plot_cka_intervals(model_pairs, base: str, models: list[str] | None = None):
     """Debiased CKA of each model with ``base`` against the layer, one panel per language: a
     line per model with its 95% bootstrap interval shaded, and the permutation null's 95th
     percentile (the largest over the models) as a grey band from 0."""
-    import matplotlib.pyplot as plt
-
     rows = model_pairs[(model_pairs["model_a"] == base) | (model_pairs["model_b"] == base)].copy()
     if rows.empty:
         raise MtnbError(f"no CKA pair involves {base!r}; pass a base among the CKA job's models")
@@ -147,8 +143,6 @@ def plot_cka_intervals(model_pairs, base: str, models: list[str] | None = None):
 
 def _heatmaps(panels: list[tuple[str, "object"]], xlabel: str, vmin: float, ncols: int = 3):
     """A grid of layer x column heatmaps, one per (title, pivot table); layer 0 at the bottom."""
-    import matplotlib.pyplot as plt
-
     nrows = -(-len(panels) // ncols)
     ncols = min(ncols, len(panels))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.4 * nrows), squeeze=False)

@@ -45,6 +45,8 @@ largest encoder's size (``benchmarks/bench_features_memory.py``) for four reason
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import hashlib
 import json
@@ -52,10 +54,15 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from mtnb.core.errors import MtnbError
-from mtnb.core.precision import default_device
 from mtnb.core.paths import project_root
+from mtnb.core.precision import autocast, check_precision, default_device, precision_name, resolve_precision
+from mtnb.data.inputs import input_prefixes, length_grouped_batches, set_language
+from mtnb.models.loading import complete_spec, encoder_layers, encoder_shape, load_encoder, load_tokenizer
+from mtnb.models.registry import checkpoint_folder, resolve
 
 POOLINGS = ("mean", "first")
 FEATURES_VERSION = 2  # bump when the way features are computed changes
@@ -198,14 +205,14 @@ class FeatureExtractor:
     makes them from texts the way the model expects (language token, e5 prefix). Nothing is
     loaded but config.json and the tokenizer until a forward pass is needed. The encoder runs on
     ``device`` (default: the GPU where there is one, else the CPU), at ``precision`` (fp32,
-    bf16, fp16 or auto: ``mtnb.core.precision``).
+    bf16, fp16 or auto: ``mtnb.core.precision``). ``encoder``: an ``Encoder`` of this model
+    already loaded on ``device`` (``mtnb.models.loading.load_encoder``), to use instead of
+    loading one.
     """
 
     def __init__(self, model: str, registry=None, *, pooling: str = "mean", cache_dir: str | Path | None = None,
-                 batch_size: int = 32, progress: bool = True, precision: str = "fp32", device: str | None = None):
-        from mtnb.models.registry import checkpoint_folder, complete_spec, encoder_shape, resolve
-        from mtnb.core.precision import precision_name, resolve_precision
-
+                 batch_size: int = 32, progress: bool = True, precision: str = "fp32", device: str | None = None,
+                 encoder=None):
         if pooling not in POOLINGS:
             raise MtnbError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
         self.device = device or default_device()
@@ -218,8 +225,8 @@ class FeatureExtractor:
         shape = encoder_shape(self.folder)
         self.n_layers, self.hidden_size = shape.n_layers, shape.hidden_size
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self._tokenizer = None
-        self._encoder = None
+        self._encoder = encoder
+        self._tokenizer = encoder.tokenizer if encoder is not None else None
         self._root = None
         self._fingerprint = None
         self._stores: dict[str, FeatureStore] = {}
@@ -241,7 +248,6 @@ class FeatureExtractor:
     def tokenizer(self):
         """The model's tokenizer (loaded on first use, without the weights)."""
         if self._tokenizer is None:
-            from mtnb.models.registry import load_tokenizer
             self._tokenizer = load_tokenizer(self.folder)
         return self._tokenizer
 
@@ -249,8 +255,6 @@ class FeatureExtractor:
         """Token ids of ``texts`` as the model reads them: the source language set for models
         with language tokens, e5's prefix of ``kind`` (passage or query) for e5 models,
         truncated to ``max_length`` tokens."""
-        from mtnb.transfer.finetune import input_prefixes, set_language
-
         if lang is not None:
             set_language(self.tokenizer, self.spec.lang_codes, lang)
         query, passage = input_prefixes(self.spec.inputs, "ranking")
@@ -323,13 +327,6 @@ class FeatureExtractor:
         the asked layer's word features) as soon as it exists, so one hidden state of the batch
         is alive at a time instead of all n + 1.
         """
-        import torch
-        from tqdm.auto import tqdm
-
-        from mtnb.transfer.finetune import length_grouped_batches
-        from mtnb.models.registry import encoder_layers
-        from mtnb.core.precision import autocast
-
         encoder = self.encoder()
         device = next(encoder.model.parameters()).device
         pad_id = self.tokenizer.pad_token_id
@@ -391,10 +388,8 @@ class FeatureExtractor:
             self.words_store(layer).add(words_out)
 
     def encoder(self):
-        """The loaded encoder (``mtnb.models.registry.Encoder``), loaded on first call."""
+        """The loaded encoder (``mtnb.models.loading.Encoder``), loaded on first call."""
         if self._encoder is None:
-            from mtnb.models.registry import load_encoder
-
             self._encoder = load_encoder(self.model, self.registry, device=self.device)
             if self._tokenizer is None:
                 self._tokenizer = self._encoder.tokenizer
@@ -447,11 +442,6 @@ def extract_features(models: list[str], texts: dict[str, list[str]], *, registry
     next. Then, with no model in memory, every model's features are read back from the store
     (memory: see the module's docstring).
     """
-    from tqdm.auto import tqdm
-
-    from mtnb.models.registry import resolve
-    from mtnb.core.precision import check_precision
-
     check_precision(precision)
     for name in models:  # unknown names fail before any work
         resolve(name, registry)
@@ -471,9 +461,6 @@ def pin_mmap_threshold(threshold: int = 128 << 10) -> bool:
     """Pin glibc's mmap threshold at ``threshold`` bytes for the rest of this process (see the
     module's docstring): blocks that large are mapped on their own and unmapped when freed.
     Returns False where the C library is not glibc (nothing is changed there)."""
-    import ctypes
-    import ctypes.util
-
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

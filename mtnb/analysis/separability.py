@@ -24,8 +24,13 @@ from __future__ import annotations
 
 from itertools import permutations
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
+from mtnb.analysis.paired_bootstrap import mean_interval
 from mtnb.core.errors import MtnbError
 
 __all__ = ["last_layer", "language_id_per_sample", "retrieval_per_sample", "mutual_knn_per_sample", "separability_tables",
@@ -60,9 +65,6 @@ def language_id_per_sample(by_lang: dict[str, np.ndarray], folds: int = 5, seed:
     """Per paragraph, the share (%) of its language versions that a linear probe, trained on the
     other folds' paragraphs, assigns to the right language; ``by_lang``: {lang: (n, d)} of
     parallel samples. (n,); its mean is the held-out accuracy."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     n = _check_parallel(by_lang)
     if n < folds:
         raise MtnbError(f"{n} paragraphs cannot be split into {folds} folds; pass more samples or fewer folds")
@@ -118,10 +120,6 @@ def separability_tables(features: dict[tuple[str, str], np.ndarray], *, folds: i
     Returns ``(summary, per_sample)``: ``summary`` has columns ``model, layer, measure, value,
     low, high`` (the mean over paragraphs and its bootstrap interval, %); ``per_sample`` has
     ``model, layer, measure, sample, score`` (what paired comparisons need)."""
-    import pandas as pd
-
-    from mtnb.analysis.paired_bootstrap import mean_interval
-
     models = list(dict.fromkeys(m for m, _ in features))
     langs = list(dict.fromkeys(l for _, l in features))
     rows, samples = [], []
@@ -143,10 +141,6 @@ def mutual_knn_table(features: dict[tuple[str, str], np.ndarray], pairs: list[tu
     """Mutual k-NN alignment of each model pair at each layer they share and each language,
     with its bootstrap interval over samples: columns ``model_a, model_b, lang, layer, k, value,
     low, high``."""
-    import pandas as pd
-
-    from mtnb.analysis.paired_bootstrap import mean_interval
-
     langs = list(dict.fromkeys(l for _, l in features))
     rows = []
     for a, b in pairs:
@@ -162,8 +156,6 @@ def mutual_knn_table(features: dict[tuple[str, str], np.ndarray], pairs: list[tu
 def plot_separability(summary, chance: float | None = None):
     """Two panels, language identification and translation retrieval against the layer: a
     line per model with its 95% interval shaded; ``chance``: the language-ID chance level (%)."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     titles = {"language-id": "language identification (held-out accuracy, %)",
               "retrieval": "translation retrieval (top-1 accuracy, %)"}

@@ -18,7 +18,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
 
 from mtnb.core.errors import MtnbError
 
@@ -66,7 +71,6 @@ class CheckpointTensors:
         if st_index.is_file():
             self.files = json.loads(st_index.read_text())["weight_map"]
         elif (self.folder / "model.safetensors").is_file():
-            from safetensors import safe_open
             with safe_open(self.folder / "model.safetensors", "pt") as f:
                 self.files = {k: "model.safetensors" for k in f.keys()}
         elif pt_index.is_file():
@@ -77,7 +81,6 @@ class CheckpointTensors:
             raise MtnbError(f"{self.folder}: no model.safetensors or pytorch_model.bin; not a checkpoint folder")
 
     def _pickle(self, name: str) -> dict:
-        import torch
         return torch.load(self.folder / name, map_location="cpu", weights_only=True, mmap=True)
 
     def keys(self) -> list[str]:
@@ -87,7 +90,6 @@ class CheckpointTensors:
         """The tensor ``key`` as a torch tensor (only this tensor is read from disk)."""
         name = self.files[key]
         if name.endswith(".safetensors"):
-            from safetensors import safe_open
             with safe_open(self.folder / name, "pt") as f:
                 return f.get_tensor(key)
         return self._pickle(name)[key]
@@ -120,8 +122,6 @@ def singular_values(folder: str | Path, layers: list[int] | None = None) -> dict
 
     ``layers`` restricts to some layers (0-based; default all). One matrix in memory at a time.
     """
-    import torch
-
     names = encoder_matrices(folder)
     if layers is not None:
         available = sorted({layer for layer, _ in names})
@@ -160,9 +160,6 @@ def svd_table(base: tuple[str, str | Path], models: list[tuple[str, str | Path]]
     base itself). The base's σ stay in memory (one vector per matrix), each compared model's
     matrices are read one at a time: at most two models' weights are ever needed at once.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     base_name, base_folder = base
     base_sigma = singular_values(base_folder, layers)
     rows = [dict(layer=l, model=base_name, matrix=k, sigma_norm=sigma_norm(s), distance=0.0)
@@ -185,8 +182,6 @@ def table5_layout(table, with_paper=None):
     """The paper's Table 5 layout: rows (layer, model), columns (matrix, ‖σ‖ / d), from a tidy
     ``svd_table``. ``with_paper``: a tidy table of published values (``mtnb.study.paper.svd_tables``)
     to put beside ours, as extra columns ``(matrix, ‖σ‖ paper)`` and ``(matrix, d paper)``."""
-    import pandas as pd
-
     wide = table.pivot_table(index=["layer", "model"], columns="matrix", values=["sigma_norm", "distance"],
                              observed=True, sort=False)
     columns = []
@@ -208,8 +203,6 @@ def table5_layout(table, with_paper=None):
 def plot_svd(table, with_paper=None):
     """Six panels (k, q, v, out, fc1, fc2): ‖σ‖₂ per layer for each model (solid), and the
     paper's values when given (dashed, same colour)."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
     models = list(dict.fromkeys(table["model"].astype(str)))
     colours = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))

@@ -46,6 +46,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import torch
+
 from mtnb.core.errors import MtnbError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -77,8 +79,6 @@ def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 
 def default_device() -> str:
     """Where forward passes run unless told otherwise: 'cuda' when torch sees a GPU, else 'cpu'."""
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -91,8 +91,6 @@ def resolve_precision(name: str, device):
     """The autocast dtype of precision ``name`` on ``device`` (a torch.device or 'cpu',
     'cuda', 'cuda:1', ...): None for fp32 (no autocast), torch.bfloat16 or torch.float16.
     MtnbError for an unknown name, for fp16 on a CPU, and for bf16 on a GPU without bf16."""
-    import torch
-
     check_precision(name)
     kind = _device_type(device)
     if name == "auto":
@@ -110,8 +108,6 @@ def resolve_precision(name: str, device):
 def precision_name(dtype) -> str:
     """The name of a resolved precision: 'fp32' for None, 'bf16' or 'fp16' (for records and
     cache keys)."""
-    import torch
-
     names = {None: "fp32", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
     if dtype not in names:
         raise MtnbError(f"no precision runs in {dtype}: resolve a name with resolve_precision")
@@ -122,8 +118,6 @@ def autocast(dtype, device):
     """The context for forward passes at ``dtype`` (from ``resolve_precision``) on ``device``:
     ``torch.autocast`` for bf16 and fp16, nothing at all for fp32 (None), so fp32 runs the code
     it ran before."""
-    import torch
-
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(_device_type(device), dtype=dtype)
@@ -132,8 +126,6 @@ def autocast(dtype, device):
 def grad_scaler(dtype, device):
     """A ``torch.amp.GradScaler`` for fp16 (its gradients underflow without loss scaling),
     None otherwise (bf16 has float32's exponent range and needs none)."""
-    import torch
-
     if dtype is not torch.float16:
         return None
     return torch.amp.GradScaler(_device_type(device))
@@ -143,8 +135,6 @@ def recorded_precision(name: str, device) -> str:
     """The precision to evaluate a finished run with on ``device``: the one it was trained at
     (``name``, as its run.json records it), or fp32 where ``device`` cannot run that (fp16 on a
     CPU, bf16 on a GPU without it; the weights are float32 either way)."""
-    import torch
-
     kind = _device_type(device)
     without_bf16 = kind == "cuda" and not torch.cuda.is_bf16_supported()
     if (name == "fp16" and kind != "cuda") or (name == "bf16" and without_bf16):

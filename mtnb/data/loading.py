@@ -13,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtnb.core.errors import MtnbError
+from mtnb.data.mini.datasets import load_mini
 from mtnb.data.tasks import TaskSpec, get_task
+from mtnb.data.xglue import load_xglue
 
 SPLITS = ("train", "dev", "test")
 
@@ -35,8 +37,23 @@ def load_task(task: str | TaskSpec, lang: str, split: str, *, mini_root: str | P
     if split == "train" and lang != "en":
         raise MtnbError(f"task {spec.name} trains on English only: there is no {lang!r} train split")
     if spec.source == "mini":
-        from mtnb.data.mini.datasets import load_mini
         return load_mini(spec.dataset or spec.name, lang, split, root=mini_root)
-    from mtnb.data.xglue import load_xglue
     return load_xglue(spec.name, lang, "validation" if split == "dev" else split,
                       local_dir=xglue_dir, parquet_dir=xglue_parquet)
+
+
+def subsample(records, n: int | None, seed: int):
+    """At most ``n`` records, drawn with ``seed`` (all of them when ``n`` is None)."""
+    if n is None or n >= len(records):
+        return records
+    return records.shuffle(seed=seed).select(range(n))
+
+
+EVAL_DRAW = 0  # the seed of the one draw of evaluation examples
+
+
+def eval_subset(records, max_eval: int | None):
+    """At most ``max_eval`` of a language's evaluation records, drawn once with ``EVAL_DRAW``:
+    every model and every training seed is scored on the same examples, so the spread over
+    seeds is the training's alone and models compare example for example."""
+    return subsample(records, max_eval, EVAL_DRAW)

@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from mtnb.core.errors import MtnbError
-from mtnb.core.yamlfile import read_yaml
 from mtnb.core.paths import params_dir
+from mtnb.core.yamlfile import read_yaml
+from mtnb.data.xglue import XGLUE
 
 SOURCES = ("xglue", "mini")
 METRICS = ("accuracy", "f1_entity", "ndcg")
@@ -187,8 +187,6 @@ def _dataset(where: str, fields: dict) -> str | None:
 def _check_against_xglue(where: str, spec: TaskSpec) -> None:
     """An xglue entry must name an XGLUE task and repeat its fields, labels (in XGLUE's order)
     and a subset of its languages, so that loader, heads and metrics agree."""
-    from mtnb.data.xglue import XGLUE
-
     xglue = XGLUE.get(spec.name)
     if xglue is None:
         raise MtnbError(f"{where}: source xglue, but XGLUE has no task {spec.name!r} "

@@ -63,9 +63,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtnb.core.errors import MtnbError
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import ClassLabel, Dataset, DatasetInfo, Features, List, Value
+from huggingface_hub import constants, snapshot_download
 
-HUB_REPO = "microsoft/xglue"
+from mtnb.core.errors import MtnbError
+from mtnb.core.hub_cache import HubItem, download_command, find_cached
+
+XGLUE_REPO = "microsoft/xglue"
 PARQUET_REVISION = "refs/convert/parquet"
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"dev": "validation", "valid": "validation"}
@@ -130,8 +136,15 @@ XGLUE: dict[str, XglueTask] = {t.name: t for t in (
 # The one entry point
 # --------------------------------------------------------------------------------------------
 
+
+def xglue_item(task: str, split_name: str, repo_id: str = XGLUE_REPO) -> HubItem:
+    """The export folder ``{task}/{split_name}`` (``train``, ``validation.de``, ...) of XGLUE's
+    parquet export as a HubItem."""
+    return HubItem("dataset", f"XGLUE {task} {split_name}", repo_id, PARQUET_REVISION, f"{task}/{split_name}")
+
+
 def load_xglue(task: str, lang: str, split: str, *, local_dir: str | Path | None = None,
-               parquet_dir: str | Path | None = None, repo_id: str = HUB_REPO):
+               parquet_dir: str | Path | None = None, repo_id: str = XGLUE_REPO):
     """The records of XGLUE ``task`` in language ``lang``, split ``split``, as a Dataset.
 
     ``local_dir``: the extracted official release; ``parquet_dir``: a folder laid out like the
@@ -174,8 +187,6 @@ def check_request(task: str, lang: str, split: str) -> tuple[XglueTask, str]:
 def xglue_features(task: str):
     """The ``datasets.Features`` of ``task``'s records: strings (word lists for ner/pos), the
     label as ClassLabel ids (-1: no label), and for wpr ``query_id`` as int64."""
-    from datasets import ClassLabel, Features, List, Value
-
     spec = XGLUE[task]
     if spec.tagging:
         columns = {"words": List(Value("string")), spec.label_field: List(ClassLabel(names=list(spec.labels)))}
@@ -190,9 +201,6 @@ def xglue_features(task: str):
 def build_dataset(spec: XglueTask, texts: dict[str, list], labels: list):
     """A Dataset of ``texts`` (column name -> values) and ``labels`` (ids, or lists of ids for
     tagging tasks), with ``xglue_features``; adds WPR's ``query_id``."""
-    import pyarrow as pa
-    from datasets import Dataset, DatasetInfo
-
     columns = {**texts, spec.label_field: labels}
     if spec.name == "wpr":
         columns["query_id"] = query_ids(texts["query"])
@@ -309,9 +317,6 @@ def hub_parquet_folder(spec: XglueTask, split_name: str, repo_id: str) -> Path:
     """A local folder holding ``{task}/{split_name}/*.parquet`` of the Hub's parquet export of
     ``repo_id``: found in the Hugging Face cache first, else downloaded (only those files) when
     the network is allowed (HF_HUB_OFFLINE unset)."""
-    from huggingface_hub import constants, snapshot_download
-
-    from mtnb.core.hub import download_command, find_cached, xglue_item
 
     item = xglue_item(spec.name, split_name, repo_id)
     folder = find_cached(item)
@@ -335,9 +340,6 @@ def read_parquet_split(root: Path, spec: XglueTask, lang: str, split: str, *, wh
     """The Dataset of the export's ``{task}/{split folder}/*.parquet`` under ``root`` (shards in
     name order). Integer labels are taken as ids, string labels as names; a ClassLabel stored
     with other names than XGLUE's is refused."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     split_name = parquet_split_name(lang, split)
     folder = root / spec.name / split_name
     files = sorted(folder.glob("*.parquet"))

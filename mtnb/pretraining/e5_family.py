@@ -62,59 +62,34 @@ sentence's translation by the cosine of mean-pooled last-layer encodings), befor
 
 from __future__ import annotations
 
-import functools
-
+import fcntl
+import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from mtnb.core.errors import MtnbError
-from mtnb.pretraining.zoo import (LANGS, chrf_per_direction, copy_source_chrf, grouped_batches, heldout_loss, mlm_batch,
-                       train_loop, translation_pairs)
+from mtnb.core.paths import project_root
+from mtnb.core.precision import autocast, precision_name, resolve_precision
+from mtnb.data.inputs import E5_PREFIXES
+from mtnb.data.mini.datasets import corpus_manifest, load_mini
+from mtnb.models.loading import load_encoder, quiet_transformers
+from mtnb.models.me5 import ensure_me5_small
+from mtnb.models.training import linear_schedule, seed_everything
+from mtnb.pretraining.heads import Continued, Decoder, MaskedLMHead, mean_pool
+from mtnb.pretraining.members import E5_MEMBERS, LANGS, TRANSLATION, E5Budget, check_e5_request
+from mtnb.pretraining.zoo import (chrf_per_direction, copy_source_chrf, grouped_batches, heldout_loss, mlm_batch,
+                                  train_loop, translation_pairs)
 
-MEMBERS = {"me5-mlm": "mlm", "me5-m2o": "m2o", "me5-o2m": "o2m", "me5-m2m": "m2m", "me5-align": "align"}
-TRANSLATION = ("m2o", "o2m", "m2m")   # objectives with a decoder (the translation directions)
 FIXED = {"words", "words_bf16"}       # the heads' copies of e5's rows: never trained, never saved
-BASE = "me5-small"
-PREFIX = "passage: "
-
-
-@dataclass
-class E5Budget:
-    """The budget every member gets. Stage 1: ``warmup_steps`` head-only steps of
-    ``warmup_batch_size`` items drawn from ``warmup_pool`` training items whose encoder states
-    are computed once. Stage 2: ``steps`` joint steps of ``batch_size`` encoder sequences (of at
-    most ``max_length`` tokens), the encoder at ``encoder_lr``, the head at ``head_lr``, each
-    stage with a linear warm-up over ``warmup`` of its steps, then linear decay.
-    ``decoder_layers`` of the fresh decoder; ``eval_pairs`` test pairs per direction for chrF
-    and retrieval; ``heldout`` held-out items for the losses; ``train_layers``: how many of the
-    encoder's top layers stage 2 trains (None: all); ``temperature`` of the alignment loss."""
-
-    steps: int
-    batch_size: int = 16
-    max_length: int = 48
-    encoder_lr: float = 5e-5
-    head_lr: float = 1e-3
-    warmup: float = 0.06
-    warmup_steps: int = 0
-    warmup_batch_size: int = 32
-    warmup_pool: int = 4000
-    decoder_layers: int = 1
-    eval_pairs: int = 60
-    heldout: int = 64
-    train_layers: int | None = None
-    temperature: float = 0.05
-
-
-E5_BUDGETS = {
-    "smoke": E5Budget(steps=3, batch_size=4, max_length=24, warmup_steps=3, warmup_batch_size=4, warmup_pool=16,
-                      eval_pairs=4, heldout=8),
-    "mini": E5Budget(steps=200, warmup_steps=1200, warmup_pool=6000),
-}
+PREFIX = E5_PREFIXES["passage"]  # every input of continued pretraining is a passage
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,11 +114,6 @@ def cached_corpus_pieces(tokenizer, corpus_root: Path, texts: list[str], max_len
     corpus takes tens of seconds; the four members share the result), kept under
     runs/cache/e5-vocabulary/<key>.npy, the key a SHA-256 of the corpus manifest's file hashes,
     the tokenizer's vocabulary size and ``max_length``."""
-    import hashlib
-
-    from mtnb.data.mini.datasets import corpus_manifest
-    from mtnb.core.paths import project_root
-
     files = corpus_manifest(corpus_root)["files"]
     key = hashlib.sha256(json.dumps([files, len(tokenizer), max_length, PREFIX], sort_keys=True,
                                     default=str).encode()).hexdigest()[:20]
@@ -158,7 +128,7 @@ def cached_corpus_pieces(tokenizer, corpus_root: Path, texts: list[str], max_len
     return kept
 
 
-class Vocabulary:
+class OutputVocabulary:
     """The map between the encoder's ids (0..250,001) and the heads' output ids (0..V'-1 for the
     kept pieces, then ``</s>`` is among them, then one ``<2xx>`` per language)."""
 
@@ -186,170 +156,19 @@ class Vocabulary:
 
 
 def corpus_vocabulary(tokenizer, corpus_root: Path, mono: dict[str, list[str]], parallel: dict[str, list[dict]],
-                      max_length: int, cache_dir: Path | None = None) -> Vocabulary:
+                      max_length: int, cache_dir: Path | None = None) -> OutputVocabulary:
     """The output vocabulary every member shares: the pieces of all the corpus's training text,
     monolingual (``mono``: {lang: texts}) and parallel (``parallel``: {lang: rows holding one
     text per language}), through ``cached_corpus_pieces`` (whose key assumes exactly this text)."""
     texts = [t for lang in LANGS for t in mono[lang]] + [r[k] for rows in parallel.values() for r in rows for k in r
                                                           if k in LANGS]
     kept = cached_corpus_pieces(tokenizer, corpus_root, texts, max_length, cache_dir)
-    return Vocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
+    return OutputVocabulary(kept, tokenizer.eos_token_id, tokenizer.unk_token_id)
 
 
 # --------------------------------------------------------------------------------------------
 # The heads
 # --------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def bf16_products() -> bool:
-    """Whether the output layer's product runs in bfloat16: on a CPU with native bf16
-    instructions (``precision.cpu_has_native_bf16``: AVX512-BF16 or AMX), where it was 2.8x
-    faster than float32 at (1000 x 384) x (384 x 28k); not on one without (AVX2), where oneDNN
-    emulates bf16 and the same product ran at 0.15x float32's speed (1.38 s against 0.20 s)."""
-    from mtnb.core.precision import cpu_has_native_bf16
-
-    return cpu_has_native_bf16()
-
-
-def output_logits(hidden, words_bf16, bias):
-    """The output layer of both heads: hidden (..., d) against the fixed rows E' (V', d), as
-    h E'^T + b -> (..., V'), float32. E' is stored in bfloat16; the product runs in bfloat16
-    (accumulated in float32 by oneDNN) where the CPU has native bf16 (``bf16_products``), else
-    in float32 over the same bf16-rounded rows. It is most of a step's time. The loss that
-    follows is taken in float32."""
-    import torch
-
-    if bf16_products():
-        return (hidden.to(torch.bfloat16) @ words_bf16.T).float() + bias
-    return hidden.float() @ words_bf16.float().T + bias
-
-
-def _heads():
-    import torch
-    from torch import nn
-
-    class MaskedLMHead(nn.Module):
-        """One pre-norm Transformer encoder layer over the encoder's states, then
-        logits = LayerNorm(GELU(W x)) E'^T + b over the V' kept pieces at the chosen positions;
-        E' (V', d) is e5's rows of those pieces, fixed. Its capacity matches the decoder's (one
-        Transformer layer and the same output layer): with a dense layer alone, the encoder's
-        top layer did the head's work and lost most of me5-small's transfer.
-        forward: (states (batch, n, d), padding (batch, n), chosen (batch, n) bool) ->
-        logits (chosen, V') (see ``output_logits``)."""
-
-        def __init__(self, embeddings: torch.Tensor, heads: int):
-            super().__init__()
-            d = embeddings.shape[1]
-            self.block = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.1, batch_first=True, norm_first=True)
-            self.dense, self.norm = nn.Linear(d, d), nn.LayerNorm(d)
-            self.register_buffer("words_bf16", embeddings.to(torch.bfloat16))
-            self.bias = nn.Parameter(torch.zeros(len(embeddings)))
-
-        def forward(self, states, padding, chosen):
-            x = self.block(states, src_key_padding_mask=padding)[chosen]
-            return output_logits(self.norm(nn.functional.gelu(self.dense(x))), self.words_bf16, self.bias)
-
-    class Decoder(nn.Module):
-        """A pre-norm Transformer decoder over the output vocabulary. Input and output vectors
-        of the V' kept pieces are e5's rows, fixed (``words``, (V', d)); the ``n_langs``
-        language tokens (ids V'..V'+n_langs-1, input only) and the positions are learned, started
-        at std 0.02 (e5's own position rows have norm ~0.5; PyTorch's N(0, 1) default gives
-        ~19.6 and drowns a token's identity). The memory is standardized per dimension with
-        ``memory_mean``, ``memory_scale`` (d,), set by ``standardize``.
-        forward: (tokens (batch, m), memory (batch, n, d), memory padding (batch, n)) -> hidden
-        states (batch, m, d); ``logits``: (..., d) -> (..., V')."""
-
-        def __init__(self, embeddings: torch.Tensor, n_langs: int, layers: int, heads: int, max_length: int):
-            super().__init__()
-            d = embeddings.shape[1]
-            self.register_buffer("words", embeddings.clone())
-            self.register_buffer("words_bf16", embeddings.to(torch.bfloat16))
-            self.register_buffer("memory_mean", torch.zeros(d))
-            self.register_buffer("memory_scale", torch.ones(d))
-            self.langs = nn.Parameter(0.02 * torch.randn(n_langs, d))
-            self.positions = nn.Parameter(0.02 * torch.randn(max_length + 2, d))
-            layer = nn.TransformerDecoderLayer(d, heads, 4 * d, dropout=0.1, batch_first=True, norm_first=True)
-            self.layers = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(d))
-            self.bias = nn.Parameter(torch.zeros(len(embeddings)))
-
-        def standardize(self, states: torch.Tensor) -> None:
-            """Fix mu and sigma from encoder states (tokens, d): mean and standard deviation of
-            each dimension over the tokens."""
-            self.memory_mean.copy_(states.mean(0))
-            self.memory_scale.copy_(states.std(0).clamp_min(1e-6))
-
-        def embed(self, tokens):
-            """Input vectors of output ids (batch, m) -> (batch, m, d): a kept piece's e5 row,
-            or a language token's learned row."""
-            n_words = len(self.words)
-            word = self.words[tokens.clamp(max=n_words - 1)]
-            lang = self.langs[(tokens - n_words).clamp(min=0)]
-            return torch.where((tokens >= n_words)[..., None], lang, word)
-
-        def forward(self, tokens, memory, memory_padding):
-            m = tokens.shape[1]
-            x = self.embed(tokens) + self.positions[:m]
-            memory = (memory - self.memory_mean) / self.memory_scale
-            # True = may not attend; padding sits after a target's last token, so the causal
-            # mask alone keeps it out of every real position
-            causal = torch.triu(torch.ones(m, m, dtype=torch.bool), diagonal=1)
-            return self.layers(x, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=memory_padding)
-
-        def logits(self, hidden):
-            return output_logits(hidden, self.words_bf16, self.bias)
-
-        # Incremental decoding (eval mode): position t is computed from the keys and values
-        # the earlier positions left in a cache, so writing m tokens costs O(m) layer passes of
-        # one token instead of forward()'s O(m^2) token passes. Per layer (pre-norm):
-        #   x += SelfAttn(q = W_q LN1(x_t); K, V = W_k, W_v LN1(x_<=t))
-        #   x += CrossAttn(q = W_q LN2(x_t); K, V = W_k, W_v memory)   (K, V computed once)
-        #   x += W_2 relu(W_1 LN3(x_t))
-        # step(...) equals logits(forward(tokens[:, :t+1], ...)[:, -1]) (a test checks it).
-
-        def start(self, memory, memory_padding) -> list[dict]:
-            """The cache for decoding from ``memory`` (batch, n, d): per layer, the cross-attention
-            keys and values (batch, heads, n, d/heads) and empty self-attention ones."""
-            memory = (memory - self.memory_mean) / self.memory_scale
-            cache = []
-            for layer in self.layers.layers:
-                attn = layer.multihead_attn
-                d = attn.embed_dim
-                k, v = nn.functional.linear(memory, attn.in_proj_weight[d:], attn.in_proj_bias[d:]).chunk(2, -1)
-                cache.append({"mk": self._heads(k, attn), "mv": self._heads(v, attn),
-                              "mask": ~memory_padding[:, None, None, :], "k": None, "v": None})
-            return cache
-
-        def step(self, token, t: int, cache: list[dict]):
-            """Logits (batch, V') for the token after ``token`` (batch,), which sits at position
-            ``t``; appends this position's self-attention keys and values to ``cache``."""
-            x = (self.embed(token) + self.positions[t])[:, None]          # (batch, 1, d)
-            for layer, c in zip(self.layers.layers, cache):
-                attn = layer.self_attn
-                q, k, v = (self._heads(a, attn) for a in
-                           nn.functional.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1))
-                c["k"] = k if c["k"] is None else torch.cat([c["k"], k], dim=2)
-                c["v"] = v if c["v"] is None else torch.cat([c["v"], v], dim=2)
-                x = x + attn.out_proj(self._merge(nn.functional.scaled_dot_product_attention(q, c["k"], c["v"])))
-                attn = layer.multihead_attn
-                d = attn.embed_dim
-                q = self._heads(nn.functional.linear(layer.norm2(x), attn.in_proj_weight[:d], attn.in_proj_bias[:d]), attn)
-                x = x + attn.out_proj(self._merge(
-                    nn.functional.scaled_dot_product_attention(q, c["mk"], c["mv"], attn_mask=c["mask"])))
-                x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
-            return self.logits(self.layers.norm(x[:, 0]))
-
-        @staticmethod
-        def _heads(x, attn):
-            """(batch, m, d) -> (batch, heads, m, d/heads)"""
-            return x.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)
-
-        @staticmethod
-        def _merge(x):
-            """(batch, heads, m, d/heads) -> (batch, m, d)"""
-            return x.transpose(1, 2).flatten(2)
-
-    return MaskedLMHead, Decoder
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,10 +190,8 @@ def item_length(item) -> int:
     return len(item) if isinstance(item, str) else len(item[2])
 
 
-def mlm_step_batch(tokenizer, vocab: Vocabulary, texts: list[str], rng, max_length: int) -> dict:
+def mlm_step_batch(tokenizer, vocab: OutputVocabulary, texts: list[str], rng, max_length: int) -> dict:
     """A masked-LM batch of prefixed texts with labels in output ids (-100 where not chosen)."""
-    import torch
-
     batch = mlm_batch(tokenizer, [PREFIX + t for t in texts], rng, max_length=max_length)
     labels = batch["labels"]
     chosen = labels != -100
@@ -383,11 +200,9 @@ def mlm_step_batch(tokenizer, vocab: Vocabulary, texts: list[str], rng, max_leng
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": small}
 
 
-def translation_step_batch(tokenizer, vocab: Vocabulary, pairs, max_length: int) -> dict:
+def translation_step_batch(tokenizer, vocab: OutputVocabulary, pairs, max_length: int) -> dict:
     """Source ids (prefixed) with their mask; decoder input ``[<2tgt>] y`` and labels ``y </s>``
     in output ids, padded with -100 (labels) and 0 (decoder input, masked out by the labels)."""
-    import torch
-
     src = tokenizer([PREFIX + s for _, _, s, _ in pairs], truncation=True, max_length=max_length,
                     padding=True, return_tensors="pt")
     targets = tokenizer([t for _, _, _, t in pairs], truncation=True, max_length=max_length - 1,
@@ -411,7 +226,7 @@ def align_step_batch(tokenizer, pairs, max_length: int) -> dict:
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
-def step_batch(objective: str, tokenizer, vocab: Vocabulary, items: list, rng, max_length: int) -> dict:
+def step_batch(objective: str, tokenizer, vocab: OutputVocabulary, items: list, rng, max_length: int) -> dict:
     """One batch of ``objective`` from ``items`` (see ``training_items``)."""
     if objective == "mlm":
         return mlm_step_batch(tokenizer, vocab, items, rng, max_length)
@@ -423,57 +238,6 @@ def step_batch(objective: str, tokenizer, vocab: Vocabulary, items: list, rng, m
 # --------------------------------------------------------------------------------------------
 # The model: encoder + head
 # --------------------------------------------------------------------------------------------
-
-def mean_pool(states, attention_mask):
-    """Mean of the real tokens' states: (batch, n, d), (batch, n) -> (batch, d)."""
-    mask = attention_mask[..., None].to(states.dtype)
-    return (states * mask).sum(1) / mask.sum(1).clamp_min(1)
-
-
-def info_nce(states, attention_mask, temperature: float):
-    """Symmetric in-batch InfoNCE over 2B sequences whose rows i and B + i are translations:
-    with u_i, v_i the L2-normalised mean-pooled encodings and S = u v^T / temperature (B, B),
-    the mean of cross-entropy(S, diag) and cross-entropy(S^T, diag). The pooling and S are
-    computed in float32 under any autocast."""
-    import torch
-
-    pooled = torch.nn.functional.normalize(mean_pool(states.float(), attention_mask), dim=-1)
-    u, v = pooled.chunk(2)
-    with torch.autocast(u.device.type, enabled=False):  # a bf16 cosine (3 digits) / 0.05 would err by ~0.1
-        scores = u @ v.T / temperature
-    target = torch.arange(len(u))
-    return (torch.nn.functional.cross_entropy(scores, target) + torch.nn.functional.cross_entropy(scores.T, target)) / 2
-
-
-def _model(encoder, head, objective: str, temperature: float = 0.05):
-    from torch import nn
-
-    class Continued(nn.Module):
-        """The e5 encoder and one head (None for alignment). ``head_loss(memory, batch)`` is the
-        objective's mean loss from encoder states (batch, n, d); ``forward(batch)`` encodes the
-        batch first."""
-
-        def __init__(self):
-            super().__init__()
-            self.encoder, self.head, self.objective, self.temperature = encoder, head, objective, temperature
-
-        def encode(self, input_ids, attention_mask):
-            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-        def head_loss(self, memory, batch):
-            if self.objective == "align":
-                return info_nce(memory, batch["attention_mask"], self.temperature)
-            chosen = batch["labels"] != -100
-            if self.objective == "mlm":  # the output layer at the ~15% chosen positions only: (chosen, V')
-                return nn.functional.cross_entropy(self.head(memory, batch["attention_mask"] == 0, chosen),
-                                                   batch["labels"][chosen])
-            hidden = self.head(batch["decoder_input_ids"], memory, batch["attention_mask"] == 0)
-            return nn.functional.cross_entropy(self.head.logits(hidden[chosen]), batch["labels"][chosen])
-
-        def forward(self, batch):
-            return self.head_loss(self.encode(batch["input_ids"], batch["attention_mask"]), batch)
-
-    return Continued()
 
 
 def _loss(model, batch):
@@ -489,12 +253,10 @@ def decode_limit(source_pieces: int, max_length: int) -> int:
     return min(max_length, 2 * source_pieces + 8)
 
 
-def greedy_translate(model, tokenizer, vocab: Vocabulary, sources: list[str], tgt_lang: str, max_length: int,
+def greedy_translate(model, tokenizer, vocab: OutputVocabulary, sources: list[str], tgt_lang: str, max_length: int,
                      batch_size: int = 16) -> list[str]:
     """Greedy decoding from ``[<2tgt>]`` until ``</s>`` or ``decode_limit`` tokens. Sources are
     decoded in batches of similar length (the outputs come back in the sources' order)."""
-    import torch
-
     model.eval()
     if not sources:
         return []
@@ -544,11 +306,6 @@ def chrf_table(model, tokenizer, vocab, parallel_test: dict[str, list[dict]], n:
 def cache_states(model, batches: list[dict], progress: bool = True, dtype=None) -> list[dict]:
     """Encode each batch once with the frozen encoder (forward passes at the autocast ``dtype``;
     None: float32); returns per batch its inputs with ``memory`` (batch, n, d), float32, added."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from mtnb.core.precision import autocast
-
     cached = []
     model.eval()
     with torch.no_grad():  # not inference_mode: stage 1 backpropagates through the head from these
@@ -570,10 +327,6 @@ def warm_up_head(model, cached: list[dict], budget: E5Budget, rng, progress: boo
     warm-up and decay), each on one cached batch drawn at random (the encoder is not run), the
     head's forward passes at the autocast ``dtype`` (None: float32). Returns the steps, tokens
     and seconds."""
-    import torch
-
-    from mtnb.transfer.finetune import linear_schedule
-
     optimizer = torch.optim.AdamW(model.head.parameters(), lr=budget.head_lr, weight_decay=0.01)
     warmup = max(1, int(budget.warmup * budget.warmup_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, budget.warmup_steps, warmup))
@@ -590,8 +343,6 @@ def retrieval_accuracy(model, tokenizer, parallel_test: dict[str, list[dict]], n
     """Top-1 accuracy (%) of finding each of the first ``n`` test sentences' translation among
     the other side's ``n`` by the cosine of mean-pooled last-layer encodings, both ways, per
     language pair (``"de-en"``: German queries, English candidates)."""
-    import torch
-
     model.eval()
 
     def encode(texts):
@@ -618,17 +369,13 @@ def retrieval_accuracy(model, tokenizer, parallel_test: dict[str, list[dict]], n
 # One member, end to end
 # --------------------------------------------------------------------------------------------
 
-def warmup_key(objective: str, head, base_folder: Path, corpus_root: Path, vocab: Vocabulary, budget: E5Budget,
+def warmup_key(objective: str, head, base_folder: Path, corpus_root: Path, vocab: OutputVocabulary, budget: E5Budget,
                seed: int, precision: str = "fp32") -> str:
     """What determines a warmed-up head: the head (the three translation members share one
     decoder, warmed up on all eight directions) and its layout (the names and shapes of its
     trained tensors), the base weights, the corpus, the output vocabulary, the stage-1 budget,
     the seed and, unless it is fp32 (whose keys are those from before the setting), the
     resolved precision; a SHA-256 prefix."""
-    import hashlib
-
-    from mtnb.data.mini.datasets import corpus_manifest
-
     weights = hashlib.sha256()
     with open(base_folder / "model.safetensors", "rb") as fh:
         for block in iter(lambda: fh.read(1 << 24), b""):
@@ -643,7 +390,7 @@ def warmup_key(objective: str, head, base_folder: Path, corpus_root: Path, vocab
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def warm_up_or_load(model, key: str, pool: list, dev_batches: list[dict], budget: E5Budget, tokenizer, vocab: Vocabulary,
+def warm_up_or_load(model, key: str, pool: list, dev_batches: list[dict], budget: E5Budget, tokenizer, vocab: OutputVocabulary,
                     seed: int, cache_dir: Path | None, progress: bool, desc: str, dtype=None) -> dict:
     """Stage 1 for ``model``'s head: load the head warmed up under ``key`` from ``cache_dir``
     (default runs/cache/e5-warmup), or warm it up (``budget.warmup_pool`` items of ``pool``
@@ -652,13 +399,6 @@ def warm_up_or_load(model, key: str, pool: list, dev_batches: list[dict], budget
     for the first and load its result, so the three translation members pay for their shared
     decoder once. Returns the stage's record, with the held-out loss of this member's objective
     before and after."""
-    import fcntl
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from mtnb.core.paths import project_root
-
     cache_dir = cache_dir or project_root() / "runs" / "cache" / "e5-warmup"
     cache_dir.mkdir(parents=True, exist_ok=True)
     weights, meta = cache_dir / f"{key}.safetensors", cache_dir / f"{key}.json"
@@ -696,40 +436,6 @@ def warm_up_or_load(model, key: str, pool: list, dev_batches: list[dict], budget
     return {**record, "heldout_loss_before": before, "heldout_loss_after": heldout_loss(model, dev_batches, _loss)}
 
 
-def training_order(members: list[str]) -> list[str]:
-    """The order in which to train ``members`` of the family so that, two jobs at a time, none
-    waits long for the shared decoder: the first translation member (it warms the decoder up),
-    then the members with heads of their own or none, then the translation members that load
-    it."""
-    translation = [m for m in members if MEMBERS[m] in TRANSLATION]
-    return translation[:1] + [m for m in members if m not in translation] + translation[1:]
-
-
-def check_request(member: str, corpus_root: Path, budget: str | E5Budget) -> E5Budget:
-    """Every check that can fail before training: the member, the budget and the corpus files."""
-    from mtnb.data.mini.datasets import corpus_manifest
-
-    if member not in MEMBERS:
-        raise MtnbError(f"unknown e5 member {member!r}: use one of {', '.join(MEMBERS)}")
-    if isinstance(budget, str):
-        if budget not in E5_BUDGETS:
-            raise MtnbError(f"unknown budget {budget!r}: use one of {', '.join(E5_BUDGETS)}")
-        budget = E5_BUDGETS[budget]
-    if budget.steps <= 0 or budget.batch_size < 2 or budget.max_length < 8:
-        raise MtnbError("the e5 budget must have steps > 0, batch_size >= 2 and max_length >= 8")
-    if budget.warmup_steps < 0 or (budget.warmup_steps and (budget.warmup_pool < 1 or budget.warmup_batch_size < 1)):
-        raise MtnbError("the e5 budget's warm-up needs warmup_steps >= 0, and warmup_pool and warmup_batch_size >= 1")
-    if budget.train_layers is not None and budget.train_layers < 1:
-        raise MtnbError(f"the e5 budget's train_layers is {budget.train_layers}: train at least 1 layer, or None for all")
-    files = corpus_manifest(corpus_root)["files"]
-    needed = [f"monolingual/train.{lang}.parquet" for lang in LANGS]
-    needed += [f"parallel/{split}.{lang}.parquet" for split in ("train", "test") for lang in LANGS[1:]]
-    missing = [f for f in needed if f not in files]
-    if missing:
-        raise MtnbError(f"the corpus at {corpus_root} lacks {missing[0]}, which {member} needs; rebuild it with 'mtnb data mini'")
-    return budget
-
-
 def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *, budget: str | E5Budget = "mini",
                     seed: int = 0, base: str | Path | None = None, progress: bool = True,
                     vocab_cache: str | Path | None = None, warmup_cache: str | Path | None = None,
@@ -740,18 +446,10 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     cached (runs/cache/e5-vocabulary); ``warmup_cache``: where warmed-up heads are kept
     (runs/cache/e5-warmup; see ``warm_up_or_load``). Training runs on the CPU, both stages'
     forward passes at ``precision`` (fp32, bf16 or auto: ``mtnb.core.precision``)."""
-    import torch
-
-    from mtnb.transfer.finetune import linear_schedule, seed_everything
-    from mtnb.models.me5 import ensure_me5_small
-    from mtnb.data.mini.datasets import load_mini
-    from mtnb.models.registry import load_encoder
-    from mtnb.core.precision import precision_name, resolve_precision
-
     dtype = resolve_precision(precision, "cpu")
     corpus_root, out_dir = Path(corpus_root), Path(out_dir)
-    budget = check_request(member, corpus_root, budget)
-    objective = MEMBERS[member]
+    budget = check_e5_request(member, corpus_root, budget)
+    objective = E5_MEMBERS[member]
     base_folder = Path(base) if base is not None else ensure_me5_small()
     seed_everything(seed)
 
@@ -766,11 +464,10 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     bert.embeddings.word_embeddings.weight.requires_grad_(False)
     kept_rows = bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(vocab.kept)]
     torch.manual_seed(seed)
-    MaskedLMHead, Decoder = _heads()
     head = (MaskedLMHead(kept_rows, bert.config.num_attention_heads) if objective == "mlm" else
             Decoder(kept_rows, len(LANGS), budget.decoder_layers, bert.config.num_attention_heads, budget.max_length)
             if objective in TRANSLATION else None)
-    model = _model(bert, head, objective, budget.temperature)
+    model = Continued(bert, head, objective, budget.temperature)
     pool = training_items(objective, parallel)
     heldout = training_items(objective, {lang: rows[-(budget.heldout // 4):] for lang, rows in parallel_test.items()})
     dev_rng = np.random.default_rng(1234)
@@ -859,13 +556,11 @@ def freeze_lower_layers(bert, train_layers: int | None) -> int:
 def _save_encoder(bert, base_folder: Path, record: dict, out: Path) -> None:
     """Write the encoder (BertModel tensor names, safetensors) with me5-small's tokenizer files
     into a temporary sibling folder, then rename it into place."""
-    from mtnb.models.registry import _quiet_transformers
-
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     bert.eval()
-    with _quiet_transformers():
+    with quiet_transformers():
         bert.save_pretrained(tmp, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (base_folder / name).is_file():

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import json
 
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from transformers import BertTokenizer, MBart50Tokenizer, NllbTokenizer, XLMRobertaTokenizer
+
 from mtnb.core.errors import MtnbError
 
 KINDS = ("bert", "xlm-roberta", "mbart", "m2m100")
@@ -30,8 +33,6 @@ def _unigram_pieces(texts, vocab_size: int, specials: list[str]) -> list[tuple[s
     the scores to 8 decimals, giving those characters one common score and sorting by
     (-score, piece) makes the vocabulary, ids included, the same on every run.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -54,8 +55,6 @@ def _bpe(texts, vocab_size: int, specials: list[str]) -> tuple[dict, list]:
     """Train a BPE model over ``▁``-marked words (SentencePiece style); returns (vocab, merges).
     Unlike the WordPiece trainer (ties broken in hash order), this gives the same vocabulary on
     every run."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -85,31 +84,22 @@ def wordpiece_vocab(bpe_vocab: dict, specials: list[str]) -> dict[str, int]:
 
 def train_tokenizer(kind: str, texts: list[str], vocab_size: int = 8000):
     """A tokenizer of family ``kind`` trained on ``texts`` (see the module table)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
     if kind not in KINDS:
         raise MtnbError(f"unknown tokenizer kind {kind!r}: use one of {', '.join(KINDS)}")
     if kind == "bert":
-        from transformers import BertTokenizer
-
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         bpe_vocab, _ = _bpe(texts, vocab_size, ["<unk>"])
         pieces = {k: v for k, v in bpe_vocab.items() if k != "<unk>"}
         return BertTokenizer(vocab=wordpiece_vocab(pieces, specials), do_lower_case=False,
                              strip_accents=False, tokenize_chinese_chars=True)
     if kind == "xlm-roberta":
-        from transformers import XLMRobertaTokenizer
-
         pieces = _unigram_pieces(texts, vocab_size - 1, ["<s>", "<pad>", "</s>", "<unk>"])
         return XLMRobertaTokenizer(vocab=pieces + [("<mask>", 0.0)])
     if kind == "mbart":
-        from transformers import MBart50Tokenizer
-
         # MBart50Tokenizer expects SentencePiece order (<unk> <s> </s> first) and appends its
         # language codes and <mask> itself
         pieces = _unigram_pieces(texts, vocab_size, ["<unk>", "<s>", "</s>"])
         return MBart50Tokenizer(vocab=pieces, src_lang="en_XX")
-    from transformers import NllbTokenizer
 
     vocab, merges = _bpe(texts, vocab_size, ["<s>", "<pad>", "</s>", "<unk>"])
     return NllbTokenizer(vocab=vocab, merges=merges, src_lang="eng_Latn")

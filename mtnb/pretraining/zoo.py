@@ -27,77 +27,35 @@ from __future__ import annotations
 
 import json
 import math
-import random
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
+from sacrebleu.metrics import CHRF
+from tqdm.auto import tqdm
+from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, BertConfig, BertForMaskedLM, M2M100Config,
+                          M2M100ForConditionalGeneration, MBartConfig, MBartForConditionalGeneration, XLMRobertaConfig,
+                          XLMRobertaForMaskedLM)
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.precision import autocast, grad_scaler, precision_name, resolve_precision
 from mtnb.data.languages import language_code
-
-LANGS = ("en", "de", "es", "fr", "ru")
-SHAPE = dict(layers=4, hidden=128, heads=4, ffn=512, decoder_layers=2, max_positions=130)
-VOCAB_SIZE = 8000
-MAX_LENGTH = 64
-
-
-@dataclass(frozen=True)
-class Member:
-    """One zoo member: its architecture (``family``), objective, translation directions and the
-    member it starts from (``base``: weights for continued pretraining; tokenizer for random)."""
-
-    family: str
-    objective: str                 # mlm | denoise | translate | none
-    directions: str | None = None  # m2o | o2m | m2m (translate only)
-    base: str | None = None
-
-
-ZOO = {
-    "mini-mbert": Member("bert", "mlm"),
-    "mini-xlmr": Member("xlm-roberta", "mlm"),
-    "mini-mbart": Member("mbart", "denoise"),
-    "mini-mbart-m2o": Member("mbart", "translate", "m2o", base="mini-mbart"),
-    "mini-mbart-o2m": Member("mbart", "translate", "o2m", base="mini-mbart"),
-    "mini-mbart-m2m": Member("mbart", "translate", "m2m", base="mini-mbart"),
-    "mini-nllb": Member("m2m100", "translate", "m2m"),
-    "mini-random": Member("xlm-roberta", "none", base="mini-xlmr"),
-}
-
-
-@dataclass
-class Budget:
-    """How much training: language-model objectives stop after ``lm_tokens`` training tokens,
-    translation objectives after ``mt_steps`` optimizer steps; ``batch_size`` sequences of at
-    most MAX_LENGTH tokens per step; ``eval_pairs`` test pairs per direction for chrF, translated
-    greedily up to ``eval_tokens`` tokens."""
-
-    lm_tokens: int
-    mt_steps: int
-    batch_size: int = 32
-    lr: float = 1e-3
-    eval_pairs: int = 100
-    eval_tokens: int = MAX_LENGTH
-    vocab_texts: int = 10000   # paragraphs per language for training the vocabulary
-
-
-BUDGETS = {
-    "smoke": Budget(lm_tokens=6000, mt_steps=6, batch_size=8, eval_pairs=4, eval_tokens=16, vocab_texts=1500),
-    "mini": Budget(lm_tokens=400_000, mt_steps=300, batch_size=32, eval_pairs=100),
-}
-
+from mtnb.data.mini.datasets import load_mini
+from mtnb.models.loading import quiet_transformers
+from mtnb.models.training import linear_schedule, optimizer_step, seed_everything
+from mtnb.pretraining.members import LANGS, MAX_LENGTH, SHAPE, VOCAB_SIZE, Budget, check_zoo_request
+from mtnb.pretraining.vocab import train_tokenizer
 
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
 
+
 def build_model(family: str, tokenizer):
     """An untrained model of ``family`` at SHAPE, for a tokenizer (its size and special ids)."""
-    from transformers import (BertConfig, BertForMaskedLM, M2M100Config, M2M100ForConditionalGeneration,
-                              MBartConfig, MBartForConditionalGeneration, XLMRobertaConfig,
-                              XLMRobertaForMaskedLM)
-
     s = SHAPE
     if family == "bert":
         config = BertConfig(vocab_size=len(tokenizer), hidden_size=s["hidden"], num_hidden_layers=s["layers"],
@@ -130,8 +88,6 @@ def mlm_batch(tokenizer, texts: list[str], rng: np.random.Generator, p: float = 
               max_length: int = MAX_LENGTH) -> dict:
     """Masked LM (BERT's recipe): choose 15% of the non-special tokens; of those 80% become the
     mask token, 10% a random token, 10% stay; labels are -100 except at chosen positions."""
-    import torch
-
     enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt",
                     return_special_tokens_mask=True)
     ids = enc["input_ids"].clone()
@@ -170,8 +126,6 @@ def infill(ids: list[int], mask_id: int, rng: np.random.Generator, ratio: float 
 def denoise_batch(tokenizer, texts_by_lang: list[tuple[str, str]], rng: np.random.Generator) -> dict:
     """Denoising: the target is ``[lang] text </s>``; the input is the same with its sentences
     permuted and spans infilled (language token and </s> kept)."""
-    import torch
-
     inputs, labels = [], []
     for lang, text in texts_by_lang:
         tokenizer.src_lang = language_code(lang, "mbart50")
@@ -198,8 +152,6 @@ def translation_pairs(parallel: dict[str, list[dict]], directions: str) -> list[
 def translation_batch(tokenizer, scheme: str, pairs: list[tuple[str, str, str, str]]) -> dict:
     """Translation as mBART-50 / NLLB mark it: source ``[src_lang] x </s>``, target
     ``[tgt_lang] y </s>``."""
-    import torch
-
     inputs, labels = [], []
     for src_lang, tgt_lang, src, tgt in pairs:
         tokenizer.src_lang = language_code(src_lang, scheme)
@@ -228,8 +180,6 @@ def model_loss(model, batch: dict):
     """The objective's mean cross-entropy on ``batch``. For a masked LM the vocabulary
     projection runs only at the chosen positions (about 15%): the same value as the full
     model's ``.loss``, without the (batch x length x vocabulary) logits of every other token."""
-    import torch
-
     head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
     if head is None or model.config.is_encoder_decoder:
         return model(**batch).loss
@@ -241,8 +191,6 @@ def model_loss(model, batch: dict):
 def heldout_loss(model, batches: list[dict], loss_fn=model_loss) -> float:
     """Mean loss over fixed held-out batches (same masking for every model compared);
     ``loss_fn(model, batch)`` computes a batch's loss."""
-    import torch
-
     model.eval()
     with torch.no_grad():
         losses = [float(loss_fn(model, b)) for b in batches]
@@ -263,8 +211,6 @@ def grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generat
 def chrf_per_direction(translate, parallel_test: dict[str, list[dict]], n: int) -> dict[str, float]:
     """chrF (sacrebleu) of ``translate(sources, src_lang, tgt_lang) -> hypotheses`` on the first
     ``n`` test pairs of every direction (``xx-en`` and ``en-xx``), keyed ``"src-tgt"``."""
-    from sacrebleu.metrics import CHRF
-
     scores = {}
     for lang, rows in parallel_test.items():
         rows = rows[:n]
@@ -278,8 +224,6 @@ def chrf_by_direction(model, tokenizer, scheme: str, parallel_test: dict[str, li
                       batch_size: int = 16, max_tokens: int = MAX_LENGTH) -> dict[str, float]:
     """chrF of a seq2seq model's greedy translations (target language forced as the first
     token, as mBART-50 and NLLB do), per direction."""
-    import torch
-
     model.eval()
 
     def translate(sources, src_lang, tgt_lang):
@@ -313,12 +257,6 @@ def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int 
     batch)`` its loss; ``optimizer``: an (optimizer, scheduler) pair to use instead (``lr`` is
     then unused); ``dtype``: the autocast dtype of ``loss_fn``'s forward pass
     (``mtnb.core.precision.resolve_precision``; None: float32), the loss taken as float32."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from mtnb.transfer.finetune import linear_schedule, optimizer_step
-    from mtnb.core.precision import autocast, grad_scaler
-
     if optimizer is None:
         adamw = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
         warmup = max(1, total_steps // 20)
@@ -348,31 +286,6 @@ def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int 
 # One zoo member, end to end (what notebooks/pretrain.ipynb calls)
 # --------------------------------------------------------------------------------------------
 
-def check_request(member: str, corpus_root: Path, budget: str | Budget, base_dir: Path) -> tuple[Member, Budget]:
-    """Every check that can fail before training: the member, the budget, the corpus files it
-    needs, and the base checkpoint a continued member starts from."""
-    from mtnb.data.mini.datasets import corpus_manifest
-
-    if member not in ZOO:
-        raise MtnbError(f"unknown zoo member {member!r}: use one of {', '.join(ZOO)}")
-    spec = ZOO[member]
-    if isinstance(budget, str):
-        if budget not in BUDGETS:
-            raise MtnbError(f"unknown budget {budget!r}: use one of {', '.join(BUDGETS)}")
-        budget = BUDGETS[budget]
-    if budget.lm_tokens <= 0 or budget.mt_steps <= 0 or budget.batch_size <= 0:
-        raise MtnbError("the training budget must be positive (lm_tokens, mt_steps, batch_size > 0)")
-    manifest = corpus_manifest(corpus_root)
-    needed = [f"monolingual/train.{lang}.parquet" for lang in LANGS]
-    if spec.objective == "translate":
-        needed += [f"parallel/{split}.{lang}.parquet" for split in ("train", "test") for lang in LANGS[1:]]
-    missing = [f for f in needed if f not in manifest["files"]]
-    if missing:
-        raise MtnbError(f"the corpus at {corpus_root} lacks {missing[0]}, which {member} needs; rebuild it with 'mtnb data mini'")
-    if spec.base is not None and not (base_dir / spec.base / "config.json").is_file():
-        raise MtnbError(f"{member} starts from {spec.base}, which is not built in {base_dir}; build {spec.base} first")
-    return spec, budget
-
 
 def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *, budget: str | Budget = "mini",
                     base_dir: str | Path | None = None,
@@ -381,18 +294,10 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
     ``pretrain.json``); returns the record. Members with a ``base`` read it from ``base_dir``
     (default ``zoo_dir``): ``base_dir/<base>``. Training runs on the CPU, its forward passes at
     ``precision`` (fp32, bf16 or auto: ``mtnb.core.precision``)."""
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    from mtnb.transfer.finetune import seed_everything
-    from mtnb.data.mini.datasets import load_mini
-    from mtnb.core.precision import precision_name, resolve_precision
-    from mtnb.pretraining.vocab import train_tokenizer
-
     dtype = resolve_precision(precision, "cpu")
     corpus_root, zoo_dir = Path(corpus_root), Path(zoo_dir)
     base_dir = Path(base_dir) if base_dir is not None else zoo_dir
-    spec, budget = check_request(member, corpus_root, budget, base_dir)
+    spec, budget = check_zoo_request(member, corpus_root, budget, base_dir)
     out = zoo_dir / member
     seed_everything(seed)
     rng = np.random.default_rng(seed)
@@ -405,8 +310,7 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
         vocab_texts = [t for lang in LANGS for t in mono[lang][:budget.vocab_texts]]
         tokenizer = train_tokenizer(spec.family, vocab_texts, VOCAB_SIZE)
     if spec.objective == "translate" and spec.base is not None:
-        from mtnb.models.registry import _quiet_transformers
-        with _quiet_transformers():
+        with quiet_transformers():
             model = AutoModelForSeq2SeqLM.from_pretrained(base_dir / spec.base, dtype=torch.float32)
     else:
         torch.manual_seed(seed)
@@ -474,13 +378,9 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
 
 def _save(model, tokenizer, record: dict, out: Path) -> None:
     """Write the checkpoint into a temporary sibling folder, then rename it into place."""
-    import shutil
-
-    from mtnb.models.registry import _quiet_transformers
-
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    with _quiet_transformers():
+    with quiet_transformers():
         model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "pretrain.json").write_text(json.dumps(record, indent=1))

@@ -40,12 +40,29 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+import nbformat
+import numpy as np
+import pandas as pd
+import yaml
+
+from mtnb.analysis.paired_bootstrap import holm, paired_difference
+from mtnb.analysis.separability import last_layer
+from mtnb.analysis.svd import MATRICES, table5_layout
 from mtnb.core.errors import MtnbError
-from mtnb.study.grids import Grid, load_grid, shown
 from mtnb.core.paths import SOURCE_ROOT, project_root
+from mtnb.models.registry import load_registry
+from mtnb.study import paper
+from mtnb.study.grids import Grid, load_grid, replica_name, shown
+from mtnb.study.paper import AVERAGE_EXCLUDES
 from mtnb.study.runner import Job, expand, job_states, read_json
+from mtnb.study.summary import (CONTROLS, REPLICA, REQUIRED, choose_split, family_finding, family_pairs, gap_table,
+                                normalize, order_systems, p_text, paired_comparisons, paired_finding, per_language,
+                                table1, table4, tasks_that_resolve)
 
 KIND_TITLES = {"pretrain": "Pretraining", "finetune": "Fine-tuning", "zeroshot": "Zero-shot evaluation",
                "cka": "CKA", "svd": "SVD"}
@@ -100,10 +117,6 @@ def build_book(grid_name: str | Path, build: bool = True, quiet: bool = False) -
 
 def collect(grid_name: str | Path) -> Study:
     """Read the grid's job folders; MtnbError when no job of the grid has finished."""
-    import pandas as pd
-
-    from mtnb.study.summary import REQUIRED, normalize
-
     grid = load_grid(grid_name)
     jobs = expand(grid)
     states = {row["id"]: row for row in job_states(grid, jobs)}
@@ -138,8 +151,6 @@ def collect(grid_name: str | Path) -> Study:
 
 def _roles(grid: Grid) -> dict[str, str]:
     """{model: registry role (lm, cp, mt)} for the grid's models."""
-    from mtnb.models.registry import load_registry
-
     specs = load_registry(project_root() / grid.registry if grid.registry else None)
     return {m: specs[m].role for m in grid.models if m in specs}
 
@@ -197,8 +208,6 @@ def figure(path: Path, alt: str) -> str:
 
 def save(fig, path: Path) -> Path:
     """Write a matplotlib figure as PNG and close it."""
-    import matplotlib.pyplot as plt
-
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -266,8 +275,6 @@ def overview_page(study: Study) -> str:
 
 def _grid_rows(study: Study):
     """What the grid is: file, models, tasks, seeds, modes, analyses."""
-    import pandas as pd
-
     grid = study.grid
     modes = sorted(set(study.results.loc[~study.results["control"], "mode"])) if study.results is not None else []
     models = ", ".join(f"{m} ({study.roles.get(m, '?')})" for m in grid.models)
@@ -282,8 +289,6 @@ def _grid_rows(study: Study):
 
 def _job_rows(study: Study):
     """Per kind: jobs by state, and the papermill wall time of the finished ones."""
-    import pandas as pd
-
     rows = []
     for kind in dict.fromkeys(j.kind for j in study.jobs):
         jobs = [j for j in study.jobs if j.kind == kind]
@@ -299,8 +304,6 @@ def _job_rows(study: Study):
 def _code_rows(study: Study):
     """Per mtnb code hash of the finished jobs: how many, of which kinds, the last finish; None
     when they all ran the same code."""
-    import pandas as pd
-
     by_code: dict[str, list[Job]] = {}
     for job in study.done():
         by_code.setdefault(study.records[job.id].get("code_hash") or "(not recorded)", []).append(job)
@@ -315,8 +318,6 @@ def _code_rows(study: Study):
 
 def _where_rows(study: Study):
     """Paths a reader may want."""
-    import pandas as pd
-
     runs = shown(study.grid.runs_dir)
     rows = [("the grid's runs", f"`{runs}/<kind>/<job id>/`"),
             ("a job's description, record", "`job.json`, `done.json` (or `failed.json`) in its folder"),
@@ -345,7 +346,6 @@ def results_page(study: Study, figures: Path) -> str:
     parts = ["# Results\n"]
     if study.results is None:
         return parts[0] + "\n" + note("No finished zero-shot job has written a results table yet.")
-    from mtnb.study.summary import choose_split
 
     split = choose_split(study.results)
     table = study.results[study.results["split"] == split]
@@ -357,8 +357,6 @@ def results_page(study: Study, figures: Path) -> str:
 
 def _paper(table):
     """The paper's Table 1 and Table 4 when the results cover any of its (task, model) pairs."""
-    from mtnb.study import paper
-
     t1, t4 = paper.table1(), paper.table4()
     ours = set(zip(table["task"], table["model"]))
     return (t1, t4) if ours & set(zip(t1["task"], t1["model"])) else (None, None)
@@ -366,9 +364,6 @@ def _paper(table):
 
 def _tables_section(study: Study, table, split: str, figures: Path) -> str:
     """Table 1 and Table 4 analogs, the transfer gap, a figure per task."""
-    from mtnb.study.paper import AVERAGE_EXCLUDES
-    from mtnb.study.summary import gap_table, table1, table4
-
     models = study.grid.models
     paper1, paper4 = _paper(table)
     notes = [CI_NOTE, f"Split: {split}.",
@@ -395,13 +390,7 @@ def _tables_section(study: Study, table, split: str, figures: Path) -> str:
 
 def plot_task(table, models: list[str]):
     """Bars per language for each system, with their 95% intervals as error bars."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from mtnb.study.summary import CONTROLS, order_systems, per_language
 
     stats = per_language(table)
     systems = order_systems(stats["system"], models)
@@ -429,8 +418,6 @@ def family_section(study: Study, split: str, figures: Path) -> str:
     """The grid's family (``book: {family, base, title}``), per mode when several: a table per
     task, the transfer gap, CKA and SVD against the base, then the paragraph on the paper's
     finding. Its controls are averaged over the family's runs only."""
-    from mtnb.study.summary import normalize
-
     book = study.grid.book
     family, base = list(book["family"]), book["base"]
     title = book.get("title") or f"The {base} family"
@@ -477,8 +464,6 @@ def _one_mode(rows, mode: str):
 
 def _family_tables(table, family: list[str], heading: str) -> str:
     """A table per task (family models and controls, per language) and the transfer gap."""
-    from mtnb.study.summary import gap_table, table4
-
     parts = []
     for task, sub in table.groupby("task", sort=False):
         parts += [f"\n{heading} {task} ({sub['metric'].iloc[0]})\n\n", md_table(table4(table, task, family))]
@@ -517,10 +502,7 @@ def _cka_to_base(pairs, family: list[str], base: str):
 
 def plot_cka_to_base(per_layer, base: str):
     """One line per variant: CKA with the base against the layer."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     layers = [int(c.split()[-1]) for c in per_layer.columns]
@@ -543,12 +525,6 @@ def separability_comparisons(per_sample, base: str, mt: list[str], controls: lis
     paragraphs: every other family member against ``base``, and every translation member against
     every control, for both measures. Columns ``comparison, measure, difference, low, high, p,
     p_holm`` (points, 95% paired bootstrap interval; Holm's correction across all rows)."""
-    import pandas as pd
-
-    from mtnb.analysis.paired_bootstrap import holm, paired_difference
-    from mtnb.analysis.separability import last_layer
-    from mtnb.study.summary import family_pairs
-
     last = last_layer(per_sample)
     scores = {(m, measure): rows.sort_values("sample")["score"].to_numpy()
               for (m, measure), rows in last.groupby(["model", "measure"])}
@@ -600,7 +576,6 @@ def _family_separability(study: Study, base: str, mt: list[str], controls: list[
     if per_sample is None:
         return head + note("No separability table: the CKA job ran without `uncertainty` or on samples that are "
                            "not parallel.")
-    from mtnb.study.summary import p_text
 
     table = separability_comparisons(per_sample, base, mt, controls)
     if table.empty:
@@ -624,8 +599,6 @@ def ceiling_note(per_sample, models: list[str], ceiling: float = 99.0) -> str:
     """A sentence when language ID sits at its ceiling at the last layer of ``models`` (the
     probe tells the languages apart almost perfectly, so it cannot show one model more
     separable than another); else ''."""
-    from mtnb.analysis.separability import last_layer
-
     last = last_layer(per_sample)
     last = last[(last["measure"] == "language-id") & last["model"].isin(models)]
     means = last.groupby("model")["score"].mean()
@@ -658,8 +631,6 @@ def _family_svd(study: Study, family: list[str], base: str) -> str:
 
 def _svd_summary(table, models: list[str]):
     """Rows model: the mean d per matrix over layers, over all matrices, and at the last layer."""
-    from mtnb.analysis.svd import MATRICES
-
     last = table["layer"].max()
     out = table.pivot_table(index="model", columns="matrix", values="distance", aggfunc="mean")
     out = out.reindex(columns=[m for m in MATRICES if m in out.columns]).add_prefix("mean d ")
@@ -672,8 +643,6 @@ def _paired_table(study: Study, family: list[str], base: str, mt: list[str], con
                  split: str):
     """``summary.paired_comparisons`` of the family's comparisons on one mode and split, from the
     zero-shot jobs' per-example scores; None when the jobs wrote none."""
-    from mtnb.study.summary import REPLICA, family_pairs, paired_comparisons
-
     if study.units is None:
         return None
     units = study.units
@@ -685,8 +654,6 @@ def _paired_table(study: Study, family: list[str], base: str, mt: list[str], con
 
 def _paired_rows(paired):
     """The paired comparisons as a table to read: one row per comparison and task."""
-    from mtnb.study.summary import p_text
-
     return paired.assign(comparison=paired["a"] + " − " + paired["b"],
                          scores=[f"{r.a_score:.1f} vs {r.b_score:.1f}" for r in paired.itertuples()],
                          difference=[f"{r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]" for r in paired.itertuples()],
@@ -699,8 +666,6 @@ def family_paragraph(table, base: str, mt: list[str], controls: list[str], study
     """The family's verdict: ``mtnb.study.summary.paired_finding`` when the zero-shot jobs wrote
     per-example scores (``paired``), else ``family_finding`` from the intervals over seeds; plus,
     when the SVD job has the family, which translation variant moved furthest from the base."""
-    from mtnb.study.summary import family_finding, paired_finding, tasks_that_resolve
-
     if paired is not None and len(paired):
         kept, dropped = tasks_that_resolve(table, base)
         text = paired_finding(paired, base, mt, controls, tasks=kept, dropped=dropped)
@@ -796,8 +761,6 @@ def retrieval_evidence(records: dict[str, dict], family: list[str]) -> str:
 
 def _read_csv(folder: Path | None, name: str):
     """A table a job wrote, or None."""
-    import pandas as pd
-
     return pd.read_csv(folder / name) if folder is not None and (folder / name).is_file() else None
 
 
@@ -810,8 +773,6 @@ def pretraining_records(study: Study) -> dict[str, dict]:
     (``pretrain.json`` for the zoo, ``continued.json`` for the e5 family). A member trained
     with several pretraining seeds is keyed by its name for the grid's first seed (as the
     grid's registry names it), and by ``replica_name(member, seed)`` for the others."""
-    from mtnb.study.grids import replica_name
-
     records = {}
     for job in study.done("pretrain"):           # in the grid's order: a member's first seed first
         member = job.parameters["member"]
@@ -826,8 +787,6 @@ def pretraining_records(study: Study) -> dict[str, dict]:
 def pretraining_page(study: Study) -> str:
     """Per member: objective, steps, tokens, speed, held-out loss; chrF per direction of every
     member with a decoder, beside copying the source and (e5) a mismatched source."""
-    import pandas as pd
-
     parts = ["# Pretraining\n\nWhat each pretrain job trained, from the record saved beside its checkpoint. The "
              "held-out loss is the objective's own (masked LM, denoising or translation) on fixed held-out "
              "batches, before training (untrained or base weights) and after.\n"]
@@ -958,8 +917,6 @@ def cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path
 
 def separability_section(folder: Path | None, figures: Path) -> str:
     """Language ID and retrieval per model and layer, and mutual k-NN with the base."""
-    from mtnb.analysis.separability import last_layer
-
     head = "\n## Separability by language\n\n"
     summary = _read_csv(folder, "separability.csv")
     if summary is None:
@@ -1002,9 +959,6 @@ def svd_page(study: Study, figures: Path) -> str:
 
 def _svd_section(base: str, out: Path, figures: Path, figure_name: str) -> str:
     """One SVD job: the last layer, the mean distance per matrix, every layer, the plot."""
-    from mtnb.study import paper
-    from mtnb.analysis.svd import table5_layout
-
     table = _read_csv(out, "svd.csv")
     models = list(dict.fromkeys(table["model"])) if table is not None else []
     parts = [f"\n## {', '.join(m for m in models if m != base) or 'models'} against {base}\n"]
@@ -1053,7 +1007,6 @@ def _timing_text(study: Study) -> str:
     total = sum(r.get("job_seconds", r["seconds"]) for r in records)
     cells = sum(r.get("cells_seconds", 0) for r in records)
     kernel = sum(r.get("startup_seconds", 0) for r in records)
-    from datetime import datetime
 
     span = (datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))).total_seconds()
     return (f"{len(records)} finished jobs took {_seconds(total)} of job time in all; from the first start to the "
@@ -1067,8 +1020,6 @@ def _timing_text(study: Study) -> str:
 
 def _timing_rows(study: Study):
     """Per kind: job count, total and median job time, time in cells and outside them."""
-    import pandas as pd
-
     rows = []
     for kind in dict.fromkeys(j.kind for j in study.done()):
         recs = [study.records[j.id] for j in study.done(kind)]
@@ -1096,8 +1047,6 @@ def _benchmark_description(name: str) -> str:
 def _benchmark_rows(doc, prefix: str = "", limit: int = 40):
     """A benchmark's JSON as (figure, value) rows: every number, string or short list, nested
     keys joined by dots; long lists and lists of records are left out."""
-    import pandas as pd
-
     rows = []
 
     def walk(value, key):
@@ -1157,8 +1106,6 @@ def notebook_title(job: Job, by_id: dict[str, Job]) -> str:
 def write_notebooks(study: Study, folder: Path) -> dict[str, list[str]]:
     """Copy each finished job's executed notebook to notebooks/<kind>/<id>.ipynb with a title
     cell, and write notebooks/<kind>.md listing them; returns {kind: [page names]}."""
-    import nbformat
-
     by_id = {j.id: j for j in study.jobs}
     pages: dict[str, list[str]] = {}
     for kind in dict.fromkeys(j.kind for j in study.done()):
@@ -1180,7 +1127,6 @@ def write_notebooks(study: Study, folder: Path) -> dict[str, list[str]]:
             nbformat.write(nb, folder / kind / f"{job.id}.ipynb")
             pages.setdefault(kind, []).append(f"notebooks/{kind}/{job.id}")
             rows.append((title, f"{{doc}}`{job.id} <{kind}/{job.id}>`", _seconds(study.records[job.id]["seconds"])))
-        import pandas as pd
         text = (f"# {KIND_TITLES.get(kind, kind)}\n\nThe executed `notebooks/{kind}.ipynb` of each finished job, as "
                 "papermill left it.\n\n" + md_table(pd.DataFrame(rows, columns=["notebook", "job", "papermill time"]),
                                                      index=False))
@@ -1190,8 +1136,6 @@ def write_notebooks(study: Study, folder: Path) -> dict[str, list[str]]:
 
 def write_config(src: Path, grid: Grid) -> None:
     """_config.yml: the project's, with this grid's title, execution off, and only this folder."""
-    import yaml
-
     config = {}
     for root in (project_root(), SOURCE_ROOT):
         if (root / "_config.yml").is_file():
@@ -1206,8 +1150,6 @@ def write_config(src: Path, grid: Grid) -> None:
 
 def write_toc(src: Path, notebooks: dict[str, list[str]]) -> None:
     """_toc.yml: the pages, then a part with the executed notebooks by kind."""
-    import yaml
-
     toc = {"format": "jb-book", "root": "overview",
            "parts": [{"caption": "The study", "chapters": [{"file": p} for p in PAGES if p != "overview"]}]}
     if notebooks:

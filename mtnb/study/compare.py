@@ -96,7 +96,8 @@ def compare_files(a: Path, b: Path, name: str) -> str | None:
     if a.suffix == ".safetensors":
         return None if sha256(a) == sha256(b) else f"{name}: the weights differ (SHA-256)"
     if a.suffix == ".json":
-        curves = [{k: v for k, v in json.loads(p.read_text(encoding="utf-8")).items() if k not in TIMINGS} for p in (a, b)]
+        curves = [{k: v for k, v in json.loads(p.read_text(encoding="utf-8")).items() if k not in TIMINGS}
+                  for p in (a, b)]
         keys = sorted(k for k in curves[0].keys() | curves[1].keys() if curves[0].get(k) != curves[1].get(k))
         return f"{name}: {', '.join(keys)} differ" if keys else None
     lines_a = a.read_text(encoding="utf-8").splitlines()
@@ -107,7 +108,8 @@ def compare_files(a: Path, b: Path, name: str) -> str | None:
         return f"{name}: {len(lines_a)} lines against {len(lines_b)}"
     row = next(i for i, (x, y) in enumerate(zip(lines_a, lines_b)) if x != y)
     differing = sum(x != y for x, y in zip(lines_a, lines_b))
-    return f"{name}: {differing} of {len(lines_a)} lines differ, first line {row + 1}: {lines_a[row]!r} against {lines_b[row]!r}"
+    return (f"{name}: {differing} of {len(lines_a)} lines differ, first line {row + 1}: "
+            f"{lines_a[row]!r} against {lines_b[row]!r}")
 
 
 def result_files(job_dir: Path) -> list[str]:

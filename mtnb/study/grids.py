@@ -21,7 +21,7 @@ params/grids/smoke.yaml; a path works too), read with ``yaml.safe_load``:
     book: {family: [a, b], base: a, title: ...}   # optional: the family that leads the book's
                               # results page (mtnb book); family and base are models of the grid
 
-Models of the mini zoo (``mtnb.pretraining.zoo.ZOO``) and of the e5 family (``mtnb.pretraining.e5_family.MEMBERS``)
+Models of the mini zoo (``mtnb.pretraining.members.ZOO``) and of the e5 family (``mtnb.pretraining.members.E5_MEMBERS``)
 are trained by the grid itself: a pretrain job per member the grid names anywhere (models, cka,
 svd), and per member they start from (mini-mbart for its continued models, mini-xlmr for
 mini-random's tokenizer), each writing its checkpoint into its own job folder. The runner then
@@ -61,10 +61,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import submitit
 
 from mtnb.core.errors import MtnbError
-from mtnb.core.yamlfile import read_yaml
 from mtnb.core.paths import params_dir, project_root
+from mtnb.core.yamlfile import read_yaml
+from mtnb.data.tasks import load_tasks
+from mtnb.models.registry import load_registry
+from mtnb.pretraining.members import BUDGETS, E5_BUDGETS, E5_MEMBERS, ZOO, training_order
 
 KEYS = ("name", "registry", "mini_root", "models", "tasks", "seeds",
         "pretrain", "finetune", "zeroshot", "cka", "svd", "slurm", "book")
@@ -173,9 +177,6 @@ def notebook_parameters(path: Path) -> dict[str, object]:
 
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file (a name or a path; see the module docstring for the format)."""
-    from mtnb.models.registry import load_registry
-    from mtnb.data.tasks import load_tasks
-
     path = grid_path(path)
     where = shown(path)
     doc = _read_yaml(path, where)
@@ -270,14 +271,12 @@ def _named_models(models: list[str], sections: dict) -> list[str]:
 
 def zoo_members(names: list[str]) -> list[str]:
     """The members of the mini zoo and the e5 family among ``names``, with the members they
-    start from, each after its base; the e5 family last, in ``e5_continued.training_order``."""
-    from mtnb.pretraining.e5_family import MEMBERS, training_order
-    from mtnb.pretraining.zoo import ZOO
+    start from, each after its base; the e5 family last, in ``mtnb.pretraining.members.training_order``."""
 
     ordered = []
 
     def add(name: str) -> None:
-        if name in ordered or (name not in ZOO and name not in MEMBERS):
+        if name in ordered or (name not in ZOO and name not in E5_MEMBERS):
             return
         if name in ZOO and ZOO[name].base is not None:
             add(ZOO[name].base)
@@ -285,14 +284,12 @@ def zoo_members(names: list[str]) -> list[str]:
 
     for name in names:
         add(name)
-    family = [m for m in ordered if m in MEMBERS]
-    return [m for m in ordered if m not in MEMBERS] + training_order(family)
+    family = [m for m in ordered if m in E5_MEMBERS]
+    return [m for m in ordered if m not in E5_MEMBERS] + training_order(family)
 
 
 def _check_budget(where: str, budget) -> None:
     """pretrain.budget names a budget both the zoo and the e5 family have."""
-    from mtnb.pretraining.e5_family import E5_BUDGETS
-    from mtnb.pretraining.zoo import BUDGETS
 
     names = [b for b in BUDGETS if b in E5_BUDGETS]
     if budget not in names:
@@ -417,7 +414,6 @@ def _slurm(where: str, value) -> dict:
         return {}
     if not isinstance(value, dict):
         raise MtnbError(f"{where}: slurm: expected a mapping of submitit parameters, got {value!r}")
-    import submitit
 
     allowed = sorted(submitit.AutoExecutor._valid_parameters() | submitit.SlurmExecutor._valid_parameters())
     for key in value:

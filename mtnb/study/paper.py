@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 DATA = Path(__file__).parent / "paper_data"
 PAPER_MODELS = ("mbert", "xlmr", "mbart", "mbart-m2o", "mbart-o2m", "mbart-m2m", "nllb-600m")
 TASK_NAMES = {"pawsx": "paws-x"}  # the CSVs' task names -> ours
@@ -20,8 +22,6 @@ AVERAGE_EXCLUDES = {"wpr": ("zh",)}
 
 
 def _read(name: str):
-    import pandas as pd
-
     table = pd.read_csv(DATA / name)
     if "task" in table.columns:
         table["task"] = table["task"].replace(TASK_NAMES)

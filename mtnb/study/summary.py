@@ -29,7 +29,10 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 
+from mtnb.analysis.paired_bootstrap import bootstrap_weights, holm, percentile_difference, resampled_ratio
 from mtnb.core.errors import MtnbError
 from mtnb.study.paper import AVERAGE_EXCLUDES
 
@@ -74,8 +77,6 @@ class CI:
 def mean_ci(values, level: float = LEVEL) -> CI:
     """Mean and Student-t confidence interval of ``values`` (one per seed; NaNs dropped):
     mean ± t((1+level)/2, n-1) · s/sqrt(n), s the sample standard deviation (ddof 1)."""
-    from scipy import stats
-
     x = np.asarray(list(values), dtype=np.float64)
     x = x[~np.isnan(x)]
     n = len(x)
@@ -111,8 +112,6 @@ def pool_pretraining_seeds(results):
     controls depend only on the data and the tokenizer, which replicas share). A table without
     replicas comes back unchanged. Adds ``pretraining_seeds``: how many pooled into the row's
     model (1 for a model without replicas)."""
-    import pandas as pd
-
     table = results.copy()
     table["pretraining_seeds"] = 1
     found = table["model"].astype(str).str.extract(REPLICA)
@@ -185,8 +184,6 @@ def averaged_languages(task: str, languages) -> list[str]:
 def _summarize(per_seed, keys: list[str]):
     """Rows of ``keys`` with a CI over the ``value`` of their seeds (columns mean, low, high,
     half, n, ci)."""
-    import pandas as pd
-
     rows = []
     for key, group in per_seed.groupby(keys, sort=False):
         ci = mean_ci(group["value"])
@@ -204,8 +201,6 @@ def per_language(table):
 def language_average_per_seed(table, languages=None):
     """Per (task, system, seed): the mean over the task's averaged languages (or ``languages``,
     a function of the task)."""
-    import pandas as pd
-
     languages = languages or averaged_languages
     rows = []
     for task, sub in table.groupby("task", sort=False):
@@ -230,8 +225,6 @@ def cross_lingual(table):
 def transfer_gap(table):
     """Per (task, model row): the CI over seeds of English minus the mean of the other
     (averaged) languages. Controls and tasks without English are left out."""
-    import pandas as pd
-
     models = table[~table["control"]]
     rows = []
     for (task, system, model, seed), sub in models.groupby(["task", "system", "model", "seed"], sort=False):
@@ -252,8 +245,6 @@ def table1(table, models: list[str], paper_table1=None):
     """Table 1's analog: rows systems, one column per task (mean ± h of the language average);
     with ``paper_table1`` (``mtnb.study.paper.table1()``), a ``<task> paper`` column beside each task
     that the paper has."""
-    import pandas as pd
-
     avg = average(table)
     systems = order_systems(avg["system"], models)
     out = pd.DataFrame(index=systems)
@@ -271,8 +262,6 @@ def table4(table, task: str, models: list[str], paper_table4=None):
     """Table 4's analog for one task: rows systems, a column per language and ``avg`` (the
     task's average; WPR's leaves zh out as the paper's does); with ``paper_table4``, a
     ``<lang> paper`` column beside each language the paper has for the task."""
-    import pandas as pd
-
     sub = table[table["task"] == task]
     per_lang = per_language(sub)
     avg = average(sub)
@@ -297,8 +286,6 @@ def table4(table, task: str, models: list[str], paper_table4=None):
 
 def gap_table(table, models: list[str]):
     """Rows model systems, a column per task: the transfer gap's mean ± h."""
-    import pandas as pd
-
     gap = transfer_gap(table)
     systems = order_systems(gap["system"], models)
     out = pd.DataFrame(index=systems)
@@ -475,10 +462,6 @@ def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int = 200
     the zero-shot jobs' ``units.csv.gz``; replicas ``<member>@p<seed>`` count as runs of their
     member. ``runs``: resample each member's runs as well as the examples (see above); False
     gives the interval over test examples alone. Columns ``PAIRED_COLUMNS``."""
-    import pandas as pd
-
-    from mtnb.analysis.paired_bootstrap import bootstrap_weights, holm, percentile_difference, resampled_ratio
-
     if units is None or len(units) == 0:
         return pd.DataFrame(columns=PAIRED_COLUMNS)
     u = units.copy()

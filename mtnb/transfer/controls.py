@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from sklearn.linear_model import LogisticRegression
 
 
-def _bag(rows: list[list[int]], vocab_size: int, columns: np.ndarray | None = None):
+def bag_matrix(rows: list[list[int]], vocab_size: int, columns: np.ndarray | None = None):
     """Sparse count matrix of sub-word ids: (n, vocab_size), or (n, len(columns)) over the
     sorted ids ``columns`` only (ids outside them are left out)."""
-    from scipy.sparse import csr_matrix
-
     lookup = None
     if columns is not None:
         lookup = np.full(vocab_size, -1, dtype=np.int64)
@@ -77,8 +77,6 @@ class BagOfSubwords:
         self.model = None
 
     def fit(self, train_examples: list[dict]) -> "BagOfSubwords":
-        from sklearn.linear_model import LogisticRegression
-
         if self.task.head == "ranking":
             return self
         if self.task.head == "token":
@@ -92,7 +90,7 @@ class BagOfSubwords:
             return self
         self.columns = np.unique(np.fromiter((i for r in rows for i in r), dtype=np.int64))
         self.model = LogisticRegression(max_iter=300, C=1.0, random_state=self.seed)
-        self.model.fit(_bag(rows, self.vocab_size, self.columns), y)
+        self.model.fit(bag_matrix(rows, self.vocab_size, self.columns), y)
         return self
 
     def predict(self, examples: list[dict]) -> list:
@@ -114,7 +112,7 @@ class BagOfSubwords:
             return [self.constant] * len(rows)
         if not rows:
             return []
-        return [int(v) for v in self.model.predict(_bag(rows, self.vocab_size, self.columns))]
+        return [int(v) for v in self.model.predict(bag_matrix(rows, self.vocab_size, self.columns))]
 
 
 def _overlap(input_ids: list[int]) -> float:

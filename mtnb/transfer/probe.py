@@ -23,7 +23,7 @@ The probe is multinomial logistic regression: p(y | x) = softmax(W x + b), W of 
 L-BFGS (strong-Wolfe line search) from W = 0, b = 0. The loss is strictly convex, so the result
 is its unique minimum, reached the same way on every run: no random draw is involved, and the
 seed acts through the training and dev subsample it draws (the test examples are one draw for
-all: ``mtnb.transfer.zeroshot.eval_subset``). λ is chosen on English dev among ``weight_decays``,
+all: ``mtnb.data.loading.eval_subset``). λ is chosen on English dev among ``weight_decays``,
 strongest first, each fit warm-started from the previous; a tie keeps the stronger decay.
 
 Features come from ``mtnb.analysis.features.FeatureExtractor`` (cached on disk by weights,
@@ -41,11 +41,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from safetensors.numpy import load_file
 
-from mtnb.core.errors import MtnbError
-from mtnb.core.precision import default_device
 from mtnb.analysis.features import POOLINGS, FeatureExtractor
+from mtnb.core.errors import MtnbError
+from mtnb.core.precision import default_device, recorded_precision
+from mtnb.data.inputs import encode, input_prefixes, set_language
+from mtnb.data.loading import eval_subset, load_task, subsample
+from mtnb.data.tasks import get_task
+from mtnb.models.registry import load_registry
+from mtnb.transfer.run_folders import resolved, run_folders, save_run, unlabelled
+from mtnb.transfer.scoring import references, score
 
 WEIGHT_DECAYS = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # measured: me5-small, 1,000 mini-topic paragraphs: best 0.1-0.3
 WEIGHTS_FILE = "probe.safetensors"
@@ -99,8 +108,6 @@ class TaskInputs:
 def task_inputs(records, task, tokenizer, max_length: int, prefixes: tuple[str, str]) -> TaskInputs:
     """The ``TaskInputs`` of ``records`` (set the tokenizer's language first, see
     ``finetune.set_language``)."""
-    from mtnb.transfer.finetune import encode
-
     examples = encode(records, task, tokenizer, max_length, prefixes)
     if task.head == "token":
         positions = [[t for t, label in enumerate(e["labels"]) if label != -100] for e in examples]
@@ -171,14 +178,10 @@ class LinearProbe:
         return predictions(self.head, self.design(raw) @ self.weight.T + self.bias, counts)
 
     def state(self) -> dict:
-        import torch
-
         return {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k))) for k in ("weight", "bias", "mean", "std")}
 
     @classmethod
     def load(cls, path: Path, head: str) -> "LinearProbe":
-        from safetensors.numpy import load_file
-
         t = load_file(str(path))
         return cls(head, t["weight"], t["bias"], t["mean"], t["std"])
 
@@ -205,8 +208,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_labels: int, weight_decay: floa
     softmax(x Wᵀ + b) + (weight_decay / 2)·‖W‖². ``x`` (n, d) float32, ``y`` (n,) label ids;
     ``init`` (W, b) to start from (default zeros). Returns (W (n_labels, d), b (n_labels,),
     the loss at each function evaluation)."""
-    import torch
-
     with _threads_for(x.shape[0] * x.shape[1] * n_labels):
         return _fit_logistic(x, y, n_labels, weight_decay, max_iter, init)
 
@@ -216,8 +217,6 @@ def _threads_for(size: int):
     """One torch thread for a small fit: its matrix products last microseconds, and OpenMP's
     threads waiting on each other on a busy 2-core machine made such fits 10-30x slower (measured:
     3,000 x 384 features, 8 labels: 0.05 s on one thread, 1.5 s on two while other jobs ran)."""
-    import torch
-
     before = torch.get_num_threads()
     if size < SMALL_FIT:
         torch.set_num_threads(1)
@@ -228,8 +227,6 @@ def _threads_for(size: int):
 
 
 def _fit_logistic(x, y, n_labels, weight_decay, max_iter, init):
-    import torch
-
     xt, yt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)
     w0, b0 = init if init is not None else (np.zeros((n_labels, x.shape[1]), np.float32), np.zeros(n_labels, np.float32))
     w = torch.tensor(w0, requires_grad=True)
@@ -255,8 +252,6 @@ def train_probe(task, train_raw, train_y: np.ndarray, dev_raw, dev_counts, dev_e
                 config: ProbeConfig) -> tuple[LinearProbe, ProbeCurve]:
     """Fit a probe per weight decay (strongest first, warm-started), keep the one that scores
     best on English dev (the task's metric); returns it and the ProbeCurve."""
-    from mtnb.transfer.finetune import references, score
-
     start = time.perf_counter()
     mean, std = LinearProbe.scaler(train_raw)
     probe = LinearProbe(task.head, None, None, mean, std)
@@ -282,8 +277,6 @@ def train_probe(task, train_raw, train_y: np.ndarray, dev_raw, dev_counts, dev_e
 def plot_probe(curve: ProbeCurve, title: str = ""):
     """Left: the training loss over L-BFGS evaluations per weight decay; right: English dev
     score per weight decay (the chosen one marked)."""
-    import matplotlib.pyplot as plt
-
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
     for decay, losses in zip(curve.weight_decays, curve.losses):
         left.plot(range(1, len(losses) + 1), losses, lw=1, label=f"λ = {decay:g}")
@@ -317,15 +310,9 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
 
     One forward pass covers every input the job needs: each seed's English train and dev
     subsample and, for the zero-shot evaluation to come, each language's ``eval_splits``
-    (at most ``max_eval`` examples each, ``mtnb.transfer.zeroshot.eval_subset``). Names, the
+    (at most ``max_eval`` examples each, ``mtnb.data.loading.eval_subset``). Names, the
     layer, the pooling and the output folders are checked before any weights load.
     """
-    from mtnb.data.loading import load_task
-    from mtnb.transfer.finetune import input_prefixes, run_folders, save_run, set_language, subsample
-    from mtnb.models.registry import load_registry
-    from mtnb.data.tasks import get_task
-    from mtnb.transfer.zeroshot import _unlabelled, eval_subset
-
     config = config or ProbeConfig()
     registry = load_registry(registry_path) if registry_path else None
     task_spec = get_task(task)
@@ -348,7 +335,7 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
             except MtnbError:
                 continue  # zeroshot notes the language as skipped
             if len(records) and not (task_spec.label_field in records.column_names
-                                     and _unlabelled(records[task_spec.label_field])):
+                                     and unlabelled(records[task_spec.label_field])):
                 evaluation.append((lang, records))
 
     tokenizer, head = extractor.tokenizer, task_spec.head
@@ -388,10 +375,10 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
             "train": {**asdict(config), "weight_decays": list(config.weight_decays), "seed": seed,
                       "optimizer": "L-BFGS (strong Wolfe), full batch, from zeros"},
             "max_train": max_train, "max_dev": max_dev, "max_eval": max_eval,
-            "data": {"mini_root": _str(mini_root), "xglue_dir": _str(xglue_dir), "xglue_parquet": _str(xglue_parquet)},
+            "data": {"mini_root": resolved(mini_root), "xglue_dir": resolved(xglue_dir), "xglue_parquet": resolved(xglue_parquet)},
             "n_train": len(train_in[seed].examples), "n_train_rows": int(len(train_y)),
             "n_dev": len(dev_in[seed].examples), "best_dev_score": max(curve.dev_score),
-            "weight_decay": curve.chosen, "sequences_encoded": n_forward, "feature_cache": _str(cache_dir),
+            "weight_decay": curve.chosen, "sequences_encoded": n_forward, "feature_cache": resolved(cache_dir),
             "feature_seconds": feature_seconds, "train_seconds": curve.seconds,
         }
         title = f"{model} probe, layer {layer}, on {task_spec.name} (seed {seed})"
@@ -399,10 +386,6 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
                  figure=lambda: plot_probe(curve, title))
         records.append(record)
     return records
-
-
-def _str(path) -> str | None:
-    return None if path is None else str(Path(path).resolve())
 
 
 class ProbeRun:
@@ -415,9 +398,6 @@ class ProbeRun:
     """
 
     def __init__(self, folder: str | Path, extractor: FeatureExtractor | None = None):
-        from mtnb.models.registry import load_registry
-        from mtnb.data.tasks import get_task
-
         folder = Path(folder)
         if not (folder / "done.json").is_file() or not (folder / WEIGHTS_FILE).is_file():
             raise MtnbError(f"{folder} holds no finished probe run (no done.json/{WEIGHTS_FILE}); "
@@ -426,8 +406,6 @@ class ProbeRun:
         self.record = record = json.loads((folder / "run.json").read_text())
         self.task = get_task(record["task"])
         if extractor is None:
-            from mtnb.core.precision import recorded_precision
-
             registry = load_registry(record["registry"]) if record.get("registry") else None
             device = default_device()
             extractor = FeatureExtractor(record["model"], registry, pooling=record["pooling"],
@@ -446,8 +424,6 @@ class ProbeRun:
         return self.extractor.tokenizer
 
     def inputs(self, records, lang: str) -> TaskInputs:
-        from mtnb.transfer.finetune import set_language
-
         set_language(self.tokenizer, self.record["lang_codes"], lang)
         return task_inputs(records, self.task, self.tokenizer, self.record["train"]["max_length"],
                            tuple(self.record["prefixes"]))

@@ -24,44 +24,28 @@ folder of ``seed-<k>`` run folders and stacks their tables.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.precision import recorded_precision, resolve_precision
+from mtnb.data.inputs import encode, set_language
+from mtnb.data.loading import eval_subset, load_task, subsample
+from mtnb.data.tasks import get_task
+from mtnb.transfer.controls import BagOfSubwords, majority
+from mtnb.transfer.finetune import load_finetuned, predict
+from mtnb.transfer.probe import load_probe
+from mtnb.transfer.run_folders import run_folders_in, unlabelled
+from mtnb.transfer.scoring import metric_units, references, score
 
 SYSTEMS = ("model", "majority", "bag-of-subwords")
 COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "metric", "value", "n"]
 COUNT_COLUMNS = ["seed", "language", "split", "label", "count"]
 UNIT_COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "unit", "num", "den"]
-SEED_FOLDER = re.compile(r"^seed-(-?\d+)$")
-
-
-def run_folders_in(run_dir: str | Path) -> list[Path]:
-    """The run folders of ``run_dir``: itself when it is a run folder, else its ``seed-<k>``
-    subfolders in seed order; MtnbError when it holds neither."""
-    run_dir = Path(run_dir)
-    if (run_dir / "run.json").is_file() or (run_dir / "done.json").is_file():
-        return [run_dir]
-    seeds = sorted((p for p in run_dir.glob("seed-*") if p.is_dir() and SEED_FOLDER.match(p.name)),
-                   key=lambda p: int(SEED_FOLDER.match(p.name).group(1))) if run_dir.is_dir() else []
-    if not seeds:
-        raise MtnbError(f"{run_dir} holds no finished fine-tuning run (no run.json/done.json, no seed-* "
-                        "folders); run notebooks/finetune.ipynb into it first")
-    return seeds
-
-
-EVAL_DRAW = 0  # the seed of the one draw of evaluation examples
-
-
-def eval_subset(records, max_eval: int | None):
-    """At most ``max_eval`` of a language's evaluation records, drawn once with ``EVAL_DRAW``:
-    every model and every training seed is scored on the same examples, so the spread over
-    seeds is the training's alone and models compare example for example."""
-    from mtnb.transfer.finetune import subsample
-
-    return subsample(records, max_eval, EVAL_DRAW)
 
 
 def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
@@ -69,8 +53,6 @@ def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, split
     """``evaluate_run`` on every run folder of ``run_dir`` (see ``run_folders_in``); returns the
     stacked (results, predicted counts, units, notes). Probe runs of one job share one feature
     extractor, so their encoder loads at most once."""
-    import pandas as pd
-
     folders = run_folders_in(run_dir)
     tables, counts, units, notes, shared = [], [], [], [], {}
     for folder in folders:
@@ -91,14 +73,6 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
     """Score the run in ``run_dir`` per language and split; returns (results, predicted counts,
     units, notes). ``notes`` lists languages skipped for lack of data. ``max_eval`` caps the
     examples per language (``eval_subset``: the same examples for every model and seed)."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from mtnb.transfer.controls import BagOfSubwords, majority
-    from mtnb.data.loading import load_task
-    from mtnb.transfer.finetune import encode, load_finetuned, metric_units, predict, references, score, set_language, subsample
-    from mtnb.data.tasks import get_task
-
     run_dir = Path(run_dir)
     record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else None
     if record is None or not (run_dir / "done.json").is_file():
@@ -118,15 +92,11 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
     prefixes = tuple(record.get("prefixes", ("", "")))
 
     if mode == "probe":
-        from mtnb.transfer.probe import load_probe
-
         shared = {} if _shared is None else _shared
         run = load_probe(run_dir, shared.get("extractor"))
         shared["extractor"] = run.extractor
         tokenizer = run.tokenizer
     else:
-        from mtnb.core.precision import recorded_precision, resolve_precision
-
         net, tokenizer, task, record = load_finetuned(run_dir)
         device = next(net.parameters()).device
         dtype = resolve_precision(recorded_precision(record.get("precision", "fp32"), device), device)
@@ -148,7 +118,7 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
                 notes.append(f"{lang} {split}: skipped ({err})")
                 continue
             if len(records) == 0 or (task.label_field in records.column_names and
-                                     _unlabelled(records[task.label_field])):
+                                     unlabelled(records[task.label_field])):
                 notes.append(f"{lang} {split}: skipped (no labelled examples)")
                 continue
             groups.append((split, lang, eval_subset(records, max_eval)))
@@ -181,17 +151,9 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
     return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(counts, columns=COUNT_COLUMNS), per_unit, notes
 
 
-def _unlabelled(labels) -> bool:
-    """True when every label is -1 (XGLUE test files released without labels)."""
-    flat = [x for row in labels for x in (row if isinstance(row, list) else [row])]
-    return all(x == -1 for x in flat)
-
-
 def plot_results(results, title: str = ""):
     """Bars per language: the model and each control, for each split (with several seeds, the
     mean over seeds and, as error bars, the standard deviation)."""
-    import matplotlib.pyplot as plt
-
     splits = list(dict.fromkeys(results["split"]))
     n_seeds = results["seed"].nunique()
     fig, axes = plt.subplots(1, len(splits), figsize=(7 * len(splits), 3.4), squeeze=False)
@@ -214,8 +176,6 @@ def plot_results(results, title: str = ""):
 
 def plot_predicted_counts(counts, labels: list[str]):
     """Heatmap of the share of each predicted class per language (rows sum to 1)."""
-    import matplotlib.pyplot as plt
-
     table = counts.pivot_table(index="language", columns="label", values="count", aggfunc="sum",
                                fill_value=0, sort=False)
     table = table.reindex(columns=[label for label in labels if label in table.columns])

@@ -43,7 +43,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
 from mtnb.core.errors import MtnbError
+from mtnb.data.mini.libo_help import HelpPageError, parse_page
 
 LANGS = ("en", "de", "es", "fr", "ru")
 HELP_DIRS = {"en": "en-US", "de": "de", "es": "es", "fr": "fr", "ru": "ru"}
@@ -73,7 +78,7 @@ def fetch_packages(cache: Path) -> dict[str, Path]:
     registry is unreachable, naming the packages and the ``--from DIR`` alternative.
     """
     cache.mkdir(parents=True, exist_ok=True)
-    found = {lang: _cached_deb(cache, pkg) for lang, pkg in PACKAGES.items()}
+    found = {lang: cached_deb(cache, pkg) for lang, pkg in PACKAGES.items()}
     missing = [PACKAGES[lang] for lang, deb in found.items() if deb is None]
     if missing:
         if shutil.which("apt-get") is None:
@@ -91,11 +96,11 @@ def fetch_packages(cache: Path) -> dict[str, Path]:
             raise MtnbError(f"could not download {' '.join(missing)} from the Debian registry "
                             f"({reason}); on a machine without it pass --from DIR with unpacked "
                             "LibreOffice help trees")
-        found = {lang: _cached_deb(cache, pkg) for lang, pkg in PACKAGES.items()}
+        found = {lang: cached_deb(cache, pkg) for lang, pkg in PACKAGES.items()}
     return found
 
 
-def _cached_deb(cache: Path, package: str) -> Path | None:
+def cached_deb(cache: Path, package: str) -> Path | None:
     debs = sorted(cache.glob(f"{package}_*.deb"))
     return debs[-1] if debs else None
 
@@ -148,8 +153,6 @@ def page_keys(help_root: Path) -> list[str]:
 
 def _parse_chunk(args: tuple[str, str, list[str]]) -> tuple[str, dict, list]:
     """Worker: parse pages ``keys`` of one language; returns (lang, {key: page tuple}, failures)."""
-    from mtnb.data.mini.libo_help import HelpPageError, parse_page
-
     root, lang, keys = args
     pages, failed = {}, []
     for key in keys:
@@ -171,8 +174,6 @@ def parse_all(help_root: Path, workers: int = 2, progress: bool = True) -> tuple
 
     A page that fails to parse is skipped and listed in ``failures[lang]``.
     """
-    from tqdm.auto import tqdm
-
     keys = page_keys(help_root)
     chunks = [(str(help_root), lang, keys[i:i + 200]) for lang in LANGS for i in range(0, len(keys), 200)]
     pages: dict[str, dict] = {lang: {} for lang in LANGS}
@@ -399,9 +400,6 @@ def build_tables(by_split: dict[str, list[Unit]], titles: dict, seed: int = 0) -
 
 def write_parquet(rows: list[dict], path: Path) -> None:
     """Write rows as a Parquet file (deterministic: no timestamps, fixed compression)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path, compression="zstd", write_statistics=False)
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
+import pyarrow.parquet as pq
+
 from mtnb.core.errors import MtnbError
-from mtnb.data.mini.corpus import LANGS, RANK_GRADES, SPAN_TAGS, TOPIC_MODULES
 from mtnb.core.paths import project_root
+from mtnb.data.mini.corpus import LANGS, RANK_GRADES, SPAN_TAGS, TOPIC_MODULES
 
 DATASETS = ("mini-spans", "mini-topic", "mini-rank", "parallel", "monolingual", "cka-samples")
 
@@ -46,9 +49,6 @@ def load_mini(dataset: str, lang: str = "en", split: str = "train", root: str | 
     all five languages); ``split`` train, dev or test. Raises MtnbError for an unknown dataset,
     language or split, or a file that the corpus does not have (e.g. German training data).
     """
-    import datasets
-    import pyarrow.parquet as pq
-
     if dataset not in DATASETS:
         raise MtnbError(f"unknown mini dataset {dataset!r}: use one of {', '.join(DATASETS)}")
     if lang not in LANGS:

@@ -29,6 +29,8 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evaluate.loading import evaluation_module_factory, import_main_class, init_dynamic_modules
+
 from mtnb.core.errors import MtnbError
 from mtnb.core.paths import project_root
 
@@ -60,8 +62,6 @@ def load_metric(name: str, cache_dir: str | Path | None = None) -> evaluate.Metr
     Loaded from this package's script, never from the Hub; evaluate's copy of the script and
     the metric's folder go under ``cache_dir`` (default ``default_cache_dir()``).
     """
-    from evaluate.loading import evaluation_module_factory, import_main_class
-
     script = metric_script(name)
     cache_dir = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir()
     module = evaluation_module_factory(str(script), dynamic_modules_path=_modules_folder(cache_dir))
@@ -76,8 +76,6 @@ def _modules_folder(cache_dir: Path) -> str:
     are two packages: Python imports a package once, and a shared name would read the scripts
     of whichever folder came first.
     """
-    from evaluate.loading import init_dynamic_modules
-
     parent = cache_dir / "modules"
     package = "mtnb_metric_modules_" + hashlib.sha1(str(parent).encode()).hexdigest()[:10]
     return init_dynamic_modules(name=package, hf_modules_cache=parent)
