@@ -121,6 +121,10 @@ def test_no_private_name_is_used_outside_its_module():
             elif isinstance(node, ast.Attribute) and node.attr in private and node.attr not in own \
                     and isinstance(node.value, ast.Name) and node.value.id not in ("self", "cls"):
                 found.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                    "setattr", "getattr"):  # monkeypatch.setattr(module, "_name", ...)
+                found += [f"{path.name}:{node.lineno} patches {arg.value}" for arg in node.args
+                          if isinstance(arg, ast.Constant) and arg.value in private and arg.value not in own]
     assert not found, "\n".join(found)
 
 

@@ -147,7 +147,7 @@ def test_existing_corpus_is_kept(tmp_path):
 
 def test_unreachable_registry_is_one_line(tmp_path, monkeypatch):
     failed = subprocess.CompletedProcess([], 100, "", "Err:1 http://x\nE: Failed to fetch http://x/y.deb  Could not connect\n")
-    monkeypatch.setattr(mc, "_apt_download", lambda packages, cache: failed)
+    monkeypatch.setattr(mc, "apt_download", lambda packages, cache: failed)
     with pytest.raises(MtnbError) as info:
         mc.fetch_packages(tmp_path)
     message = str(info.value)
@@ -157,7 +157,7 @@ def test_unreachable_registry_is_one_line(tmp_path, monkeypatch):
 
 def test_missing_package_lists_ask_for_apt_update(tmp_path, monkeypatch):
     missing = subprocess.CompletedProcess([], 100, "", "E: Unable to locate package libreoffice-help-de\n")
-    monkeypatch.setattr(mc, "_apt_download", lambda packages, cache: missing)
+    monkeypatch.setattr(mc, "apt_download", lambda packages, cache: missing)
     monkeypatch.setattr(mc.os, "geteuid", lambda: 1000)
     with pytest.raises(MtnbError, match="run 'sudo apt-get update'"):
         mc.fetch_packages(tmp_path)

@@ -50,7 +50,6 @@ import ctypes.util
 import gc
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.files import save_npy, write_text
 from mtnb.core.paths import project_root
 from mtnb.core.precision import autocast, check_precision, default_device, precision_name, resolve_precision
 from mtnb.data.inputs import input_prefixes, length_grouped_batches, set_language
@@ -102,7 +102,7 @@ def weights_fingerprint(folder: str | Path, memo_dir: Path | None = None) -> str
     if changed:
         # another process may have added its own files meanwhile: merge, then replace atomically
         latest = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
-        _atomic_write_text(memo_path, json.dumps({**latest, **memo}, indent=0))
+        write_text(memo_path, json.dumps({**latest, **memo}, indent=0))
     return total.hexdigest()
 
 
@@ -185,8 +185,8 @@ class FeatureStore:
         starts = [0] + stops[:-1]
         data = np.concatenate([np.asarray(entries[k], dtype=np.float32) for k in keys])
         name = hashlib.sha256("".join(keys).encode()).hexdigest()[:24]
-        _atomic_save(self.folder / f"{name}.npy", data)
-        _atomic_write_text(self.folder / f"{name}.json", json.dumps({"keys": keys, "starts": starts, "stops": stops}))
+        save_npy(self.folder / f"{name}.npy", data)
+        write_text(self.folder / f"{name}.json", json.dumps({"keys": keys, "starts": starts, "stops": stops}))
         self.refresh()
 
 
@@ -279,7 +279,7 @@ class FeatureExtractor:
         if self._root is None:
             self._root = self.cache_dir / self.store_key()
             if not (self._root / "model.json").is_file():
-                _atomic_write_text(self._root / "model.json", json.dumps(
+                write_text(self._root / "model.json", json.dumps(
                     {"model": self.model, "folder": str(self.folder), "weights_sha256": self.fingerprint(),
                      "features_version": FEATURES_VERSION, "precision": self.precision, "n_layers": self.n_layers,
                      "hidden_size": self.hidden_size}, indent=1))
@@ -469,17 +469,3 @@ def pin_mmap_threshold(threshold: int = 128 << 10) -> bool:
     M_MMAP_THRESHOLD = -3  # glibc's malloc.h
     return mallopt(M_MMAP_THRESHOLD, threshold) == 1
 
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    """np.save to a temporary name, then rename: a killed run never leaves a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

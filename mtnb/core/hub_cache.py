@@ -31,6 +31,8 @@ from pathlib import Path
 from huggingface_hub import constants, snapshot_download, try_to_load_from_cache
 from huggingface_hub.errors import LocalEntryNotFoundError
 
+from mtnb.core.files import write_bytes
+
 # the top-level files of a model repository that load_encoder reads besides the weights
 MODEL_FILE_PATTERNS = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                        "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model")
@@ -182,9 +184,7 @@ def cache_put(cache_dir: str | Path, repo_type: str, repo_id: str, revision: str
     blob = storage / "blobs" / hashlib.sha256(data).hexdigest()
     blob.parent.mkdir(parents=True, exist_ok=True)
     if not blob.is_file():
-        tmp = blob.with_name(blob.name + ".incomplete")
-        tmp.write_bytes(data)
-        os.replace(tmp, blob)
+        write_bytes(blob, data)
     link = storage / "snapshots" / commit / path
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() or link.exists():

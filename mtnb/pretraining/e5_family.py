@@ -76,6 +76,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.files import atomic_file, atomic_folder, save_npy
 from mtnb.core.paths import project_root
 from mtnb.core.precision import autocast, precision_name, resolve_precision
 from mtnb.data.inputs import E5_PREFIXES
@@ -121,10 +122,7 @@ def cached_corpus_pieces(tokenizer, corpus_root: Path, texts: list[str], max_len
     if cache.is_file():
         return np.load(cache)
     kept = corpus_pieces(tokenizer, texts, max_length)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, kept)
-    tmp.replace(cache)
+    save_npy(cache, kept)
     return kept
 
 
@@ -429,9 +427,8 @@ def warm_up_or_load(model, key: str, pool: list, dev_batches: list[dict], budget
             record = {"frozen": "the whole encoder", "pool": len(picks), "encode_seconds": encode_seconds, **trained,
                       "trained_on": "translation, all eight directions" if model.objective in TRANSLATION
                       else "masked LM"}
-            save_file({k: v.contiguous() for k, v in model.head.state_dict().items() if k not in FIXED},
-                      str(weights.with_suffix(".tmp")))
-            weights.with_suffix(".tmp").replace(weights)
+            with atomic_file(weights) as tmp:
+                save_file({k: v.contiguous() for k, v in model.head.state_dict().items() if k not in FIXED}, str(tmp))
             meta.write_text(json.dumps(record, indent=1))
     return {**record, "heldout_loss_before": before, "heldout_loss_after": heldout_loss(model, dev_batches, _loss)}
 
@@ -556,16 +553,11 @@ def freeze_lower_layers(bert, train_layers: int | None) -> int:
 def _save_encoder(bert, base_folder: Path, record: dict, out: Path) -> None:
     """Write the encoder (BertModel tensor names, safetensors) with me5-small's tokenizer files
     into a temporary sibling folder, then rename it into place."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     bert.eval()
-    with quiet_transformers():
-        bert.save_pretrained(tmp, safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (base_folder / name).is_file():
-            shutil.copy2(base_folder / name, tmp / name)
-    (tmp / "continued.json").write_text(json.dumps(record, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_folder(out) as tmp:
+        with quiet_transformers():
+            bert.save_pretrained(tmp, safe_serialization=True)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (base_folder / name).is_file():
+                shutil.copy2(base_folder / name, tmp / name)
+        (tmp / "continued.json").write_text(json.dumps(record, indent=1))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -41,6 +40,7 @@ from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, BertConfig, Bert
                           XLMRobertaForMaskedLM)
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.files import atomic_folder
 from mtnb.core.precision import autocast, grad_scaler, precision_name, resolve_precision
 from mtnb.data.languages import language_code
 from mtnb.data.mini.datasets import load_mini
@@ -378,12 +378,8 @@ def pretrain_member(member: str, corpus_root: str | Path, zoo_dir: str | Path, *
 
 def _save(model, tokenizer, record: dict, out: Path) -> None:
     """Write the checkpoint into a temporary sibling folder, then rename it into place."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with quiet_transformers():
-        model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "pretrain.json").write_text(json.dumps(record, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_folder(out) as tmp:
+        with quiet_transformers():
+            model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "pretrain.json").write_text(json.dumps(record, indent=1))

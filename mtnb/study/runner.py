@@ -67,6 +67,7 @@ import submitit
 import yaml
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.files import write_text
 from mtnb.core.paths import PACKAGE_DIR, project_root
 from mtnb.core.yamlfile import read_yaml
 from mtnb.models.registry import registry_path
@@ -212,11 +213,8 @@ def write_grid_registry(grid: Grid, pretrain: dict[str, Job]) -> Path:
             entry["note"] = f"{member} trained with pretraining seed {job.parameters.get('seed', 0)}"
             doc["models"][name] = entry
     path = project_root() / grid_registry_name(grid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(f"# written by 'mtnb run {grid.name}' from {shown(source)}: the zoo members point at their "
-                   "pretrain jobs\n" + yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
+    write_text(path, f"# written by 'mtnb run {grid.name}' from {shown(source)}: the zoo members point at their "
+                     "pretrain jobs\n" + yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
@@ -318,12 +316,7 @@ def _traceback(err: BaseException) -> str:
 def write_json_atomic(path: Path, record: dict) -> None:
     """Write ``record`` to ``path`` so that it is either absent or complete: temp file, fsync,
     rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text(path, json.dumps(record, indent=1, default=str), sync=True)
 
 
 def _now() -> str:

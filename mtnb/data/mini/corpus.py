@@ -84,13 +84,13 @@ def fetch_packages(cache: Path) -> dict[str, Path]:
         if shutil.which("apt-get") is None:
             raise MtnbError("apt-get not found: on a non-Debian machine pass --from DIR, a folder with "
                             "unpacked LibreOffice help trees (usr/share/libreoffice/help/<lang>/)")
-        result = _apt_download(missing, cache)
+        result = apt_download(missing, cache)
         if result.returncode != 0 and "Unable to locate package" in result.stderr:
             if os.geteuid() != 0:
                 raise MtnbError(f"apt package lists are missing: run 'sudo apt-get update', then again "
                                 f"(or pass --from DIR with unpacked help trees)")
             subprocess.run(["apt-get", "update"], capture_output=True, text=True)
-            result = _apt_download(missing, cache)
+            result = apt_download(missing, cache)
         if result.returncode != 0:
             reason = next((line for line in result.stderr.splitlines() if line.startswith("E:")), "")
             raise MtnbError(f"could not download {' '.join(missing)} from the Debian registry "
@@ -105,7 +105,7 @@ def cached_deb(cache: Path, package: str) -> Path | None:
     return debs[-1] if debs else None
 
 
-def _apt_download(packages: list[str], cache: Path) -> subprocess.CompletedProcess:
+def apt_download(packages: list[str], cache: Path) -> subprocess.CompletedProcess:
     command = ["apt-get", "download", *packages]
     if os.geteuid() == 0:  # root: apt's sandbox user cannot write into our cache folder
         command[1:1] = ["-o", "APT::Sandbox::User=root"]
