@@ -6,26 +6,24 @@ For every encoder layer ℓ and each of six matrices (query, key, value, attenti
     ‖σ‖₂ = sqrt(Σᵢ σᵢ²) = ‖W‖_F          (the L2 norm of the singular values: W's Frobenius norm)
     d    = ‖σ_model − σ_base‖₂            (the L2 distance between the two sorted σ vectors)
 
-Tensors are read one at a time from the checkpoint file (safetensors, or a PyTorch pickle read
-with ``weights_only=True``), so no model is ever built and at most one matrix per model is in
+Tensors are read one at a time from the checkpoint file (``mtnb.models.loading.TensorReader``:
+safetensors, or a PyTorch pickle read with ``weights_only=True``), so no model is ever built and at most one matrix per model is in
 memory; the singular values are computed in float64.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from mtnb.core.errors import MtnbError
+from mtnb.models.loading import TensorReader, checkpoint_index
 
 MATRICES = ("q", "k", "v", "out", "fc1", "fc2")
 # parameter-name suffix after "encoder.layer(s).<i>." -> matrix kind, per naming scheme
@@ -58,43 +56,6 @@ def matrix_name(key: str) -> tuple[int, str] | None:
     return None
 
 
-@dataclass
-class CheckpointTensors:
-    """Read named tensors of a checkpoint folder lazily, one at a time."""
-
-    folder: Path
-
-    def __post_init__(self):
-        self.folder = Path(self.folder)
-        st_index = self.folder / "model.safetensors.index.json"
-        pt_index = self.folder / "pytorch_model.bin.index.json"
-        if st_index.is_file():
-            self.files = json.loads(st_index.read_text())["weight_map"]
-        elif (self.folder / "model.safetensors").is_file():
-            with safe_open(self.folder / "model.safetensors", "pt") as f:
-                self.files = {k: "model.safetensors" for k in f.keys()}
-        elif pt_index.is_file():
-            self.files = json.loads(pt_index.read_text())["weight_map"]
-        elif (self.folder / "pytorch_model.bin").is_file():
-            self.files = {k: "pytorch_model.bin" for k in self._pickle("pytorch_model.bin")}
-        else:
-            raise MtnbError(f"{self.folder}: no model.safetensors or pytorch_model.bin; not a checkpoint folder")
-
-    def _pickle(self, name: str) -> dict:
-        return torch.load(self.folder / name, map_location="cpu", weights_only=True, mmap=True)
-
-    def keys(self) -> list[str]:
-        return list(self.files)
-
-    def get(self, key: str):
-        """The tensor ``key`` as a torch tensor (only this tensor is read from disk)."""
-        name = self.files[key]
-        if name.endswith(".safetensors"):
-            with safe_open(self.folder / name, "pt") as f:
-                return f.get_tensor(key)
-        return self._pickle(name)[key]
-
-
 def encoder_matrices(folder: str | Path) -> dict[tuple[int, str], str]:
     """``{(layer, kind): tensor name}`` of the encoder weight matrices in a checkpoint folder.
 
@@ -102,7 +63,7 @@ def encoder_matrices(folder: str | Path) -> dict[tuple[int, str], str]:
     lacks one of the six matrices.
     """
     found = {}
-    for key in CheckpointTensors(folder).keys():
+    for key in checkpoint_index(Path(folder)):
         where = matrix_name(key)
         if where is not None:
             found[where] = key
@@ -129,12 +90,13 @@ def singular_values(folder: str | Path, layers: list[int] | None = None) -> dict
         if bad:
             raise MtnbError(f"{folder}: no encoder layer {bad[0]}; layers run 0..{available[-1]}")
         names = {key: name for key, name in names.items() if key[0] in layers}
-    tensors = CheckpointTensors(folder)
+    index = checkpoint_index(Path(folder))
     out = {}
-    for key in sorted(names):
-        weight = tensors.get(names[key]).to(torch.float64)
-        out[key] = torch.linalg.svdvals(weight).numpy()
-        del weight
+    with TensorReader(Path(folder)) as reader:
+        for key in sorted(names):
+            weight = reader.read(index[names[key]], names[key]).to(torch.float64)
+            out[key] = torch.linalg.svdvals(weight).numpy()
+            del weight
     return out
 
 

@@ -171,6 +171,8 @@ def checkpoint_index(folder: Path) -> dict[str, str]:
             return json.loads((folder / index_name).read_text())["weight_map"]
     if (folder / "model.safetensors").is_file():
         return {key: "model.safetensors" for key in safetensors_header(folder / "model.safetensors")[0]}
+    if not (folder / "pytorch_model.bin").is_file():
+        raise MtnbError(f"{folder}: no model.safetensors or pytorch_model.bin; not a checkpoint folder")
     state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
     return {key: "pytorch_model.bin" for key in state}
 
@@ -215,6 +217,25 @@ class TensorReader:
             f.close()
         self.pickles.clear()
 
+    def read(self, file_name: str, key: str) -> torch.Tensor:
+        """Tensor ``key`` of ``file_name`` as a new CPU tensor of its stored dtype and shape."""
+        if not file_name.endswith(".safetensors"):
+            if file_name not in self.pickles:
+                self.pickles[file_name] = torch.load(self.folder / file_name, map_location="cpu",
+                                                     weights_only=True, mmap=True)
+            return self.pickles[file_name][key].clone()
+        entry = self.header(file_name)[0][key]
+        target = torch.empty(tuple(entry["shape"]), dtype=getattr(torch, SAFETENSORS_DTYPES[entry["dtype"]]))
+        self.read_into(file_name, key, target)
+        return target
+
+    def header(self, file_name: str) -> tuple[dict, int]:
+        """The safetensors header of ``file_name`` (read once) and where its data starts."""
+        if file_name not in self.headers:
+            self.files[file_name] = open(self.folder / file_name, "rb")
+            self.headers[file_name] = safetensors_header(self.folder / file_name)
+        return self.headers[file_name]
+
     def read_into(self, file_name: str, key: str, target) -> None:
         """Copy tensor ``key`` of ``file_name`` into ``target`` (same shape; dtype converted)."""
         if not file_name.endswith(".safetensors"):
@@ -225,11 +246,8 @@ class TensorReader:
             self._check_shape(key, tuple(source.shape), target)
             target.data.copy_(source)
             return
-        if file_name not in self.files:
-            self.files[file_name] = open(self.folder / file_name, "rb")
-            self.headers[file_name] = safetensors_header(self.folder / file_name)
+        header, start = self.header(file_name)
         f = self.files[file_name]
-        header, start = self.headers[file_name]
         entry = header[key]
         self._check_shape(key, tuple(entry["shape"]), target)
         begin, end = entry["data_offsets"]
