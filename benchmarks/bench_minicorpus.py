@@ -55,7 +55,7 @@ PHASES = (("packages (fetch_packages, deb_version)", ("fetch_packages", "deb_ver
           ("align", ("align",)),
           ("split_units", ("split_units",)),
           ("build_tables", ("build_tables",)),
-          ("write (write_parquet, sha256)", ("write_parquet", "sha256")))
+          ("write (write_parquet, sha256_file)", ("write_parquet", "sha256_file")))
 
 
 def cpu_seconds() -> float:

