@@ -58,9 +58,10 @@ from mtnb.core.paths import SOURCE_ROOT, project_root
 from mtnb.models.registry import load_registry
 from mtnb.study import paper
 from mtnb.study.grids import Grid, load_grid, replica_name, shown
+from mtnb.study.outputs import PRETRAINING_RECORDS, figure_path, read_table, read_tables
 from mtnb.study.paper import AVERAGE_EXCLUDES
 from mtnb.study.runner import Job, expand, job_states, read_json
-from mtnb.study.summary import (CONTROLS, REPLICA, REQUIRED, choose_split, family_finding, family_pairs, gap_table,
+from mtnb.study.summary import (CONTROLS, REPLICA, choose_split, family_finding, family_pairs, gap_table,
                                 normalize, order_systems, p_text, paired_comparisons, paired_finding, per_language,
                                 table1, table4, tasks_that_resolve)
 
@@ -127,13 +128,12 @@ def collect(grid_name: str | Path) -> Study:
     study = Study(grid=grid, jobs=jobs, states=states, records=records)
     tables, units = [], []
     for job in study.done():
-        for path in sorted((job.folder / "out").rglob("results.csv")):
-            table = pd.read_csv(path)
-            if set(REQUIRED) <= set(table.columns):
-                tables.append(table)
-                study.results_files.append(path)
-                if (path.parent / "units.csv.gz").is_file():
-                    units.append(pd.read_csv(path.parent / "units.csv.gz", dtype={"unit": str}))
+        for path, table in read_tables(job.folder / "out", "results"):
+            tables.append(table)
+            study.results_files.append(path)
+            per_example = read_table(path.parent, "units")
+            if per_example is not None:
+                units.append(per_example)
     if tables:
         study.raw = pd.concat(tables, ignore_index=True)
         study.results = normalize(study.raw)
@@ -213,9 +213,9 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def copy_figure(source: Path, figures: Path, name: str) -> Path | None:
+def copy_figure(source: Path | None, figures: Path, name: str) -> Path | None:
     """Copy a job's PNG into figures/ as ``name``; None when the job did not write it."""
-    if not source.is_file():
+    if source is None or not source.is_file():
         return None
     return Path(shutil.copyfile(source, figures / name))
 
@@ -474,7 +474,7 @@ def _family_tables(table, family: list[str], heading: str) -> str:
 
 def _family_cka(study: Study, family: list[str], base: str, figures: Path) -> str:
     """CKA between each variant and the base per layer (mean over languages), table and plot."""
-    pairs = _read_csv(study.cka, "cka_model_pairs.csv")
+    pairs = read_table(study.cka, "cka_model_pairs")
     head = f"\n### CKA against {base}, per layer\n\n"
     if pairs is None:
         return head + note("No finished CKA job: nothing to show.")
@@ -572,7 +572,7 @@ def separability_finding(table, base: str, mt: list[str], level: float = 0.05) -
 def _family_separability(study: Study, base: str, mt: list[str], controls: list[str]) -> str:
     """Separability of the family's members against the base and the controls, paired."""
     head = "\n### Separability by language: the paper's explanation, measured\n\n"
-    per_sample = _read_csv(study.cka, "separability_samples.csv")
+    per_sample = read_table(study.cka, "separability_samples")
     if per_sample is None:
         return head + note("No separability table: the CKA job ran without `uncertainty` or on samples that are "
                            "not parallel.")
@@ -617,7 +617,7 @@ def _family_svd(study: Study, family: list[str], base: str) -> str:
     head = f"\n### SVD: how far each model's weights moved from {base}\n\n"
     if not study.svds:
         return head + note("No finished SVD job: nothing to show.")
-    table = _read_csv(study.svds.get(base), "svd.csv")
+    table = read_table(study.svds.get(base), "svd")
     if table is None:
         return head + note(f"No finished SVD job compares with {base} (they compare with "
                            f"{', '.join(study.svds)}).")
@@ -671,7 +671,7 @@ def family_paragraph(table, base: str, mt: list[str], controls: list[str], study
         text = paired_finding(paired, base, mt, controls, tasks=kept, dropped=dropped)
     else:
         text = family_finding(table, base, mt, controls)
-    svd = _read_csv(study.svds.get(base), "svd.csv") if study is not None else None
+    svd = read_table(study.svds.get(base), "svd") if study is not None else None
     if svd is not None and svd["model"].isin(mt).any():
         moved = svd[svd["model"].isin(mt)].groupby("model")["distance"].mean().sort_values()
         text += (f" In the weights, {moved.index[-1]} moved furthest from {base} (mean d {moved.iloc[-1]:.3f} over "
@@ -759,10 +759,6 @@ def retrieval_evidence(records: dict[str, dict], family: list[str]) -> str:
                    "Every continued objective lowered it.")
 
 
-def _read_csv(folder: Path | None, name: str):
-    """A table a job wrote, or None."""
-    return pd.read_csv(folder / name) if folder is not None and (folder / name).is_file() else None
-
 
 # --------------------------------------------------------------------------------------------
 # Pretraining
@@ -777,7 +773,7 @@ def pretraining_records(study: Study) -> dict[str, dict]:
     for job in study.done("pretrain"):           # in the grid's order: a member's first seed first
         member = job.parameters["member"]
         key = replica_name(member, job.parameters.get("seed", 0)) if member in records else member
-        for name in ("pretrain.json", "continued.json"):
+        for name in PRETRAINING_RECORDS:
             path = job.folder / "out" / member / name
             if path.is_file():
                 records[key] = read_json(path)
@@ -869,7 +865,7 @@ def cka_page(study: Study, figures: Path) -> str:
     parts = ["# CKA\n\nLinear CKA (Kornblith et al., 2019) between pooled hidden states of every layer on the "
              "same samples: model against model (the paper's Figure 1) and language against language (its "
              "Figure 2).\n"]
-    pairs, langs = _read_csv(study.cka, "cka_model_pairs.csv"), _read_csv(study.cka, "cka_language_pairs.csv")
+    pairs, langs = read_table(study.cka, "cka_model_pairs"), read_table(study.cka, "cka_language_pairs")
     if pairs is None and langs is None:
         return parts[0] + "\n" + note("No finished CKA job" + ("" if "cka" in study.grid.sections
                                                                 else ": the grid has no cka section") + ".")
@@ -879,13 +875,13 @@ def cka_page(study: Study, figures: Path) -> str:
         parts += ["\n## Model against model\n\nMean over languages, per layer (0 = embeddings).\n\n",
                   md_table(pairs.assign(pair=pairs["model_a"] + " / " + pairs["model_b"])
                            .pivot_table(index="pair", columns="layer", values="cka", sort=False).round(3))]
-        path = copy_figure(study.cka / "cka_model_pairs.png", figures, "cka_model_pairs.png")
+        path = copy_figure(figure_path(study.cka, "cka_model_pairs_figure"), figures, "cka_model_pairs.png")
         parts.append("\n" + (figure(path, "CKA model against model") if path else note("The job wrote no figure.")))
     if langs is not None:
         parts += ["\n## Language against language\n\nMean over language pairs, per layer; higher means more "
                   "language-agnostic representations.\n\n",
                   md_table(langs.pivot_table(index="model", columns="layer", values="cka", sort=False).round(3))]
-        path = copy_figure(study.cka / "cka_language_pairs.png", figures, "cka_language_pairs.png")
+        path = copy_figure(figure_path(study.cka, "cka_language_pairs_figure"), figures, "cka_language_pairs.png")
         parts.append("\n" + (figure(path, "CKA language against language") if path else note("The job wrote no figure.")))
     parts.append(cka_uncertainty_section(pairs, job.parameters, study.cka, figures))
     parts.append(separability_section(study.cka, figures))
@@ -910,7 +906,7 @@ def cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path
     table = last.pivot_table(index="pair", columns="lang", values="debiased [95%]", aggfunc="first", sort=False)
     biased = last.groupby("pair", sort=False).agg(biased=("biased", "mean"), chance=("null_biased", "max")).round(2)
     table = table.join(biased.rename(columns={"biased": "biased (mean)", "chance": "biased chance"}))
-    path = copy_figure(folder / "cka_intervals.png", figures, "cka_intervals.png")
+    path = copy_figure(figure_path(folder, "cka_intervals_figure"), figures, "cka_intervals.png")
     return (head + text + md_table(table) + "\n"
             + (figure(path, "debiased CKA with intervals and chance level") if path else ""))
 
@@ -918,7 +914,7 @@ def cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path
 def separability_section(folder: Path | None, figures: Path) -> str:
     """Language ID and retrieval per model and layer, and mutual k-NN with the base."""
     head = "\n## Separability by language\n\n"
-    summary = _read_csv(folder, "separability.csv")
+    summary = read_table(folder, "separability")
     if summary is None:
         return head + note("No separability table: the CKA job ran without `uncertainty` or on samples that are "
                            "not parallel.")
@@ -931,10 +927,10 @@ def separability_section(folder: Path | None, figures: Path) -> str:
              "probe's held-out accuracy at telling the languages apart (folds split paragraphs; high = separable) "
              "and top-1 retrieval of each paragraph's translation by cosine (high = a shared space). Last layer, "
              "with 95% bootstrap intervals over paragraphs:\n\n", md_table(table)]
-    path = copy_figure(folder / "separability.png", figures, "separability.png")
+    path = copy_figure(figure_path(folder, "separability_figure"), figures, "separability.png")
     if path:
         parts.append("\n" + figure(path, "separability per layer"))
-    knn = _read_csv(folder, "mutual_knn.csv")
+    knn = read_table(folder, "mutual_knn")
     if knn is not None and len(knn):
         base = knn["model_a"].iloc[0]
         per = last_layer(knn, "model_b")
@@ -959,7 +955,7 @@ def svd_page(study: Study, figures: Path) -> str:
 
 def _svd_section(base: str, out: Path, figures: Path, figure_name: str) -> str:
     """One SVD job: the last layer, the mean distance per matrix, every layer, the plot."""
-    table = _read_csv(out, "svd.csv")
+    table = read_table(out, "svd")
     models = list(dict.fromkeys(table["model"])) if table is not None else []
     parts = [f"\n## {', '.join(m for m in models if m != base) or 'models'} against {base}\n"]
     if table is None:
@@ -975,7 +971,7 @@ def _svd_section(base: str, out: Path, figures: Path, figure_name: str) -> str:
               "\n### Mean distance to the base over layers, per matrix\n\n",
               md_table(_svd_summary(table[table["model"] != base], models)),
               "\n### Every layer (Table 5 layout)\n\n", md_table(table5_layout(table, published))]
-    path = copy_figure(out / "svd.png", figures, figure_name)
+    path = copy_figure(figure_path(out, "svd_figure"), figures, figure_name)
     parts.append("\n" + (figure(path, f"norm of singular values per layer, against {base}") if path
                          else note("The job wrote no figure.")))
     return "".join(parts)

@@ -9,13 +9,14 @@ Jobs are matched by what they computed, not by their ids: a job id hashes the no
 kind and its parameters, where the output folder is left out and every path into the run
 (``.../runs/<grid>/<kind>/<id>/...``) is replaced by the identity of the job it points to, so
 identities nest along the dependencies. For each pair of matched jobs, every table the job
-wrote under ``out/`` (``*.csv``) is compared as text, line for line; every weights file
+wrote under ``out/`` (``*.csv``, ``*.csv.gz``) is compared as text, line for line; every weights file
 (``*.safetensors``) by SHA-256; every training curve (``curve.json``) as data, its timings left
 out. Timings and hosts (``done.json``, ``process.json``) are not results and are not compared.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from dataclasses import dataclass, field
@@ -84,6 +85,14 @@ def label(identity: str) -> str:
 
 
 
+def table_lines(path: Path) -> list[str]:
+    """The lines of a CSV table (gzip-compressed when its name ends in .gz)."""
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return f.read().splitlines()
+    return path.read_text(encoding="utf-8").splitlines()
+
+
 def compare_files(a: Path, b: Path, name: str) -> str | None:
     """None when the result files ``a`` and ``b`` agree, else one line saying where they differ."""
     if a.suffix == ".safetensors":
@@ -93,8 +102,7 @@ def compare_files(a: Path, b: Path, name: str) -> str | None:
                   for p in (a, b)]
         keys = sorted(k for k in curves[0].keys() | curves[1].keys() if curves[0].get(k) != curves[1].get(k))
         return f"{name}: {', '.join(keys)} differ" if keys else None
-    lines_a = a.read_text(encoding="utf-8").splitlines()
-    lines_b = b.read_text(encoding="utf-8").splitlines()
+    lines_a, lines_b = table_lines(a), table_lines(b)
     if lines_a == lines_b:
         return None
     if len(lines_a) != len(lines_b):
@@ -109,7 +117,7 @@ def result_files(job_dir: Path) -> list[str]:
     """The tables, weights and curves a job wrote under its ``out/`` folder, as paths relative to it."""
     out = job_dir / "out"
     return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                  if p.is_file() and (p.suffix in (".csv", ".safetensors") or p.name == "curve.json"))
+                  if p.is_file() and (p.name.endswith((".csv", ".csv.gz", ".safetensors")) or p.name == "curve.json"))
 
 
 def compare_runs(a: str | Path, b: str | Path) -> Comparison:
