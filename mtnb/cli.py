@@ -126,7 +126,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
-    from mtnb.study.book import build_book
+    from mtnb.study.book.build import build_book
 
     build_book(args.grid, build=not args.no_build)
     return 0

@@ -158,7 +158,7 @@ def test_the_smoke_grids_book_shows_every_job_and_both_modes(smoke_grid_run, smo
 
 
 def test_missing_pieces_give_notes_and_an_unrun_grid_one_line(small_grid_run, tmp_path, monkeypatch, capsys):
-    from mtnb.study.book import build_book
+    from mtnb.study.book.build import build_book
 
     root = tmp_path / "root"
     shutil.copytree(small_grid_run.root, root, symlinks=True, ignore=shutil.ignore_patterns("book"))
@@ -459,7 +459,7 @@ def family_table(scores: dict[str, list[float]]):
 
 
 def test_the_family_paragraph_follows_the_numbers():
-    from mtnb.study.summary import family_finding
+    from mtnb.study.findings import family_finding
 
     mt = ["m-m2o", "m-o2m", "m-m2m"]
     as_in_paper = family_table({"m": [50.0, 51.0, 52.0], "m-mlm": [50.5, 51.0, 51.5], "m-m2o": [49.0, 51.0, 53.0],
@@ -494,7 +494,8 @@ def test_pretraining_replicas_pool_into_their_member_over_pretraining_seeds():
     """Replicas m-mlm@p0, m-mlm@p1 (grids.replica_name) become m-mlm: each replica's mean over
     its fine-tuning seeds is one seed of m-mlm, so its interval is over the two pretraining
     seeds; the controls keep the first replica's rows; the paragraph says how it pooled."""
-    from mtnb.study.summary import cross_lingual, family_finding, normalize
+    from mtnb.study.summary import cross_lingual, normalize
+    from mtnb.study.findings import family_finding
 
     rows = {("m", "mini-topic"): {"en": [70.0] * 3, "de": [50.0, 51.0, 52.0]},
             ("m-mlm@p0", "mini-topic"): {"en": [70.0] * 3, "de": [40.0, 41.0, 45.0]},   # mean 42
@@ -539,7 +540,7 @@ def test_the_book_key_is_checked(project, book, key):
 def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
     from types import SimpleNamespace
 
-    from mtnb.study.book import pretraining_page
+    from mtnb.study.book.pretraining import pretraining_page
     from mtnb.study.runner import Job
 
     chrf = {"de-en": 31.5, "en-de": 12.0}
@@ -585,7 +586,7 @@ def test_the_pretraining_page_shows_chrf_beside_its_bars(tmp_path):
 
 
 def test_the_family_paragraph_says_whether_the_variants_translate():
-    from mtnb.study.book import translation_evidence
+    from mtnb.study.findings import translation_evidence
 
     def record(directions, ours, copy, blind):
         dirs = ["de-en", "en-de"]
@@ -612,7 +613,7 @@ def test_the_family_paragraph_says_whether_the_variants_translate():
 
 
 def test_retrieval_evidence_names_the_members_that_lowered_it():
-    from mtnb.study.book import retrieval_evidence
+    from mtnb.study.findings import retrieval_evidence
 
     def record(after):
         return {"retrieval_before": {"de-en": 90.0, "en-de": 88.0}, "retrieval_after": dict(zip(("de-en", "en-de"), after))}
@@ -638,7 +639,8 @@ def _per_sample(scores: dict[tuple[str, str], np.ndarray], layers: int = 2):
 
 
 def test_separability_comparisons_are_paired_holm_corrected_and_read_the_last_layer():
-    from mtnb.study.book import separability_comparisons, separability_finding
+    from mtnb.study.book.family import separability_comparisons
+    from mtnb.study.findings import separability_finding
 
     rng = np.random.default_rng(0)
     base_lid, base_ret = rng.uniform(20, 60, 80), rng.uniform(60, 100, 80)
@@ -658,7 +660,7 @@ def test_separability_comparisons_are_paired_holm_corrected_and_read_the_last_la
     text = separability_finding(table, "base", ["mt", "same"])
     assert "by language ID, more separable: mt; no difference resolved: same (within ±" in text
     assert "by retrieval, more separable: mt" in text
-    from mtnb.study.book import ceiling_note
+    from mtnb.study.findings import ceiling_note
 
     assert ceiling_note(_per_sample(scores), ["base", "mt"]) == ""
     saturated = _per_sample({("base", "language-id"): np.full(80, 100.0), ("mt", "language-id"): np.full(80, 99.5)})
@@ -670,7 +672,7 @@ def test_separability_comparisons_are_paired_holm_corrected_and_read_the_last_la
 def test_the_cka_page_shows_intervals_chance_and_separability(tmp_path):
     import pandas as pd
 
-    from mtnb.study.book import cka_uncertainty_section, separability_section
+    from mtnb.study.book.cka import cka_uncertainty_section, separability_section
 
     pairs = pd.DataFrame([dict(model_a="a", model_b="b", lang=lang, layer=layer, cka=0.9, debiased=0.8, biased=0.9,
                                low=0.7, high=0.85, null_debiased=0.05, null_biased=0.45)
@@ -705,7 +707,8 @@ def _units(spec: dict[str, float], tasks=("mini-topic", "mini-spans"), langs=("e
 
 
 def test_paired_comparisons_resolve_a_drop_and_bound_what_they_do_not_resolve():
-    from mtnb.study.summary import family_pairs, paired_comparisons, paired_finding
+    from mtnb.study.summary import family_pairs, paired_comparisons
+    from mtnb.study.findings import paired_finding
 
     units = _units({"m": 0.6, "m-m2o": 0.6, "m-o2m": 0.45, "m-mlm": 0.6})
     pairs = family_pairs("m", ["m-m2o", "m-o2m"], ["m-mlm"])
@@ -764,7 +767,8 @@ def test_paired_intervals_widen_with_the_spread_over_seeds():
 
 
 def test_the_verdict_leaves_out_tasks_where_the_base_barely_beats_the_bag_of_subwords():
-    from mtnb.study.summary import normalize, paired_comparisons, paired_finding, tasks_that_resolve
+    from mtnb.study.summary import normalize, paired_comparisons
+    from mtnb.study.findings import paired_finding, tasks_that_resolve
 
     raw = fake_results({("m", "mini-topic"): {"de": [50.0, 51.0, 52.0]}, ("m", "mini-spans"): {"de": [50.0, 51.0, 52.0]},
                         ("m-o2m", "mini-topic"): {"de": [40.0, 41.0, 42.0]},

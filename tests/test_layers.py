@@ -138,3 +138,30 @@ def test_what_plans_a_grid_loads_without_torch(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]", f"{module} imports {out.stdout.strip()}"
+
+
+def test_the_readme_layout_table_and_contributing_match_the_tree():
+    """Each subpackage has a row in the README's layout table naming every one of its modules and
+    subpackages (and nothing that is not there), and CONTRIBUTING.md names only files that exist
+    and every layer."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `mtnb/(\w+)/` \| (.*) \|$", readme, flags=re.M))
+    packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    assert sorted(rows) == packages
+    for package, text in rows.items():
+        folder = PACKAGE / package
+        present = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+        present |= {p.name + "/" for p in folder.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+        named = set(re.findall(r"`(\w+/?)`", text.split(": ", 1)[1] if ": " in text else text))
+        inner = {n for sub in folder.iterdir() if sub.is_dir() for n in
+                 re.findall(r"`(\w+)`", text) if (sub / f"{n}.py").is_file()}
+        assert present <= named, f"{package}: not in the README table: {sorted(present - named)}"
+        unknown = {n for n in named - present - inner if not (folder / n).exists()}
+        assert not unknown, f"{package}: the README names what is not there: {sorted(unknown)}"
+    contributing = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    for path in re.findall(r"`(mtnb/[\w/]+\.py)`", contributing):
+        assert (ROOT / path).is_file(), f"CONTRIBUTING.md names {path}, which is not there"
+    for package in packages:
+        assert f"`mtnb.{package}`" in contributing, f"CONTRIBUTING.md's layer table lacks mtnb.{package}"

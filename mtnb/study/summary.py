@@ -1,5 +1,6 @@
 """Zero-shot results over seeds: means with 95% confidence intervals, the paper's table layouts,
-the transfer gap, and the family paragraph of the book.
+the transfer gap, and the paired comparisons of a family
+(the sentences that state what they mean are ``mtnb.study.findings``).
 
 Input is the tidy table every zero-shot run writes (``results.csv``, see ``mtnb.transfer.zeroshot``): one
 row per (model, task, seed, system, language, split) with ``value`` on a 0-100 scale. ``system``
@@ -36,15 +37,18 @@ from mtnb.analysis.paired_bootstrap import bootstrap_weights, holm, percentile_d
 from mtnb.core.errors import MtnbError
 from mtnb.study.paper import AVERAGE_EXCLUDES
 
+
 CONTROLS = ("majority", "bag-of-subwords")
+
+
 REQUIRED = ("model", "task", "seed", "system", "language", "value")
+
+
 LEVEL = 0.95
+
+
 REPLICA = re.compile(r"^(?P<member>.+)@p(?P<seed>-?\d+)$")   # grids.replica_name
 
-
-# --------------------------------------------------------------------------------------------
-# Means and intervals
-# --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class CI:
@@ -100,10 +104,6 @@ def overlap(a: CI, b: CI) -> str:
         return "lower"
     return "overlap"
 
-
-# --------------------------------------------------------------------------------------------
-# The tidy table
-# --------------------------------------------------------------------------------------------
 
 def pool_pretraining_seeds(results):
     """Fold each replica ``<member>@p<seed>`` into ``member``: its model rows become the
@@ -177,10 +177,6 @@ def averaged_languages(task: str, languages) -> list[str]:
     return [lang for lang in languages if lang not in AVERAGE_EXCLUDES.get(task, ())]
 
 
-# --------------------------------------------------------------------------------------------
-# Summaries over seeds
-# --------------------------------------------------------------------------------------------
-
 def _summarize(per_seed, keys: list[str]):
     """Rows of ``keys`` with a CI over the ``value`` of their seeds (columns mean, low, high,
     half, n, ci)."""
@@ -236,10 +232,6 @@ def transfer_gap(table):
     per_seed = pd.DataFrame(rows, columns=["task", "system", "model", "seed", "value"])
     return _summarize(per_seed, ["task", "system", "model"])
 
-
-# --------------------------------------------------------------------------------------------
-# The paper's layouts (cells are text)
-# --------------------------------------------------------------------------------------------
 
 def table1(table, models: list[str], paper_table1=None):
     """Table 1's analog: rows systems, one column per task (mean ± h of the language average);
@@ -307,145 +299,7 @@ def _number(value) -> str:
     return "" if value is None or math.isnan(float(value)) else f"{float(value):.1f}"
 
 
-# --------------------------------------------------------------------------------------------
-# The family paragraph
-# --------------------------------------------------------------------------------------------
-
-def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) -> str:
-    """One paragraph comparing a family with the paper's finding from overlapping intervals
-    (``paired_finding`` is the paired test, used when per-example scores exist): continued
-    pretraining on translation (the ``mt`` variants of ``base``) does not help zero-shot
-    transfer, and one-to-many (the variant named ``*o2m*``) hurts most.
-
-    ``table`` is a normalized results table restricted to one mode, whose ``system`` is the
-    model name. Transfer is the mean score over the non-English languages; two models differ
-    only where their 95% intervals do not overlap. ``controls`` are variants continued on their
-    own objective for the same steps (e.g. masked LM); translation variants are compared with
-    them too.
-    """
-    scores = cross_lingual(table[~table["control"]])
-    ci = {(row.task, row.system): row.ci for row in scores.itertuples()}
-    tasks = [t for t in dict.fromkeys(scores["task"]) if (t, base) in ci]
-    mt = [m for m in mt if any((t, m) in ci for t in tasks)]
-    if not tasks or not mt:
-        return (f"The results hold no translation variant of {base} beside {base} itself, so the paper's "
-                "finding cannot be tested here.")
-    seeds = max(c.n for c in ci.values())
-    parts = [f"Transfer here is the mean score over the non-English languages, with its 95% t-interval over "
-             f"{seeds} seed{'s' * (seeds != 1)} in brackets; two models differ only where their intervals do "
-             "not overlap."]
-    if seeds < 2:
-        parts.append("With one seed there are no intervals, so no difference can be resolved.")
-    pooled = int(table["pretraining_seeds"].max()) if "pretraining_seeds" in table else 1
-    if pooled > 1:
-        parts.append(f"Each continued variant was pretrained with {pooled} seeds: a replica's score is first "
-                     "averaged over its fine-tuning seeds, and the variant's interval is over its pretraining seeds.")
-    parts.append(_first_finding(ci, tasks, base, mt))
-    parts.append(_second_finding(ci, tasks, base, mt))
-    for control in controls:
-        if any((t, control) in ci for t in tasks):
-            parts.append(_control_against_base(ci, tasks, control, base))
-            parts.append(_against_control(ci, tasks, control, mt))
-    return " ".join(parts)
-
-
-def _compare(ci: dict, tasks: list[str], model: str, other: str) -> list[tuple[str, str]]:
-    """[(task, verdict of model against other)] over the tasks both have."""
-    return [(t, overlap(ci[(t, model)], ci[(t, other)])) for t in tasks if (t, model) in ci and (t, other) in ci]
-
-
-def _cite(ci: dict, task: str, a: str, b: str) -> str:
-    """'on T, a 41.2 [38.0, 44.4] against b 45.0 [43.1, 46.9]'."""
-    return f"on {task}, {a} {ci[(task, a)].bracket()} against {b} {ci[(task, b)].bracket()}"
-
-
-def _first_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
-    """Whether any translation variant transfers better than the base."""
-    verdicts = [(m, t, v) for m in mt for t, v in _compare(ci, tasks, m, base)]
-    better = [(m, t) for m, t, v in verdicts if v == "higher"]
-    worse = [(m, t) for m, t, v in verdicts if v == "lower"]
-    if better:
-        cites = "; ".join(_cite(ci, t, m, base) for m, t in better[:3])
-        return (f"The paper's first finding does not hold here: continued pretraining on translation helps "
-                f"transfer in {len(better)} of {_count(len(verdicts), 'model-task comparison')} ({cites}).")
-    m, t = max(((m, t) for m, t, _ in verdicts), key=lambda pair: abs(ci[(pair[1], pair[0])].mean - ci[(pair[1], base)].mean))
-    unresolved = len(verdicts) - len(worse)
-    half = max((ci[(t, x)].half for x in [*mt, base] for t in tasks if (t, x) in ci and not math.isnan(ci[(t, x)].half)),
-               default=float("nan"))
-    width = f" (intervals up to ±{half:.1f} points wide)" if not math.isnan(half) else ""
-    return (f"No translation variant scores above {base} beyond the intervals, as the paper found: of "
-            f"{_count(len(verdicts), 'model-task comparison')}, {len(worse)} lower and {unresolved} overlapping (no "
-            f"difference we can resolve{width}); the largest difference is {_cite(ci, t, m, base)}. Overlapping "
-            "intervals do not show that there is no effect, only that none this large was resolved.")
-
-
-def _second_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
-    """Whether the one-to-many variant loses most against the base."""
-    o2m = next((m for m in mt if "o2m" in m), None)
-    if o2m is None:
-        return "The family has no one-to-many variant, so the paper's second finding (o2m hurts most) is not tested."
-    drop = {m: float(np.mean([ci[(t, base)].mean - ci[(t, m)].mean for t in tasks if (t, m) in ci])) for m in mt}
-    worst = max(drop, key=drop.get)
-    others = ", ".join(f"{m} {_points(drop[m])}" for m in mt if m != o2m)
-    verdicts = [v for _, v in _compare(ci, tasks, o2m, base)]
-    below, above = verdicts.count("lower"), verdicts.count("higher")
-    if worst == o2m and drop[o2m] > 0:
-        resolved = (f"its interval lies below {base}'s on {below} of {_count(len(verdicts), 'task')}" if below else
-                    f"but its intervals overlap {base}'s on every task, so this is not a drop we can resolve")
-        return (f"As in the paper, one-to-many hurts most: {o2m} {_points(drop[o2m])} against {base} on average "
-                f"over the tasks" + (f" ({others})" if others else "") + f"; {resolved}.")
-    resolved = (f"its interval lies above {base}'s on {above} and below on {below} of {_count(len(verdicts), 'task')}"
-                if above or below else f"its intervals overlap {base}'s on every task: no difference we can resolve")
-    if drop[worst] <= 0:
-        return (f"Unlike the paper, no translation variant loses against {base} on average over the tasks: {o2m} "
-                f"{_points(drop[o2m])}" + (f" ({others})" if others else "") + f"; {resolved}.")
-    return (f"Unlike the paper, one-to-many does not hurt most here: {worst} {_points(drop[worst])} against {base} "
-            f"on average over the tasks, {o2m} {_points(drop[o2m])}; for {o2m}, {resolved}.")
-
-
-def _control_against_base(ci: dict, tasks: list[str], control: str, base: str) -> str:
-    """Whether a variant continued on its own objective kept its base's transfer: its mean
-    inside or above the base's 95% interval, task by task."""
-    kept = [t for t in tasks if (t, control) in ci and not ci[(t, control)].mean < ci[(t, base)].low]
-    lost = [t for t in tasks if (t, control) in ci and t not in kept]
-    if not lost:
-        return (f"{control} keeps {base}'s transfer on every task (its mean inside or above {base}'s interval; "
-                + "; ".join(_cite(ci, t, control, base) for t in kept[:2]) + ").")
-    return (f"{control} falls below {base}'s interval on {_count(len(lost), 'task')} of {len(kept) + len(lost)} ("
-            + "; ".join(_cite(ci, t, control, base) for t in lost[:2]) + ").")
-
-
-def _against_control(ci: dict, tasks: list[str], control: str, mt: list[str]) -> str:
-    """How the translation variants compare with a variant continued on its own objective."""
-    verdicts = [v for m in mt for _, v in _compare(ci, tasks, m, control)]
-    counts = {v: verdicts.count(v) for v in ("higher", "lower", "overlap")}
-    return (f"Against {control}, continued for the same steps on its own objective, the translation variants are "
-            f"higher in {counts['higher']}, lower in {counts['lower']} and not resolvably different in "
-            f"{counts['overlap']} of {_count(len(verdicts), 'model-task comparison')}.")
-
-
-# --------------------------------------------------------------------------------------------
-# Paired comparisons (example by example)
-# --------------------------------------------------------------------------------------------
-# Every model of a grid is scored on the same test examples (``zeroshot.eval_subset``), and each
-# zero-shot job writes its metric per example (``units.csv.gz``: a numerator and a denominator
-# per example or ranking query, ``finetune.metric_units``). So a comparison of two models is
-# paired: the bootstrap draws test examples, within each language, and recomputes both models'
-# non-English mean on the same draw. A model's score on a draw is its metric per language
-# (a ratio of the drawn sums), averaged over its runs (fine-tuning seeds, and the replicas of
-# its pretraining seeds), then over the non-English languages. The runs are drawn too, with
-# replacement and independently per model (``runs=True``, the default): a member's score moves
-# with its seed as much as with the test examples, and a paired interval over examples alone
-# would claim differences that another seed would not repeat. The difference's percentile
-# interval and two-sided p-value come from the draws; Holm's method corrects the family's
-# comparisons together (``mtnb.analysis.paired_bootstrap``).
-
 PAIRED_COLUMNS = ["task", "a", "b", "a_score", "b_score", "difference", "low", "high", "p", "p_holm"]
-
-
-def p_text(p: float) -> str:
-    """A p-value as the book prints it: ``0.031``, ``0.0012``, ``1``."""
-    return f"{p:.2g}"
 
 
 def family_pairs(base: str, mt: list[str], controls: list[str]) -> list[tuple[str, str]]:
@@ -508,122 +362,3 @@ def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int = 200
     table = pd.DataFrame(rows, columns=PAIRED_COLUMNS[:-1])
     table["p_holm"] = holm(table["p"].to_numpy()) if len(table) else []
     return table
-
-
-MARGIN = 10.0   # points by which the base must beat the bag-of-subwords control on a task for the verdict to use it
-
-
-def tasks_that_resolve(table, base: str, margin: float = MARGIN) -> tuple[list[str], str]:
-    """The tasks on which ``base``'s non-English mean beats the bag-of-subwords control's by at
-    least ``margin`` points (on the others the probe measures little beyond shared words, so a
-    difference between encoders there says little about their representations), and a sentence
-    naming the tasks left out with their margins ('' when none is). ``table``: normalized rows of
-    one mode with the controls. Without a bag-of-subwords row every task is kept."""
-    scores = cross_lingual(table)
-    mean = {(row.task, row.system): row.mean for row in scores.itertuples()}
-    tasks = list(dict.fromkeys(scores["task"]))
-    gap = {t: mean[(t, base)] - mean[(t, "bag-of-subwords")] for t in tasks
-           if (t, base) in mean and (t, "bag-of-subwords") in mean}
-    dropped = [t for t in tasks if t in gap and gap[t] < margin]
-    if not dropped:
-        return tasks, ""
-    return ([t for t in tasks if t not in dropped],
-            f"{' and '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} left out of this verdict: there "
-            f"{base}'s non-English mean beats the bag-of-subwords control by only "
-            + " and ".join(f"{gap[t]:+.1f}" for t in dropped) + f" points (the bar is {margin:g}), so "
-            + ("it measures" if len(dropped) == 1 else "they measure") + " little of what an encoder adds.")
-
-
-def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), alpha: float = 0.05,
-                   tasks: list[str] | None = None, dropped: str = "") -> str:
-    """The family paragraph from paired comparisons (``paired_comparisons``): whether a
-    translation member transfers better or worse than ``base``, whether one-to-many loses most,
-    whether each control keeps ``base``'s transfer, and how the translation members compare with
-    the controls. A difference counts when its Holm-adjusted p is below ``alpha``; where none
-    does, the paragraph says how large a difference the intervals exclude, never that there is
-    no effect. ``tasks``: the tasks the verdict uses (``tasks_that_resolve``; None: all), and
-    ``dropped`` the sentence on those it leaves out."""
-    if table is None or table.empty or not (table["b"] == base).any():
-        return (f"The results hold no paired comparison with {base} (no per-example scores, or no continued member "
-                "beside it), so the paper's finding cannot be tested here.")
-    compared = len(table)
-    if tasks is not None:
-        table = table[table["task"].isin(tasks)]
-        if table.empty:
-            return (f"No task resolves what the encoders add ({dropped}), so the paper's finding cannot be tested "
-                    "here.").replace(".),", "),")
-
-    def sig(rows, sign):
-        return rows[(rows["p_holm"] < alpha) & (np.sign(rows["difference"]) == sign)]
-
-    def bound(rows):
-        """The largest |interval end| among rows: no difference beyond it is compatible with them."""
-        return float(np.max(np.abs(rows[["low", "high"]].to_numpy()))) if len(rows) else 0.0
-
-    def cite(row):
-        return (f"{row.a} − {row.b} on {row.task}: {row.difference:+.1f} points [{row.low:+.1f}, {row.high:+.1f}], "
-                f"Holm p = {p_text(row.p_holm)}")
-
-    parts = [f"Transfer is the mean score over the non-English languages. Every model is scored on the same test "
-             f"examples, so each comparison is paired: a bootstrap over those examples gives the difference's 95% "
-             f"interval and p-value, and Holm's method corrects the {compared} comparisons together (a difference "
-             f"counts at Holm p < {alpha:g}). The bootstrap draws each member's runs (its seeds) as well as the "
-             "examples, so an interval also spans what another seed could have given."]
-    if dropped:
-        parts.append(dropped)
-    vs_base = table[table["a"].isin(mt) & (table["b"] == base)]
-    better, worse = sig(vs_base, 1), sig(vs_base, -1)
-    flat = vs_base.drop(better.index).drop(worse.index)
-    if len(better):
-        parts.append(f"Continued pretraining on translation helps transfer in {len(better)} of "
-                     f"{_count(len(vs_base), 'member-task comparison')}, unlike the paper ("
-                     + "; ".join(cite(r) for r in better.head(3).itertuples()) + ").")
-    else:
-        parts.append(f"No translation member transfers better than {base}: of "
-                     f"{_count(len(vs_base), 'member-task comparison')}, {len(worse)} lower and {len(flat)} without a "
-                     "resolved difference" + (f" (their intervals exclude differences beyond ±{bound(flat):.1f} "
-                                             "points; smaller effects, either way, remain possible)" if len(flat)
-                                             else "") + ". This agrees with the paper's first finding as far as "
-                     "that resolution goes.")
-    if len(worse):
-        parts.append("Lower: " + "; ".join(cite(r) for r in worse.head(3).itertuples()) + ".")
-    o2m = next((m for m in mt if "o2m" in m), None)
-    if o2m is not None and (vs_base["a"] == o2m).any():
-        mean_diff = vs_base.groupby("a")["difference"].mean()
-        worst = mean_diff.idxmin()
-        o2m_rows = vs_base[vs_base["a"] == o2m]
-        below = len(sig(o2m_rows, -1))
-        where = (f"{o2m} lies resolvably below {base} on {below} of {_count(len(o2m_rows), 'task')}")
-        if worst == o2m and below:
-            parts.append(f"As in the paper, one-to-many hurts most: {o2m} {mean_diff[o2m]:+.1f} points against {base} "
-                         f"on average over the tasks; {where}.")
-        else:
-            parts.append(f"The paper's second finding (one-to-many hurts most) is not reproduced: the lowest mean "
-                         f"difference from {base} over the tasks is {worst}'s ({mean_diff[worst]:+.1f} points; {o2m} "
-                         f"{mean_diff[o2m]:+.1f}), and {where}.")
-    for control in controls:
-        rows = table[(table["a"] == control) & (table["b"] == base)]
-        if len(rows):
-            lost = sig(rows, -1)
-            parts.append(f"{control} " + ("keeps" if lost.empty else "loses") + f" {base}'s transfer"
-                         + (" (no resolved drop on any task): " if lost.empty else ": ")
-                         + "; ".join(cite(r) for r in (lost if len(lost) else rows).head(3).itertuples()) + ".")
-        against = table[table["a"].isin(mt) & (table["b"] == control)]
-        if len(against):
-            up, down = sig(against, 1), sig(against, -1)
-            rest = against.drop(up.index).drop(down.index)
-            parts.append(f"Against {control}, continued for the same steps on its own objective, the translation "
-                         f"members are higher in {len(up)}, lower in {len(down)} and without a resolved difference in "
-                         f"{len(rest)} of {_count(len(against), 'comparison')}"
-                         + (f" (within ±{bound(rest):.1f} points)" if len(rest) else "") + ".")
-    return " ".join(parts)
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 task', '2 tasks'."""
-    return f"{n} {noun}{'s' * (n != 1)}"
-
-
-def _points(drop: float) -> str:
-    """'loses 3.1 points' or 'gains 0.4 points'."""
-    return f"loses {drop:.1f} points" if drop >= 0 else f"gains {-drop:.1f} points"

@@ -1,0 +1,407 @@
+"""The study's conclusions, each written once: the sentences the book states about a family.
+
+Every verdict the book prints is made here from numbers that ``mtnb.study.summary`` (intervals
+over seeds, paired bootstrap comparisons) and the analyses (separability, SVD, the pretraining
+records) computed; the book's pages place these sentences, they do not write their own.
+
+- ``paired_finding``: the family paragraph from paired comparisons (Holm-corrected), on the
+  tasks that resolve what an encoder adds (``tasks_that_resolve``); ``family_finding``, the
+  same from overlapping intervals over seeds when no per-example scores exist;
+- ``separability_finding`` and ``ceiling_note``: whether the translation members are more
+  separable by language than their base (the paper's explanation, measured);
+- ``translation_evidence``, ``retrieval_evidence``: whether the translation members learned to
+  translate, and what continued pretraining did to translation retrieval;
+- ``svd_finding``: which translation member's weights moved furthest from the base.
+
+A difference counts only when it is resolved (non-overlapping intervals, or Holm p < alpha);
+where none is, a sentence says how large a difference the intervals exclude, never that there
+is no effect.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+
+from mtnb.analysis.separability import last_layer
+from mtnb.study.summary import cross_lingual, overlap
+
+
+def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) -> str:
+    """One paragraph comparing a family with the paper's finding from overlapping intervals
+    (``paired_finding`` is the paired test, used when per-example scores exist): continued
+    pretraining on translation (the ``mt`` variants of ``base``) does not help zero-shot
+    transfer, and one-to-many (the variant named ``*o2m*``) hurts most.
+
+    ``table`` is a normalized results table restricted to one mode, whose ``system`` is the
+    model name. Transfer is the mean score over the non-English languages; two models differ
+    only where their 95% intervals do not overlap. ``controls`` are variants continued on their
+    own objective for the same steps (e.g. masked LM); translation variants are compared with
+    them too.
+    """
+    scores = cross_lingual(table[~table["control"]])
+    ci = {(row.task, row.system): row.ci for row in scores.itertuples()}
+    tasks = [t for t in dict.fromkeys(scores["task"]) if (t, base) in ci]
+    mt = [m for m in mt if any((t, m) in ci for t in tasks)]
+    if not tasks or not mt:
+        return (f"The results hold no translation variant of {base} beside {base} itself, so the paper's "
+                "finding cannot be tested here.")
+    seeds = max(c.n for c in ci.values())
+    parts = [f"Transfer here is the mean score over the non-English languages, with its 95% t-interval over "
+             f"{seeds} seed{'s' * (seeds != 1)} in brackets; two models differ only where their intervals do "
+             "not overlap."]
+    if seeds < 2:
+        parts.append("With one seed there are no intervals, so no difference can be resolved.")
+    pooled = int(table["pretraining_seeds"].max()) if "pretraining_seeds" in table else 1
+    if pooled > 1:
+        parts.append(f"Each continued variant was pretrained with {pooled} seeds: a replica's score is first "
+                     "averaged over its fine-tuning seeds, and the variant's interval is over its pretraining seeds.")
+    parts.append(_first_finding(ci, tasks, base, mt))
+    parts.append(_second_finding(ci, tasks, base, mt))
+    for control in controls:
+        if any((t, control) in ci for t in tasks):
+            parts.append(_control_against_base(ci, tasks, control, base))
+            parts.append(_against_control(ci, tasks, control, mt))
+    return " ".join(parts)
+
+
+def compare_intervals(ci: dict, tasks: list[str], model: str, other: str) -> list[tuple[str, str]]:
+    """[(task, verdict of model against other)] over the tasks both have."""
+    return [(t, overlap(ci[(t, model)], ci[(t, other)])) for t in tasks if (t, model) in ci and (t, other) in ci]
+
+
+def cite_intervals(ci: dict, task: str, a: str, b: str) -> str:
+    """'on T, a 41.2 [38.0, 44.4] against b 45.0 [43.1, 46.9]'."""
+    return f"on {task}, {a} {ci[(task, a)].bracket()} against {b} {ci[(task, b)].bracket()}"
+
+
+def _first_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
+    """Whether any translation variant transfers better than the base."""
+    verdicts = [(m, t, v) for m in mt for t, v in compare_intervals(ci, tasks, m, base)]
+    better = [(m, t) for m, t, v in verdicts if v == "higher"]
+    worse = [(m, t) for m, t, v in verdicts if v == "lower"]
+    if better:
+        cites = "; ".join(cite_intervals(ci, t, m, base) for m, t in better[:3])
+        return (f"The paper's first finding does not hold here: continued pretraining on translation helps "
+                f"transfer in {len(better)} of {count(len(verdicts), 'model-task comparison')} ({cites}).")
+    m, t = max(((m, t) for m, t, _ in verdicts), key=lambda pair: abs(ci[(pair[1], pair[0])].mean - ci[(pair[1], base)].mean))
+    unresolved = len(verdicts) - len(worse)
+    half = max((ci[(t, x)].half for x in [*mt, base] for t in tasks if (t, x) in ci and not math.isnan(ci[(t, x)].half)),
+               default=float("nan"))
+    width = f" (intervals up to ±{half:.1f} points wide)" if not math.isnan(half) else ""
+    return (f"No translation variant scores above {base} beyond the intervals, as the paper found: of "
+            f"{count(len(verdicts), 'model-task comparison')}, {len(worse)} lower and {unresolved} overlapping (no "
+            f"difference we can resolve{width}); the largest difference is {cite_intervals(ci, t, m, base)}. Overlapping "
+            "intervals do not show that there is no effect, only that none this large was resolved.")
+
+
+def _second_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
+    """Whether the one-to-many variant loses most against the base."""
+    o2m = next((m for m in mt if "o2m" in m), None)
+    if o2m is None:
+        return "The family has no one-to-many variant, so the paper's second finding (o2m hurts most) is not tested."
+    drop = {m: float(np.mean([ci[(t, base)].mean - ci[(t, m)].mean for t in tasks if (t, m) in ci])) for m in mt}
+    worst = max(drop, key=drop.get)
+    others = ", ".join(f"{m} {points(drop[m])}" for m in mt if m != o2m)
+    verdicts = [v for _, v in compare_intervals(ci, tasks, o2m, base)]
+    below, above = verdicts.count("lower"), verdicts.count("higher")
+    if worst == o2m and drop[o2m] > 0:
+        resolved = (f"its interval lies below {base}'s on {below} of {count(len(verdicts), 'task')}" if below else
+                    f"but its intervals overlap {base}'s on every task, so this is not a drop we can resolve")
+        return (f"As in the paper, one-to-many hurts most: {o2m} {points(drop[o2m])} against {base} on average "
+                f"over the tasks" + (f" ({others})" if others else "") + f"; {resolved}.")
+    resolved = (f"its interval lies above {base}'s on {above} and below on {below} of {count(len(verdicts), 'task')}"
+                if above or below else f"its intervals overlap {base}'s on every task: no difference we can resolve")
+    if drop[worst] <= 0:
+        return (f"Unlike the paper, no translation variant loses against {base} on average over the tasks: {o2m} "
+                f"{points(drop[o2m])}" + (f" ({others})" if others else "") + f"; {resolved}.")
+    return (f"Unlike the paper, one-to-many does not hurt most here: {worst} {points(drop[worst])} against {base} "
+            f"on average over the tasks, {o2m} {points(drop[o2m])}; for {o2m}, {resolved}.")
+
+
+def _control_against_base(ci: dict, tasks: list[str], control: str, base: str) -> str:
+    """Whether a variant continued on its own objective kept its base's transfer: its mean
+    inside or above the base's 95% interval, task by task."""
+    kept = [t for t in tasks if (t, control) in ci and not ci[(t, control)].mean < ci[(t, base)].low]
+    lost = [t for t in tasks if (t, control) in ci and t not in kept]
+    if not lost:
+        return (f"{control} keeps {base}'s transfer on every task (its mean inside or above {base}'s interval; "
+                + "; ".join(cite_intervals(ci, t, control, base) for t in kept[:2]) + ").")
+    return (f"{control} falls below {base}'s interval on {count(len(lost), 'task')} of {len(kept) + len(lost)} ("
+            + "; ".join(cite_intervals(ci, t, control, base) for t in lost[:2]) + ").")
+
+
+def _against_control(ci: dict, tasks: list[str], control: str, mt: list[str]) -> str:
+    """How the translation variants compare with a variant continued on its own objective."""
+    verdicts = [v for m in mt for _, v in compare_intervals(ci, tasks, m, control)]
+    counts = {v: verdicts.count(v) for v in ("higher", "lower", "overlap")}
+    return (f"Against {control}, continued for the same steps on its own objective, the translation variants are "
+            f"higher in {counts['higher']}, lower in {counts['lower']} and not resolvably different in "
+            f"{counts['overlap']} of {count(len(verdicts), 'model-task comparison')}.")
+
+
+def p_text(p: float) -> str:
+    """A p-value as the book prints it: ``0.031``, ``0.0012``, ``1``."""
+    return f"{p:.2g}"
+
+
+MARGIN = 10.0   # points by which the base must beat the bag-of-subwords control on a task for the verdict to use it
+
+
+def tasks_that_resolve(table, base: str, margin: float = MARGIN) -> tuple[list[str], str]:
+    """The tasks on which ``base``'s non-English mean beats the bag-of-subwords control's by at
+    least ``margin`` points (on the others the probe measures little beyond shared words, so a
+    difference between encoders there says little about their representations), and a sentence
+    naming the tasks left out with their margins ('' when none is). ``table``: normalized rows of
+    one mode with the controls. Without a bag-of-subwords row every task is kept."""
+    scores = cross_lingual(table)
+    mean = {(row.task, row.system): row.mean for row in scores.itertuples()}
+    tasks = list(dict.fromkeys(scores["task"]))
+    gap = {t: mean[(t, base)] - mean[(t, "bag-of-subwords")] for t in tasks
+           if (t, base) in mean and (t, "bag-of-subwords") in mean}
+    dropped = [t for t in tasks if t in gap and gap[t] < margin]
+    if not dropped:
+        return tasks, ""
+    return ([t for t in tasks if t not in dropped],
+            f"{' and '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} left out of this verdict: there "
+            f"{base}'s non-English mean beats the bag-of-subwords control by only "
+            + " and ".join(f"{gap[t]:+.1f}" for t in dropped) + f" points (the bar is {margin:g}), so "
+            + ("it measures" if len(dropped) == 1 else "they measure") + " little of what an encoder adds.")
+
+
+def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), alpha: float = 0.05,
+                   tasks: list[str] | None = None, dropped: str = "") -> str:
+    """The family paragraph from paired comparisons (``paired_comparisons``): whether a
+    translation member transfers better or worse than ``base``, whether one-to-many loses most,
+    whether each control keeps ``base``'s transfer, and how the translation members compare with
+    the controls. A difference counts when its Holm-adjusted p is below ``alpha``; where none
+    does, the paragraph says how large a difference the intervals exclude, never that there is
+    no effect. ``tasks``: the tasks the verdict uses (``tasks_that_resolve``; None: all), and
+    ``dropped`` the sentence on those it leaves out."""
+    if table is None or table.empty or not (table["b"] == base).any():
+        return (f"The results hold no paired comparison with {base} (no per-example scores, or no continued member "
+                "beside it), so the paper's finding cannot be tested here.")
+    compared = len(table)
+    if tasks is not None:
+        table = table[table["task"].isin(tasks)]
+        if table.empty:
+            return (f"No task resolves what the encoders add ({dropped}), so the paper's finding cannot be tested "
+                    "here.").replace(".),", "),")
+
+    def sig(rows, sign):
+        return rows[(rows["p_holm"] < alpha) & (np.sign(rows["difference"]) == sign)]
+
+    def bound(rows):
+        """The largest |interval end| among rows: no difference beyond it is compatible with them."""
+        return float(np.max(np.abs(rows[["low", "high"]].to_numpy()))) if len(rows) else 0.0
+
+    def cite(row):
+        return (f"{row.a} − {row.b} on {row.task}: {row.difference:+.1f} points [{row.low:+.1f}, {row.high:+.1f}], "
+                f"Holm p = {p_text(row.p_holm)}")
+
+    parts = [f"Transfer is the mean score over the non-English languages. Every model is scored on the same test "
+             f"examples, so each comparison is paired: a bootstrap over those examples gives the difference's 95% "
+             f"interval and p-value, and Holm's method corrects the {compared} comparisons together (a difference "
+             f"counts at Holm p < {alpha:g}). The bootstrap draws each member's runs (its seeds) as well as the "
+             "examples, so an interval also spans what another seed could have given."]
+    if dropped:
+        parts.append(dropped)
+    vs_base = table[table["a"].isin(mt) & (table["b"] == base)]
+    better, worse = sig(vs_base, 1), sig(vs_base, -1)
+    flat = vs_base.drop(better.index).drop(worse.index)
+    if len(better):
+        parts.append(f"Continued pretraining on translation helps transfer in {len(better)} of "
+                     f"{count(len(vs_base), 'member-task comparison')}, unlike the paper ("
+                     + "; ".join(cite(r) for r in better.head(3).itertuples()) + ").")
+    else:
+        parts.append(f"No translation member transfers better than {base}: of "
+                     f"{count(len(vs_base), 'member-task comparison')}, {len(worse)} lower and {len(flat)} without a "
+                     "resolved difference" + (f" (their intervals exclude differences beyond ±{bound(flat):.1f} "
+                                             "points; smaller effects, either way, remain possible)" if len(flat)
+                                             else "") + ". This agrees with the paper's first finding as far as "
+                     "that resolution goes.")
+    if len(worse):
+        parts.append("Lower: " + "; ".join(cite(r) for r in worse.head(3).itertuples()) + ".")
+    o2m = next((m for m in mt if "o2m" in m), None)
+    if o2m is not None and (vs_base["a"] == o2m).any():
+        mean_diff = vs_base.groupby("a")["difference"].mean()
+        worst = mean_diff.idxmin()
+        o2m_rows = vs_base[vs_base["a"] == o2m]
+        below = len(sig(o2m_rows, -1))
+        where = (f"{o2m} lies resolvably below {base} on {below} of {count(len(o2m_rows), 'task')}")
+        if worst == o2m and below:
+            parts.append(f"As in the paper, one-to-many hurts most: {o2m} {mean_diff[o2m]:+.1f} points against {base} "
+                         f"on average over the tasks; {where}.")
+        else:
+            parts.append(f"The paper's second finding (one-to-many hurts most) is not reproduced: the lowest mean "
+                         f"difference from {base} over the tasks is {worst}'s ({mean_diff[worst]:+.1f} points; {o2m} "
+                         f"{mean_diff[o2m]:+.1f}), and {where}.")
+    for control in controls:
+        rows = table[(table["a"] == control) & (table["b"] == base)]
+        if len(rows):
+            lost = sig(rows, -1)
+            parts.append(f"{control} " + ("keeps" if lost.empty else "loses") + f" {base}'s transfer"
+                         + (" (no resolved drop on any task): " if lost.empty else ": ")
+                         + "; ".join(cite(r) for r in (lost if len(lost) else rows).head(3).itertuples()) + ".")
+        against = table[table["a"].isin(mt) & (table["b"] == control)]
+        if len(against):
+            up, down = sig(against, 1), sig(against, -1)
+            rest = against.drop(up.index).drop(down.index)
+            parts.append(f"Against {control}, continued for the same steps on its own objective, the translation "
+                         f"members are higher in {len(up)}, lower in {len(down)} and without a resolved difference in "
+                         f"{len(rest)} of {count(len(against), 'comparison')}"
+                         + (f" (within ±{bound(rest):.1f} points)" if len(rest) else "") + ".")
+    return " ".join(parts)
+
+
+def count(n: int, noun: str) -> str:
+    """'1 task', '2 tasks'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def points(drop: float) -> str:
+    """'loses 3.1 points' or 'gains 0.4 points'."""
+    return f"loses {drop:.1f} points" if drop >= 0 else f"gains {-drop:.1f} points"
+
+
+MEASURES = {"language-id": "language ID", "retrieval": "retrieval"}
+
+
+def separability_finding(table, base: str, mt: list[str], level: float = 0.05) -> str:
+    """What the paired comparisons say about the paper's explanation: are the translation
+    members more separable by language (language ID up, retrieval down) than ``base``?"""
+    def verdict(rows, measure, more):
+        """'by language ID, more separable: a; no difference resolved: b (within ±x points)'."""
+        sub = rows[rows["measure"] == measure]
+        up = sub[(sub["p_holm"] < level) & (sub["difference"] > 0)]["a"].tolist()
+        down = sub[(sub["p_holm"] < level) & (sub["difference"] < 0)]["a"].tolist()
+        flat = sub[sub["p_holm"] >= level]
+        width = max((max(abs(r.low), abs(r.high)) for r in flat.itertuples()), default=0.0)
+        parts = []
+        if up:
+            parts.append(f"{'more' if more else 'less'} separable: {', '.join(up)}")
+        if down:
+            parts.append(f"{'less' if more else 'more'} separable: {', '.join(down)}")
+        if len(flat):
+            parts.append(f"no difference resolved: {', '.join(flat['a'])} (within ±{width:.1f} points)")
+        return f"by {MEASURES[measure]}, " + "; ".join(parts) if parts else ""
+
+    rows = table[table["a"].isin(mt) & (table["b"] == base)]
+    if rows.empty:
+        return ""
+    said = [verdict(rows, "language-id", True), verdict(rows, "retrieval", False)]
+    return (f"The translation members against {base} at the last layer (paired bootstrap over the CKA samples' "
+            f"paragraphs, Holm-corrected across the {len(table)} comparisons of the table): "
+            + "; ".join(x for x in said if x) + ". The paper's explanation predicts more separable translation "
+            "members: language ID up, retrieval down.")
+
+
+def ceiling_note(per_sample, models: list[str], ceiling: float = 99.0) -> str:
+    """A sentence when language ID sits at its ceiling at the last layer of ``models`` (the
+    probe tells the languages apart almost perfectly, so it cannot show one model more
+    separable than another); else ''."""
+    last = last_layer(per_sample)
+    last = last[(last["measure"] == "language-id") & last["model"].isin(models)]
+    means = last.groupby("model")["score"].mean()
+    at = [m for m in models if m in means and means[m] >= ceiling]
+    if not at:
+        return ""
+    return (f" Language ID is at its ceiling (≥ {ceiling:g}%) at the last layer of {len(at)} of {len(means)} of these "
+            "models (" + ", ".join(f"{m} {means[m]:.1f}" for m in at) + "): a linear probe tells the languages apart "
+            "almost perfectly, so this measure cannot show a member becoming more separable; retrieval carries the "
+            "comparison.")
+
+
+def svd_finding(svd, base: str, mt: list[str]) -> str:
+    """' In the weights, <member> moved furthest from <base> ...': the translation member whose
+    singular values lie furthest from the base's (mean d over layers and matrices), when the SVD
+    table ``svd`` has one; else ''."""
+    if svd is None or not svd["model"].isin(mt).any():
+        return ""
+    moved = svd[svd["model"].isin(mt)].groupby("model")["distance"].mean().sort_values()
+    return (f" In the weights, {moved.index[-1]} moved furthest from {base} (mean d {moved.iloc[-1]:.3f} over "
+            f"layers and matrices; the paper's furthest mBART variant is o2m).")
+
+
+BLIND_MARGIN = 10.0   # chrF points over the mismatched-source bar that count as reading the source
+
+
+TRAINED = {"m2o": lambda d: d.endswith("-en"), "o2m": lambda d: d.startswith("en-"), "m2m": lambda d: True}
+
+
+def translation_bars(record: dict) -> dict[str, tuple[bool, bool]]:
+    """Per direction the member was trained on: (chrF >= copying the source, chrF >= the
+    mismatched-source chrF + ``BLIND_MARGIN``). Empty without a chrF record."""
+    if not record.get("chrf") or record.get("directions") not in TRAINED:
+        return {}
+    copy, blind = record.get("chrf_copy_source") or {}, record.get("chrf_mismatched_source") or {}
+    return {d: (v >= copy.get(d, -math.inf), v >= blind.get(d, -math.inf) + BLIND_MARGIN)
+            for d, v in record["chrf"].items() if TRAINED[record["directions"]](d)}
+
+
+def translation_evidence(records: dict[str, dict], mt: list[str]) -> str:
+    """One or two sentences on whether the translation variants learned to translate: per
+    variant, its mean chrF over the directions it was trained on, beside the same directions'
+    mean chrF when copying the source and when its decoder reads a mismatched source, and in
+    how many of those directions it holds each bar (``translation_bars``; ``records``:
+    ``pretraining_records``); then what the counts over all variants mean. Empty when no
+    variant has a chrF record."""
+    clauses, bars = [], []
+    for m in mt:
+        r = records.get(m) or {}
+        ours_bars = translation_bars(r)
+        if not ours_bars:
+            continue
+        dirs = list(ours_bars)
+        ours = statistics.mean(r["chrf"][d] for d in dirs)
+        means = [(name, statistics.mean(r[key][d] for d in dirs)) for name, key in
+                 (("copying the source", "chrf_copy_source"), ("a mismatched source", "chrf_mismatched_source"))
+                 if r.get(key)]
+        reads, beats = sum(b for _, b in ours_bars.values()), sum(c for c, _ in ours_bars.values())
+        clauses.append(f"{m} {ours:.1f} (" + ", ".join(f"{name} {value:.1f}" for name, value in means)
+                       + f"; reads its source in {reads} and beats copying in {beats} of {len(dirs)} "
+                       f"direction{'s' * (len(dirs) != 1)})")
+        bars += ours_bars.values()
+    if not clauses:
+        return ""
+    n, reads, beats = len(bars), sum(b for _, b in bars), sum(c for c, _ in bars)
+    counts = (f"Over all the variants' trained directions, chrF is {BLIND_MARGIN:.0f} or more points above a "
+              f"mismatched source in {reads} of {n} (the decoder reads its source) and at least that of copying the "
+              f"source in {beats} of {n}. ")
+    if reads == beats == n:
+        verdict = "Every variant translates, so their encoders were trained by working translation models."
+    elif reads >= n / 2:
+        verdict = ("The decoders read their sources, so the encoders were trained by translation models that work, "
+                   "weakly" + (": where copying scores higher, the names, numbers and interface terms a source shares "
+                               "with its translation carry more characters than these translations get right."
+                               if beats < n else "."))
+    else:
+        verdict = ("Most decoders barely read their sources: those variants learned the translation objective's loss "
+                   "without learning to translate, so their encoders saw translation gradients, not a working "
+                   "translation model; read their rows with that in mind.")
+    return ("Did the translation variants learn to translate? Mean chrF over the directions each was trained on: "
+            + "; ".join(clauses) + ". " + counts + verdict)
+
+
+def retrieval_evidence(records: dict[str, dict], family: list[str]) -> str:
+    """One or two sentences on what continued pretraining did to the sentence-level geometry the
+    probes read: translation retrieval (top-1, mean over the directions) of the base before and
+    of each member after (``records``: ``pretraining_records``), and which members lowered it.
+    Empty when no member has a retrieval record."""
+    members = [m for m in family if (records.get(m) or {}).get("retrieval_after")]
+    if not members:
+        return ""
+    before = statistics.mean(records[members[0]]["retrieval_before"].values())
+    after = {m: statistics.mean(records[m]["retrieval_after"].values()) for m in members}
+    lowered = [m for m in members if after[m] < before]
+    text = ("Translation retrieval on held-out pairs (top-1 accuracy of finding a sentence's translation by the cosine "
+            f"of mean-pooled last-layer encodings, mean over the directions): the base {before:.1f} before, then "
+            + ", ".join(f"{m} {after[m]:.1f}" for m in members) + ". ")
+    if not lowered:
+        return text + "No continued objective lowered it."
+    return text + (f"Only {', '.join(lowered)} lowered it: where such a member also loses transfer, a likely reason "
+                   "is that its objective eroded the sentence-level geometry that e5's contrastive training built and "
+                   "that the probes read from the last layer." if len(lowered) < len(members) else
+                   "Every continued objective lowered it.")
