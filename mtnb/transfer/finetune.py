@@ -58,33 +58,38 @@ from mtnb.transfer.scoring import references, score
 # The model
 # --------------------------------------------------------------------------------------------
 
+class TaskModel(nn.Module):
+    """The encoder with a linear task head. ``forward(input_ids, attention_mask)`` (batch, seq)
+    returns logits (batch, seq, n_labels) for token heads; otherwise the hidden states are pooled,
+    mean over non-padding tokens or the first token, m = Σ_t h_t·mask_t / max(1, Σ_t mask_t), and
+    the logits are (batch, n_labels)."""
+
+    def __init__(self, encoder_module, hidden_size: int, n_labels: int, head: str, pooling: str = "mean",
+                 dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder_module
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, n_labels)
+        self.head, self.pooling = head, pooling
+
+    def forward(self, input_ids, attention_mask):
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.head == "token":
+            return self.classifier(self.dropout(h))
+        if self.pooling == "mean":
+            m = attention_mask.unsqueeze(-1).to(h.dtype)          # (batch, seq, 1)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+        else:
+            pooled = h[:, 0]
+        return self.classifier(self.dropout(pooled))
+
+
 def task_model(encoder_module, hidden_size: int, n_labels: int, head: str, pooling: str = "mean",
-               dropout: float = 0.1):
-    """The encoder with a linear task head; ``forward(input_ids, attention_mask)`` returns
-    logits of shape (batch, seq, n_labels) for token heads and (batch, n_labels) otherwise."""
+               dropout: float = 0.1) -> TaskModel:
+    """A ``TaskModel`` on ``encoder_module``; MtnbError for an unknown pooling."""
     if pooling not in POOLINGS:
         raise MtnbError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
-
-    class TaskModel(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = encoder_module
-            self.dropout = nn.Dropout(dropout)
-            self.classifier = nn.Linear(hidden_size, n_labels)
-            self.head, self.pooling = head, pooling
-
-        def forward(self, input_ids, attention_mask):
-            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            if self.head == "token":
-                return self.classifier(self.dropout(h))
-            if self.pooling == "mean":
-                m = attention_mask.unsqueeze(-1).to(h.dtype)          # (batch, seq, 1)
-                pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-            else:
-                pooled = h[:, 0]
-            return self.classifier(self.dropout(pooled))
-
-    return TaskModel()
+    return TaskModel(encoder_module, hidden_size, n_labels, head, pooling, dropout)
 
 
 # --------------------------------------------------------------------------------------------
