@@ -3,8 +3,8 @@
 (a) Masked-LM step. Tokens per second (non-padding input tokens) of one optimizer step of
     mini-mbert (BERT at ``mtnb.pretraining.members.SHAPE``, its WordPiece vocabulary of 8,000, batch 32) in
     four variants: batches of random paragraphs or length-grouped ones
-    (``pretrain.grouped_batches``), and the loss from the model's own ``.loss`` (vocabulary
-    logits at every position) or from ``pretrain.model_loss`` (logits only at the ~15% masked
+    (``mtnb.pretraining.zoo.grouped_batches``), and the loss from the model's own ``.loss`` (vocabulary
+    logits at every position) or from ``mtnb.pretraining.zoo.model_loss`` (logits only at the ~15% masked
     positions, the same value). The same 8 prepared batches per variant, variants run in turns,
     median over --repeats, on one thread; ratios against random/full-logits.
 (b) The smoke zoo: wall time of the whole zoo at the smoke budget (the tests' budget), members in
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LANES = {
     "zoo": [["mini-mbart", "mini-mbart-m2o", "mini-mbart-o2m", "mini-mbart-m2m"],
             ["mini-mbert", "mini-xlmr", "mini-random", "mini-nllb"]],
-    # as `mtnb run mini --jobs 2` schedules them (e5_continued.training_order: m2o, mlm, align,
+    # as `mtnb run mini --jobs 2` schedules them (mtnb.pretraining.members.training_order: m2o, mlm, align,
     # o2m, m2m, each taking the first free slot): m2o warms the shared decoder up while mlm and
     # then align run beside it; o2m and m2m load the decoder
     "e5": [["me5-m2o", "me5-m2m"], ["me5-mlm", "me5-align", "me5-o2m"]],

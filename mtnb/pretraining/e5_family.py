@@ -32,7 +32,7 @@ What else is the same for every member, so that only the objective differs:
   output vectors and a trained bias); training them at the head's rate overwrote e5's geometry
   within tens of steps;
 - only the top ``train_layers`` encoder layers are trained (``None``: all twelve);
-- batches are drawn length-grouped (``pretrain.grouped_batches``), so they pad little;
+- batches are drawn length-grouped (``mtnb.pretraining.zoo.grouped_batches``), so they pad little;
 - the heads' output layer runs in bfloat16 where the CPU has native bf16, else float32 (``output_logits``), the losses in float32;
 - ``precision`` (``mtnb.core.precision``) sets the dtype of both stages' forward passes (the encoding
   of the warm-up pool included); the held-out losses, chrF and retrieval are computed in float32

@@ -95,7 +95,7 @@ class ProbeCurve:
 class TaskInputs:
     """The model inputs of a list of records, in record order.
 
-    ``examples``: ``finetune.encode``'s (labels, references, controls); ``sequences``: the token
+    ``examples``: ``mtnb.data.inputs.encode``'s (labels, references, controls); ``sequences``: the token
     id lists the features come from (one per record; ranking: the queries, then the candidates);
     ``positions``: for token heads, each sequence's first-sub-word positions of its labelled words.
     """
@@ -107,7 +107,7 @@ class TaskInputs:
 
 def task_inputs(records, task, tokenizer, max_length: int, prefixes: tuple[str, str]) -> TaskInputs:
     """The ``TaskInputs`` of ``records`` (set the tokenizer's language first, see
-    ``finetune.set_language``)."""
+    ``mtnb.data.inputs.set_language``)."""
     examples = encode(records, task, tokenizer, max_length, prefixes)
     if task.head == "token":
         positions = [[t for t, label in enumerate(e["labels"]) if label != -100] for e in examples]

@@ -12,7 +12,7 @@ tidy results table, one row per (system, language, split):
 where ``mode`` is the run's (finetune or probe) and ``system`` is ``model`` or a control's name;
 and, for classification tasks, the count of each predicted class per language, so that a model
 sending one language to one class shows; and the metric per unit (example, or ranking query),
-as ``finetune.metric_units`` splits it:
+as ``mtnb.transfer.scoring.metric_units`` splits it:
 
     model, task, seed, mode, system, language, split, unit, num, den
 
