@@ -125,6 +125,8 @@ def test_no_private_name_is_used_outside_its_module():
                     "setattr", "getattr"):  # monkeypatch.setattr(module, "_name", ...)
                 found += [f"{path.name}:{node.lineno} patches {arg.value}" for arg in node.args
                           if isinstance(arg, ast.Constant) and arg.value in private and arg.value not in own]
+            elif isinstance(node, ast.keyword) and node.arg and node.arg.startswith("_") and not node.arg.startswith("__"):
+                found.append(f"{path.name}: passes the private keyword {node.arg}")
     assert not found, "\n".join(found)
 
 

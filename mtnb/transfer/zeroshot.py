@@ -57,7 +57,7 @@ def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, split
     tables, counts, units, notes, shared = [], [], [], [], {}
     for folder in folders:
         results, tally, per_unit, more = evaluate_run(folder, languages, splits, max_eval, controls, progress,
-                                                      _shared=shared)
+                                                      shared=shared)
         tables.append(results)
         counts.append(tally)
         units.append(per_unit)
@@ -69,10 +69,14 @@ def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, split
 
 
 def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
-                 max_eval: int | None = None, controls: bool = True, progress: bool = True, _shared=None):
+                 max_eval: int | None = None, controls: bool = True, progress: bool = True,
+                 shared: dict | None = None):
     """Score the run in ``run_dir`` per language and split; returns (results, predicted counts,
     units, notes). ``notes`` lists languages skipped for lack of data. ``max_eval`` caps the
-    examples per language (``eval_subset``: the same examples for every model and seed)."""
+    examples per language (``eval_subset``: the same examples for every model and seed).
+    ``shared``: a dict that carries a probe run's feature extractor (key ``extractor``) to the
+    next call, so that the runs of one job load their encoder once (``evaluate_runs`` passes
+    one and closes the extractor at the end)."""
     run_dir = Path(run_dir)
     record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else None
     if record is None or not (run_dir / "done.json").is_file():
@@ -92,7 +96,7 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
     prefixes = tuple(record.get("prefixes", ("", "")))
 
     if mode == "probe":
-        shared = {} if _shared is None else _shared
+        shared = {} if shared is None else shared
         run = load_probe(run_dir, shared.get("extractor"))
         shared["extractor"] = run.extractor
         tokenizer = run.tokenizer
