@@ -672,7 +672,7 @@ def test_separability_comparisons_are_paired_holm_corrected_and_read_the_last_la
 def test_the_cka_page_shows_intervals_chance_and_separability(tmp_path):
     import pandas as pd
 
-    from mtnb.study.book.cka import cka_uncertainty_section, separability_section
+    from mtnb.study.book.cka import cka_uncertainty_section, language_pair_intervals, separability_section
 
     pairs = pd.DataFrame([dict(model_a="a", model_b="b", lang=lang, layer=layer, cka=0.9, debiased=0.8, biased=0.9,
                                low=0.7, high=0.85, null_debiased=0.05, null_biased=0.45)
@@ -682,6 +682,13 @@ def test_the_cka_page_shows_intervals_chance_and_separability(tmp_path):
     assert "0.80 [0.70, 0.85]" in text
     assert "ran without `uncertainty`" in cka_uncertainty_section(pairs.drop(columns=["null_biased"]), {}, tmp_path,
                                                                     tmp_path)
+    languages = pd.DataFrame([dict(model="a", lang_a="de", lang_b="en", layer=layer, cka=0.9, debiased=0.6 + layer / 10,
+                                   biased=0.9, low=0.5, high=0.75, null_debiased=0.02, null_biased=0.4)
+                              for layer in (0, 1)])
+    text = language_pair_intervals(languages)
+    assert "0.70 [0.50, 0.75]" in text and "0.60 [" not in text, "the last layer's interval, not the first's"
+    assert "| a | 0.70 [0.50, 0.75] | 0.4 |" in text
+    assert language_pair_intervals(languages.drop(columns=["low"])) == ""
     pd.DataFrame([dict(model=m, layer=1, measure=ms, value=50.0, low=45.0, high=55.0)
                   for m in ("a", "b") for ms in ("language-id", "retrieval")]).to_csv(tmp_path / "separability.csv",
                                                                                    index=False)

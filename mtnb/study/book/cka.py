@@ -31,9 +31,24 @@ def cka_page(study: Study, figures: Path) -> str:
                   md_table(langs.pivot_table(index="model", columns="layer", values="cka", sort=False).round(3))]
         path = copy_figure(figure_path(study.cka, "cka_language_pairs_figure"), figures, "cka_language_pairs.png")
         parts.append("\n" + (figure(path, "CKA language against language") if path else note(prose("cka", "no-figure"))))
+        parts.append(language_pair_intervals(langs))
     parts.append(cka_uncertainty_section(pairs, job.parameters, study.cka, figures))
     parts.append(separability_section(study.cka, figures))
     return "".join(parts)
+
+
+def language_pair_intervals(langs) -> str:
+    """The last layer's debiased CKA between each pair of languages, per model, with its 95%
+    bootstrap interval, and the model's largest biased chance level; '' without intervals."""
+    if langs is None or "low" not in langs or "debiased" not in langs:
+        return ""
+    last = langs[langs["layer"] == langs["layer"].max()].copy()
+    last["pair"] = last["lang_a"] + "–" + last["lang_b"]
+    last["cell"] = [f"{r.debiased:.2f} [{r.low:.2f}, {r.high:.2f}]" for r in last.itertuples()]
+    table = last.pivot_table(index="model", columns="pair", values="cell", aggfunc="first", sort=False)
+    if "null_biased" in last:
+        table["biased chance"] = last.groupby("model", sort=False)["null_biased"].max().round(2)
+    return "\n" + prose("cka", "language-pair-intervals") + "\n\n" + md_table(table)
 
 
 def cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path) -> str:
