@@ -183,17 +183,17 @@ def bench_finetune_step(texts: list[str], device: str, args) -> dict:
     torch.manual_seed(0)
     net = ft.task_model(encoder.model, encoder.shape.hidden_size, len(task.labels), task.head).to(device)
     state = copy.deepcopy(net.state_dict())
-    models = {name: net if k == 0 else copy.deepcopy(net) for k, name in enumerate(names)}
+    copies = {name: net if k == 0 else copy.deepcopy(net) for k, name in enumerate(names)}
     config = ft.TrainConfig(lr=task.lr, batch_size=args.train_batch, max_length=args.max_length)
 
     def fresh(name):
-        models[name].load_state_dict(state)
+        copies[name].load_state_dict(state)
         torch.manual_seed(0)
-        return (*optimizer_and_schedule(models[name], config, args.steps), grad_scaler(names[name], device))
+        return (*optimizer_and_schedule(copies[name], config, args.steps), grad_scaler(names[name], device))
 
     for name in names:                                    # warm-up, untimed (allocator, kernels, AdamW state)
         optimizer, scheduler, scaler = fresh(name)
-        train_step(models[name], batches[0], optimizer, scheduler, names[name], scaler, device)
+        train_step(copies[name], batches[0], optimizer, scheduler, names[name], scaler, device)
     times, losses = {name: [] for name in names}, {name: [] for name in names}
     for r in range(args.repeats):
         state_of = {name: fresh(name) for name in names}
@@ -203,7 +203,7 @@ def bench_finetune_step(texts: list[str], device: str, args) -> dict:
                 optimizer, scheduler, scaler = state_of[name]
                 sync(device)
                 start = time.perf_counter()
-                loss = train_step(models[name], batches[i], optimizer, scheduler, names[name], scaler, device)
+                loss = train_step(copies[name], batches[i], optimizer, scheduler, names[name], scaler, device)
                 sync(device)
                 wall[name] += time.perf_counter() - start
                 if r == 0:
@@ -218,7 +218,8 @@ def bench_finetune_step(texts: list[str], device: str, args) -> dict:
                 "max_relative_loss_difference": max(abs(a - b) / abs(b) for a, b in zip(losses[low], losses[fp32])),
                 "trained": "all parameters, embeddings included (AdamW, clipping at 1.0)",
                 "timed": "forward + float32 loss + backward + clip + AdamW + schedule, per step, summed"})
-    del models, net
+    copies.clear()                                        # free the copies before the next part
+    del net
     return out
 
 

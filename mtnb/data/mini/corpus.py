@@ -88,8 +88,8 @@ def fetch_packages(cache: Path) -> dict[str, Path]:
         result = apt_download(missing, cache)
         if result.returncode != 0 and "Unable to locate package" in result.stderr:
             if os.geteuid() != 0:
-                raise MtnbError(f"apt package lists are missing: run 'sudo apt-get update', then again "
-                                f"(or pass --from DIR with unpacked help trees)")
+                raise MtnbError("apt package lists are missing: run 'sudo apt-get update', then again "
+                                "(or pass --from DIR with unpacked help trees)")
             subprocess.run(["apt-get", "update"], capture_output=True, text=True)
             result = apt_download(missing, cache)
         if result.returncode != 0:

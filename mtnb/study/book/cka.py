@@ -19,7 +19,7 @@ def cka_page(study: Study, figures: Path) -> str:
         return parts[0] + "\n" + note("No finished CKA job" + ("" if "cka" in study.grid.sections
                                                                 else ": the grid has no cka section") + ".")
     job = study.done("cka")[0]
-    parts.append(f"\nParameters: " + ", ".join(f"`{k}={v}`" for k, v in job.parameters.items()) + "\n")
+    parts.append("\nParameters: " + ", ".join(f"`{k}={v}`" for k, v in job.parameters.items()) + "\n")
     if pairs is not None:
         parts += ["\n" + prose("cka", "model-pairs") + "\n\n",
                   md_table(pairs.assign(pair=pairs["model_a"] + " / " + pairs["model_b"])
