@@ -84,13 +84,13 @@ def main() -> None:
 
     from mtnb.pretraining import e5_family as e5c
     from mtnb.pretraining import heads
-    from mtnb.pretraining.members import LANGS
+    from mtnb.pretraining.members import E5_BUDGETS, LANGS
     from mtnb.models.me5 import ensure_me5_small
     from mtnb.data.mini.datasets import load_mini
     from mtnb.models.loading import load_encoder
 
     torch.set_num_threads(1)
-    budget = e5c.E5_BUDGETS["mini"]
+    budget = E5_BUDGETS["mini"]
     encoder = load_encoder(str(ensure_me5_small()))
     tokenizer, bert = encoder.tokenizer, encoder.model
     mono = {lang: load_mini("monolingual", lang, "train", root=args.corpus)["text"] for lang in LANGS}

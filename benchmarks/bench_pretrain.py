@@ -66,13 +66,14 @@ def mlm_step(corpus: Path, repeats: int) -> dict:
     import torch
 
     from mtnb.pretraining import zoo as pretrain
+    from mtnb.pretraining.members import LANGS, VOCAB_SIZE
     from mtnb.data.mini.datasets import load_mini
     from mtnb.pretraining.vocab import train_tokenizer
 
     torch.set_num_threads(1)
-    mono = {lang: load_mini("monolingual", lang, "train", root=corpus)["text"] for lang in pretrain.LANGS}
-    tokenizer = train_tokenizer("bert", [t for lang in pretrain.LANGS for t in mono[lang][:3000]], pretrain.VOCAB_SIZE)
-    pool = [t for lang in pretrain.LANGS for t in mono[lang]]
+    mono = {lang: load_mini("monolingual", lang, "train", root=corpus)["text"] for lang in LANGS}
+    tokenizer = train_tokenizer("bert", [t for lang in LANGS for t in mono[lang][:3000]], VOCAB_SIZE)
+    pool = [t for lang in LANGS for t in mono[lang]]
     rng = np.random.default_rng(0)
     grouped = pretrain.grouped_batches(np.array([len(t) for t in pool]), 32, rng)
     batches = {

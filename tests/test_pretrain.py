@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mtnb.pretraining import members
 from mtnb.pretraining import zoo as pretrain
 from mtnb.core.errors import MtnbError
 from mtnb.models.loading import load_encoder
@@ -38,22 +39,22 @@ def test_sentence_permutation_keeps_the_sentences():
 @pytest.fixture(scope="module")
 def smoke_zoo(real_corpus, tmp_path_factory) -> Path:
     zoo = tmp_path_factory.mktemp("zoo")
-    for member in pretrain.ZOO:
+    for member in members.ZOO:
         pretrain.pretrain_member(member, real_corpus, zoo, budget="smoke", progress=False)
     return zoo
 
 
 def test_every_member_is_a_checkpoint_load_encoder_reads(smoke_zoo):
-    for member, spec in pretrain.ZOO.items():
+    for member, spec in members.ZOO.items():
         record = json.loads((smoke_zoo / member / "pretrain.json").read_text())
         enc = load_encoder(str(smoke_zoo / member))
-        assert (enc.shape.n_layers, enc.shape.hidden_size) == (pretrain.SHAPE["layers"], pretrain.SHAPE["hidden"])
+        assert (enc.shape.n_layers, enc.shape.hidden_size) == (members.SHAPE["layers"], members.SHAPE["hidden"])
         assert enc.spec.family == spec.family
         if spec.objective in ("mlm", "denoise"):
-            assert record["trained"]["tokens"] >= pretrain.BUDGETS["smoke"].lm_tokens
+            assert record["trained"]["tokens"] >= members.BUDGETS["smoke"].lm_tokens
             assert record["heldout_loss_after"] < record["heldout_loss_before"], member
         if spec.objective == "translate":
-            assert record["trained"]["steps"] == pretrain.BUDGETS["smoke"].mt_steps
+            assert record["trained"]["steps"] == members.BUDGETS["smoke"].mt_steps
             assert set(record["chrf"]) == {f"{a}-{b}" for l in ("de", "es", "fr", "ru") for a, b in (("en", l), (l, "en"))}
     # mini-random shares mini-xlmr's tokenizer; the continued models share mini-mbart's
     assert (smoke_zoo / "mini-random" / "tokenizer.json").read_bytes() == (smoke_zoo / "mini-xlmr" / "tokenizer.json").read_bytes()
@@ -85,7 +86,7 @@ def test_bad_requests_fail_before_training(real_corpus, tmp_path, monkeypatch):
     with pytest.raises(MtnbError, match="unknown zoo member"):
         pretrain.pretrain_member("mini-gpt", real_corpus, tmp_path)
     with pytest.raises(MtnbError, match="budget must be positive"):
-        pretrain.pretrain_member("mini-xlmr", real_corpus, tmp_path, budget=pretrain.Budget(lm_tokens=0, mt_steps=1))
+        pretrain.pretrain_member("mini-xlmr", real_corpus, tmp_path, budget=members.Budget(lm_tokens=0, mt_steps=1))
     with pytest.raises(MtnbError, match="starts from mini-mbart, which is not built"):
         pretrain.pretrain_member("mini-mbart-m2o", real_corpus, tmp_path / "empty-zoo")
     import shutil
