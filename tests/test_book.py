@@ -689,6 +689,8 @@ def test_the_cka_page_shows_intervals_chance_and_separability(tmp_path):
     assert "0.70 [0.50, 0.75]" in text and "0.60 [" not in text, "the last layer's interval, not the first's"
     assert "| a | 0.70 [0.50, 0.75] | 0.4 |" in text
     assert language_pair_intervals(languages.drop(columns=["low"])) == ""
+    languages.loc[:, ["low", "high"]] = float("nan")   # too few samples for any interval
+    assert "0.70 (no interval)" in language_pair_intervals(languages) and "nan" not in language_pair_intervals(languages)
     pd.DataFrame([dict(model=m, layer=1, measure=ms, value=50.0, low=45.0, high=55.0)
                   for m in ("a", "b") for ms in ("language-id", "retrieval")]).to_csv(tmp_path / "separability.csv",
                                                                                    index=False)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from mtnb.analysis.separability import last_layer
@@ -37,6 +38,14 @@ def cka_page(study: Study, figures: Path) -> str:
     return "".join(parts)
 
 
+def with_interval(value: float, low: float, high: float) -> str:
+    """``0.61 [0.52, 0.70]``; the value and "(no interval)" where the bootstrap returned none
+    (NaN bounds, as with the tests' 8 samples)."""
+    if math.isnan(low) or math.isnan(high):
+        return f"{value:.2f} (no interval)"
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def language_pair_intervals(langs) -> str:
     """The last layer's debiased CKA between each pair of languages, per model, with its 95%
     bootstrap interval, and the model's largest biased chance level; '' without intervals."""
@@ -44,7 +53,7 @@ def language_pair_intervals(langs) -> str:
         return ""
     last = langs[langs["layer"] == langs["layer"].max()].copy()
     last["pair"] = last["lang_a"] + "–" + last["lang_b"]
-    last["cell"] = [f"{r.debiased:.2f} [{r.low:.2f}, {r.high:.2f}]" for r in last.itertuples()]
+    last["cell"] = [with_interval(r.debiased, r.low, r.high) for r in last.itertuples()]
     table = last.pivot_table(index="model", columns="pair", values="cell", aggfunc="first", sort=False)
     if "null_biased" in last:
         table["biased chance"] = last.groupby("model", sort=False)["null_biased"].max().round(2)
@@ -63,7 +72,7 @@ def cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path
                  width=f"{(pairs['high'] - pairs['low']).median():.2f}") + "\n\n"
     last = pairs[pairs["layer"] == pairs["layer"].max()].copy()
     last["pair"] = last["model_a"] + " / " + last["model_b"]
-    last["debiased [95%]"] = [f"{r.debiased:.2f} [{r.low:.2f}, {r.high:.2f}]" for r in last.itertuples()]
+    last["debiased [95%]"] = [with_interval(r.debiased, r.low, r.high) for r in last.itertuples()]
     table = last.pivot_table(index="pair", columns="lang", values="debiased [95%]", aggfunc="first", sort=False)
     biased = last.groupby("pair", sort=False).agg(biased=("biased", "mean"), chance=("null_biased", "max")).round(2)
     table = table.join(biased.rename(columns={"biased": "biased (mean)", "chance": "biased chance"}))
