@@ -46,6 +46,11 @@ def with_interval(value: float, low: float, high: float) -> str:
     return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def interval_width(width: float) -> str:
+    """``0.37 wide``, or what a NaN width means: the bootstrap returned no interval."""
+    return "not defined (the bootstrap returned none)" if math.isnan(width) else f"{width:.2f} wide"
+
+
 def language_pair_intervals(langs) -> str:
     """The last layer's debiased CKA between each pair of languages, per model, with its 95%
     bootstrap interval, and the model's largest biased chance level; '' without intervals."""
@@ -69,7 +74,7 @@ def cka_uncertainty_section(pairs, parameters: dict, folder: Path, figures: Path
     text = prose("cka", "chance", n=n, null_biased=f"{pairs['null_biased'].median():.2f}",
                  null_min=f"{pairs['null_biased'].min():.2f}", null_max=f"{pairs['null_biased'].max():.2f}",
                  null_debiased=f"{pairs['null_debiased'].median():.2f}",
-                 width=f"{(pairs['high'] - pairs['low']).median():.2f}") + "\n\n"
+                 width=interval_width((pairs["high"] - pairs["low"]).median())) + "\n\n"
     last = pairs[pairs["layer"] == pairs["layer"].max()].copy()
     last["pair"] = last["model_a"] + " / " + last["model_b"]
     last["debiased [95%]"] = [with_interval(r.debiased, r.low, r.high) for r in last.itertuples()]
