@@ -19,6 +19,7 @@ from mtnb.core.errors import MtnbError
 
 
 def resolved(path) -> str | None:
+    """``path`` as an absolute path string, as run records keep folders (None stays None)."""
     return None if path is None else str(Path(path).resolve())
 
 

@@ -102,11 +102,13 @@ def fetch_packages(cache: Path) -> dict[str, Path]:
 
 
 def cached_deb(cache: Path, package: str) -> Path | None:
+    """The newest ``<package>_*.deb`` in the ``cache`` folder, or None."""
     debs = sorted(cache.glob(f"{package}_*.deb"))
     return debs[-1] if debs else None
 
 
 def apt_download(packages: list[str], cache: Path) -> subprocess.CompletedProcess:
+    """``apt-get download PACKAGES`` into ``cache`` (no shell, output captured)."""
     command = ["apt-get", "download", *packages]
     if os.geteuid() == 0:  # root: apt's sandbox user cannot write into our cache folder
         command[1:1] = ["-o", "APT::Sandbox::User=root"]
