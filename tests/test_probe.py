@@ -307,3 +307,26 @@ def test_probe_notebook_then_zeroshot_notebook(tiny_checkpoint, real_corpus, tmp
     assert len(results) == 2 * 5 * 3
     counts = pd.read_csv(job / "zeroshot" / "predicted_counts.csv")
     assert set(counts.seed) == {0, 1} and counts["count"].sum() == 2 * 5 * 20
+
+
+def test_a_layer_sweep_probes_and_scores_every_layer(tiny_checkpoint, real_corpus, tmp_path):
+    from mtnb.transfer.layer_sweep import best_layer, layer_sweep, plot_layer_sweep
+
+    sweep = layer_sweep(str(tiny_checkpoint), "mini-spans", tmp_path / "sweep", [0, 1, -1], seeds=(0, 1),
+                        config=ProbeConfig(max_length=48), max_train=64, max_dev=32, max_eval=16,
+                        mini_root=real_corpus, cache_dir=tmp_path / "features", progress=False)
+    assert sorted(zip(sweep["layer"], sweep["seed"])) == [(l, s) for l in (0, 1, 2) for s in (0, 1)], "-1 is layer 2"
+    assert sweep[["english_dev", "english_test", "non_english_test"]].apply(lambda c: c.between(0, 100)).all().all()
+    # each layer's rows are its own probe job's: the dev score is the one its run recorded
+    recorded = json.loads((tmp_path / "sweep" / "layer-1" / "seed-1" / "run.json").read_text())
+    assert sweep.query("layer == 1 and seed == 1")["english_dev"].item() == pytest.approx(100 * recorded["best_dev_score"])
+    assert best_layer(sweep) == int(sweep.groupby("layer")["english_dev"].mean().idxmax())
+    plot_layer_sweep(sweep, "tiny")
+
+
+def test_a_layer_sweep_refuses_repeated_layers_before_any_work(tmp_path):
+    from mtnb.transfer.layer_sweep import layer_sweep
+
+    with pytest.raises(MtnbError, match="give distinct layers"):
+        layer_sweep("no-such-model", "mini-spans", tmp_path, [1, 1])
+    assert not any(tmp_path.iterdir())
