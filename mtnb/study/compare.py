@@ -43,17 +43,18 @@ class Comparison:
 
 
 def read_jobs(grid_dir: Path) -> dict[str, dict]:
-    """``{job id: job.json}`` for every job folder of a run folder ``runs/<grid>``."""
+    """``{job id: job.json}`` for every job folder of a run folder ``runs/<grid>``, each record
+    with its folder added under ``folder``."""
     jobs = {}
     for path in sorted(grid_dir.glob("*/*/job.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
-        jobs[record["id"]] = record
+        jobs[record["id"]] = {**record, "folder": path.parent}
     return jobs
 
 
-def job_identities(grid_dir: Path) -> dict[str, str]:
-    """``{job id: identity}``: kind and parameters, paths into the run replaced by identities."""
-    jobs = read_jobs(grid_dir)
+def job_identities(jobs: dict[str, dict]) -> dict[str, str]:
+    """``{job id: identity}`` of ``read_jobs``' jobs: kind and parameters, paths into the run
+    replaced by identities."""
     memo: dict[str, str] = {}
 
     def identity(job_id: str) -> str:
@@ -123,7 +124,8 @@ def result_files(job_dir: Path) -> list[str]:
 def compare_runs(a: str | Path, b: str | Path) -> Comparison:
     """Compare two run folders of one grid (see the module docstring); MtnbError if either holds no job."""
     a, b = Path(a), Path(b)
-    ids_a, ids_b = job_identities(a), job_identities(b)
+    jobs_a, jobs_b = read_jobs(a), read_jobs(b)
+    ids_a, ids_b = job_identities(jobs_a), job_identities(jobs_b)
     for folder, ids in ((a, ids_a), (b, ids_b)):
         if not ids:
             raise MtnbError(f"{folder} holds no job folders (<kind>/<id>/job.json): give a grid's run folder, "
@@ -136,7 +138,7 @@ def compare_runs(a: str | Path, b: str | Path) -> Comparison:
             result.differences.append(f"{label(identity)} ({job_id}): no such job in {b}")
             continue
         result.jobs += 1
-        dir_a, dir_b = next(a.glob(f"*/{job_id}")), next(b.glob(f"*/{other}"))
+        dir_a, dir_b = jobs_a[job_id]["folder"], jobs_b[other]["folder"]
         files_a, files_b = result_files(dir_a), result_files(dir_b)
         for name in sorted(set(files_a) ^ set(files_b)):
             result.differences.append(f"{label(identity)}: {name} is only in {a if name in files_a else b}")

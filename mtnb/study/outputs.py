@@ -40,12 +40,14 @@ INTERVAL_COLUMNS = ("debiased", "biased", "low", "high", "null_debiased", "null_
 @dataclass(frozen=True)
 class Output:
     """One file a job writes: the job ``kind`` that writes it, its ``file`` name in the job's
-    ``out/`` folder, what it holds, and for a table the ``columns`` it must have (None: a figure)."""
+    ``out/`` folder, what it holds, for a table the ``columns`` it must have (None: a figure) and
+    the ``dtypes`` of columns that must not be read as numbers."""
 
     kind: str
     file: str
     what: str
     columns: tuple[str, ...] | None = None
+    dtypes: dict[str, type] | None = None
 
 
 OUTPUTS = {
@@ -53,7 +55,7 @@ OUTPUTS = {
     "predicted_counts": Output("zeroshot", "predicted_counts.csv", "how often each label was predicted",
                                tuple(COUNT_COLUMNS)),
     "units": Output("zeroshot", "units.csv.gz", "the metric's numerator and denominator per test example (or "
-                    "query): what paired bootstraps resample", tuple(UNIT_COLUMNS)),
+                    "query): what paired bootstraps resample", tuple(UNIT_COLUMNS), {"unit": str}),
     "results_figure": Output("zeroshot", "results.png", "scores per language"),
     "predicted_counts_figure": Output("zeroshot", "predicted_counts.png", "predicted labels per language"),
     "cka_model_pairs": Output("cka", "cka_model_pairs.csv", "CKA of each model pair per language and layer",
@@ -123,7 +125,7 @@ def read_table(folder: Path | None, name: str) -> pd.DataFrame | None:
     if folder is None or not output_path(folder, name).is_file():
         return None
     path = output_path(folder, name)
-    table = pd.read_csv(path, dtype={"unit": str} if name == "units" else None)
+    table = pd.read_csv(path, dtype=output(name).dtypes)
     check_columns(table, name, path)
     return table
 

@@ -47,14 +47,15 @@ def family_section(study: Study, split: str, figures: Path) -> str:
         parts.append(_family_tables(_one_mode(rows, mode), family, "###" if len(modes) == 1 else "####"))
     parts.append(_family_cka(study, family, base, figures))
     parts.append(_family_separability(study, base, mt, controls))
-    parts.append(_family_svd(study, family, base))
+    svd = read_table(study.svds.get(base), "svd")
+    parts.append(_family_svd(study, svd, family, base))
     parts.append("\n### What this says about the paper's finding\n\n")
     for mode in modes:
         prefix = f"**{mode}.** " if len(modes) > 1 else ""
         paired = _paired_table(study, family, base, mt, controls, mode, split)
         if paired is not None and len(paired):
             parts.append(prefix + prose("family", "paired-head") + "\n\n" + md_table(_paired_rows(paired), index=False) + "\n")
-        parts.append(prefix + family_paragraph(_one_mode(rows, mode), base, mt, controls, study, paired) + "\n\n")
+        parts.append(prefix + family_paragraph(_one_mode(rows, mode), base, mt, controls, svd, paired) + "\n\n")
     records = pretraining_records(study)
     for evidence in (translation_evidence(records, mt), retrieval_evidence(records, family)):
         if evidence:
@@ -161,17 +162,16 @@ def _family_separability(study: Study, base: str, mt: list[str], controls: list[
     shown_table.columns = [f"{measure}: {'Δ (points)' if what == 'difference' else 'p (Holm)'}"
                            for what, measure in shown_table.columns]
     order = list(dict.fromkeys(table["comparison"]))
-    return (head + prose("family", "separability") + "\n\n" + md_table(shown_table.reindex(order)) + "\n" + separability_finding(table, base, mt)
-            + ceiling_note(per_sample, [base, *mt]) + "\n")
+    return (head + prose("family", "separability") + "\n\n" + md_table(shown_table.reindex(order)) + "\n"
+            + separability_finding(table, base, mt) + ceiling_note(per_sample, [base, *mt]) + "\n")
 
 
-def _family_svd(study: Study, family: list[str], base: str) -> str:
-    """The SVD distance of each variant to the base: mean d per matrix over layers, and the last
-    layer (Table 2's layout)."""
+def _family_svd(study: Study, table, family: list[str], base: str) -> str:
+    """The SVD distance of each variant to the base (``table``: the SVD job's table against
+    ``base``, or None): mean d per matrix over layers, and the last layer (Table 2's layout)."""
     head = f"\n### SVD: how far each model's weights moved from {base}\n\n"
     if not study.svds:
         return head + note(prose("family", "no-svd"))
-    table = read_table(study.svds.get(base), "svd")
     if table is None:
         return head + note(prose("family", "svd-other-base", base=base, bases=", ".join(study.svds)))
     table = table[table["model"].isin(family) & (table["model"] != base)]
@@ -203,15 +203,14 @@ def _paired_rows(paired):
         ["comparison", "task", "scores", "difference", "p_holm"]].rename(columns={"p_holm": "p (Holm)"})
 
 
-def family_paragraph(table, base: str, mt: list[str], controls: list[str], study: Study | None = None,
-                     paired=None) -> str:
-    """The family's verdict: ``mtnb.study.summary.paired_finding`` when the zero-shot jobs wrote
+def family_paragraph(table, base: str, mt: list[str], controls: list[str], svd=None, paired=None) -> str:
+    """The family's verdict: ``mtnb.study.findings.paired_finding`` when the zero-shot jobs wrote
     per-example scores (``paired``), else ``family_finding`` from the intervals over seeds; plus,
-    when the SVD job has the family, which translation variant moved furthest from the base."""
+    when the SVD table ``svd`` (against ``base``) has the family, which translation variant moved
+    furthest from the base."""
     if paired is not None and len(paired):
         kept, dropped = tasks_that_resolve(table, base)
         text = paired_finding(paired, base, mt, controls, tasks=kept, dropped=dropped)
     else:
         text = family_finding(table, base, mt, controls)
-    svd = read_table(study.svds.get(base), "svd") if study is not None else None
     return text + svd_finding(svd, base, mt)
