@@ -128,7 +128,7 @@ def smoke_grid_run(tmp_path_factory, real_corpus) -> GridRun:
     """The study's smoke grid, params/grids/smoke.yaml unchanged, run end to end once a session by
     ``mtnb run smoke --jobs 2`` (a subprocess, OMP_NUM_THREADS=1 for its jobs): mini-xlmr and
     mini-random pretrained at the smoke budget, fine-tuned (mini-random: probed) on the three mini
-    tasks, scored in five languages, CKA and SVD; 16 jobs, about four minutes on two cores.
+    tasks, scored in five languages, a layer sweep, CKA and SVD; 17 jobs, about four minutes on two cores.
 
     Its project root is a temporary folder with a copy of the repository's params/, a link to
     notebooks/, and runs/data/mini (the grid's default corpus) a link to the ``real_corpus``

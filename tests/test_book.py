@@ -135,11 +135,15 @@ def test_the_smoke_grids_book_shows_every_job_and_both_modes(smoke_grid_run, smo
     assert "| mini-xlmr | mlm |" in pretraining and "| mini-random | none | 0 |" in pretraining
     assert "chrF" not in pretraining, "no smoke member translates"
     overview = (src / "overview.md").read_text()
-    for kind, n in (("pretrain", 2), ("finetune", 6), ("zeroshot", 6), ("cka", 1), ("svd", 1)):
+    for kind, n in (("pretrain", 2), ("finetune", 6), ("zeroshot", 6), ("layer_sweep", 1), ("cka", 1), ("svd", 1)):
         assert f"| {kind} | {n} | {n} | 0 | 0 | 0 | 0 |" in overview, kind
     assert "| modes | finetune, probe |" in overview and "jobs are not done" not in overview
     results = (src / "results.md").read_text()
     assert "## The" not in results.split("## Average over languages")[0], "the smoke grid names no family"
+    layers = results.split("## Which layer is probed")[1].split("## Average over languages")[0]
+    assert re.search(r"\*\*mini-spans\*\*: English dev picks layer [024]; the grid probes mini-spans at layer 2", layers)
+    assert "| English dev | English test | other languages, test |" in layers
+    assert (src / "figures" / "layer_sweep.png").is_file()
     for task in ("mini-topic", "mini-spans", "mini-rank"):
         table = results.split(f"### {task}")[1].split("###")[0]
         assert "| mini-xlmr (finetune) |" in table and "| mini-random (probe) |" in table, task
@@ -148,8 +152,9 @@ def test_the_smoke_grids_book_shows_every_job_and_both_modes(smoke_grid_run, smo
     assert "mini-random against mini-xlmr" in (src / "svd.md").read_text()
     assert "mini-random" in (src / "cka.md").read_text()
     notebooks = sorted((src / "notebooks").glob("*/*.ipynb"))
-    assert len(notebooks) == 16 == len(list(smoke_grid_run.runs.glob("*/*/done.json")))
-    assert {n.parent.name for n in notebooks} == {"pretrain", "finetune", "zeroshot", "cka", "svd"}
+    assert len(notebooks) == 17 == len(list(smoke_grid_run.runs.glob("*/*/done.json")))
+    assert {n.parent.name for n in notebooks} == {"pretrain", "finetune", "zeroshot", "layer_sweep", "cka", "svd"}
+    assert "Layer sweep: mini-random on mini-spans" in (src / "notebooks" / "layer_sweep.md").read_text()
     pretrain = (src / "notebooks" / "pretrain.md").read_text()
     assert "Pretraining: mini-xlmr (smoke budget)" in pretrain and "Pretraining: mini-random (smoke budget)" in pretrain
     assert "mini-random on mini-topic, seed 0, probe" in (src / "notebooks" / "finetune.md").read_text()
@@ -343,14 +348,15 @@ def run_nbval(run, copy: Path, lanes: list[list[str]]) -> list[tuple[int, str]]:
 
 def test_the_smoke_grids_notebooks_reproduce_under_nbval(smoke_grid_run, tmp_path, capsys):
     """Re-executes every executed notebook of the smoke run (pretrain, finetune in both modes,
-    zeroshot, cka, svd) with nbval on a copy (``nbval_copy``) and compares its outputs, sanitized
+    zeroshot, layer sweep, cka, svd) with nbval on a copy (``nbval_copy``) and compares its outputs, sanitized
     by tests/nbval_sanitize.cfg: the zoo members are pretrained again, the fine-tuning and probe
     runs trained again on them, and the zero-shot, CKA and SVD jobs score and compare those. Same
     seeds and thread count as the jobs: on the CPU, the same numbers. The pretraining first, then
     the rest in two lanes side by side (``lanes``), as the runner ran them."""
     copy = tmp_path / "nbval"
     notebooks = nbval_copy(smoke_grid_run, copy)
-    assert len(notebooks) == 16 and {nb["kind"] for nb in notebooks} == {"pretrain", "finetune", "zeroshot", "cka", "svd"}
+    assert len(notebooks) == 17 and {nb["kind"] for nb in notebooks} == {"pretrain", "finetune", "zeroshot",
+                                                                         "layer_sweep", "cka", "svd"}
     pretrain = [nb["name"] for nb in notebooks if nb["kind"] == "pretrain"]
     rest = lanes([nb for nb in notebooks if nb["kind"] != "pretrain"])
     assert sorted(pretrain + [name for lane in rest for name in lane]) == [nb["name"] for nb in notebooks]
@@ -773,6 +779,32 @@ def test_paired_intervals_widen_with_the_spread_over_seeds():
     assert examples.difference == both.difference
     assert examples.low > 0 and both.low < 0 < both.high
     assert both.high - both.low > 2 * (examples.high - examples.low)
+
+
+def test_a_seed_that_moves_both_models_alike_leaves_the_paired_interval_narrow():
+    """Fine-tuning seed k trains every model on the same English subset: when a seed lifts or
+    sinks both models together, drawing the seeds jointly keeps that out of the difference, and
+    the interval is far narrower than with each member's seeds drawn on their own (what the
+    bootstrap does when the two members' seeds differ)."""
+    from mtnb.study.summary import paired_comparisons, run_weights
+
+    parts = [_units({"m": p, "m-x": p + 0.05}, tasks=("mini-topic",), langs=("de",), seeds=(s,), n=300, seed=5 + s)
+             for s, p in ((0, 0.35), (1, 0.65), (2, 0.5))]
+    units = pd.concat(parts, ignore_index=True)
+    joint = paired_comparisons(units, [("m-x", "m")], n_boot=2000).iloc[0]
+    unpaired = units.assign(seed=units.seed + 10 * (units.model == "m"))   # m's seeds renamed: drawn apart
+    apart = paired_comparisons(unpaired, [("m-x", "m")], n_boot=2000).iloc[0]
+    assert joint.difference == apart.difference
+    assert joint.high - joint.low < 0.6 * (apart.high - apart.low), (joint, apart)
+    # the weights: shared seeds, each member's replicas its own; independent when seeds differ
+    a = pd.DataFrame({"model": ["x@p0", "x@p0", "x@p1", "x@p1"], "seed": [0, 1, 0, 1]})
+    b = pd.DataFrame({"model": ["m", "m"], "seed": [0, 1]})
+    w = run_weights(a, b, 50, (0, 0))
+    assert w["a"].shape == (50, 4) and w["b"].shape == (50, 2)
+    np.testing.assert_array_equal(w["a"][:, 0] * w["a"][:, 3], w["a"][:, 1] * w["a"][:, 2])  # P[r] S[k] factorizes
+    np.testing.assert_array_equal(w["b"] > 0, (w["a"][:, [0, 1]] + w["a"][:, [2, 3]]) > 0)   # the same seeds drawn
+    drawn_apart = run_weights(a, b.assign(seed=[0, 2]), 50, (0, 0))
+    assert (drawn_apart["b"].sum(axis=1) == 2).all() and (drawn_apart["a"].sum(axis=1) == 4).all()
 
 
 def test_the_verdict_leaves_out_tasks_where_the_base_barely_beats_the_bag_of_subwords():

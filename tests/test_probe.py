@@ -73,6 +73,31 @@ def test_cached_features_equal_a_fresh_forward_pass(tiny_checkpoint, tmp_path):
                                rtol=1e-5, atol=1e-5)
 
 
+def test_word_features_below_the_last_layer_stop_the_forward_pass_there(tiny_checkpoint, tmp_path):
+    """A words-only request at layer 1 gives output_hidden_states[1] at the positions, and the
+    layers above it never run; a request that also needs pooled features runs them all."""
+    from mtnb.models.loading import encoder_layers
+
+    extractor = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, batch_size=2, progress=False)
+    ids = extractor.encode_texts(TEXTS, "en", max_length=32)
+    positions = [[0, len(s) - 1] for s in ids]
+    blocks = encoder_layers(extractor.encoder().model)
+    calls = [0] * len(blocks)
+    hooks = [block.register_forward_hook(lambda *args, i=i: calls.__setitem__(i, calls[i] + 1))
+             for i, block in enumerate(blocks)]
+    words = extractor.words(ids, positions, layer=1)
+    assert calls[0] > 0 and sum(calls[1:]) == 0, f"layers above the one asked for ran: {calls}"
+    extractor.compute(pooled=ids[:1], words=[(ids[1], positions[1])], layer=2)
+    assert all(c > 0 for c in calls), "a batch with pooled features runs every layer"
+    for hook in hooks:
+        hook.remove()
+    encoder = load_encoder(str(tiny_checkpoint))
+    with torch.no_grad():
+        for s, p, w in zip(ids, positions, words):
+            hidden = encoder.model(input_ids=torch.tensor([s]), output_hidden_states=True).hidden_states
+            np.testing.assert_allclose(w, hidden[1][0, p].numpy(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("family", ["xlm-roberta", "mbart", "m2m100"])
 def test_hooked_hidden_states_are_output_hidden_states_at_paper_shape(paper_checkpoints, family, tmp_path):
     """The layer hooks take what output_hidden_states gives, the last one after mBART's and

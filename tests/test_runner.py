@@ -85,6 +85,12 @@ def write_grid(root: Path, name: str, **fields) -> Path:
     ({"finetune": {"per_model": {"huge": {"mode": "probe"}}}}, "finetune.per_model.huge: not a model of this grid"),
     ({"finetune": {"per_model": {"tiny": {"mdoe": "probe"}}}}, "finetune.per_model.tiny.mdoe: not a parameter"),
     ({"zeroshot": {"per_model": {"tiny": {"max_evl": 3}}}}, "zeroshot.per_model.tiny.max_evl: not a parameter"),
+    ({"finetune": {"per_task": {"mini-rank": {"probe_layer": 3}}}}, "finetune.per_task.mini-rank: not a task of this grid"),
+    ({"finetune": {"per_task": {"mini-topic": {"probe_layr": 3}}}}, "finetune.per_task.mini-topic.probe_layr: not a parameter"),
+    ({"zeroshot": {"per_task": ["mini-topic"]}}, "zeroshot.per_task: expected a mapping of task -> parameters"),
+    ({"layer_sweep": {"layers": [0, 1]}}, "layer_sweep.model: missing"),
+    ({"layer_sweep": {"model": "tiny", "tasks": ["mini-spans"]}}, "layer_sweep.tasks: 'mini-spans' is not in the grid's tasks"),
+    ({"layer_sweep": {"model": "tiny", "layer": [0]}}, "layer_sweep.layer: not a parameter of notebooks/layer_sweep.ipynb"),
     ({"svd": [{"base": "tiny"}, {"models": ["tiny"]}]}, "svd[1].base: missing"),
 ])
 def test_grid_errors_name_the_file_and_the_key(root, fields, key):
@@ -141,6 +147,37 @@ def test_the_smoke_grid_is_valid(monkeypatch):
         "the family fine-tuned whole, each member once per pretraining seed"
     assert full.pretrain_seeds == [0, 1, 2] and grid.pretrain_seeds == [0], "mini-finetune: 3 seeds; mini: 1"
     assert sorted(j.parameters["member"] for j in jobs if j.kind == "pretrain") == sorted(family[1:] * 3)
+
+
+def test_per_task_parameters_sit_between_the_section_and_per_model(root):
+    """A task's parameters override the section's for that task's jobs only, and a model's
+    override both; the zero-shot jobs take theirs the same way."""
+    path = write_grid(root, "layers", models=["tiny", "tiny-b"], tasks=["mini-topic", "mini-spans"],
+                      finetune={"mode": "probe", "probe_layer": -1, "max_train": 50,
+                                "per_task": {"mini-spans": {"probe_layer": 2, "max_train": 20}},
+                                "per_model": {"tiny-b": {"max_train": 10}}},
+                      zeroshot={"max_eval": 30, "per_task": {"mini-spans": {"max_eval": 40}}})
+    jobs = expand(load_grid(path))
+    finetune = {(j.parameters["model"], j.parameters["task"]): j for j in jobs if j.kind == "finetune"}
+    assert {key: (j.parameters["probe_layer"], j.parameters["max_train"]) for key, j in finetune.items()} == {
+        ("tiny", "mini-topic"): (-1, 50), ("tiny", "mini-spans"): (2, 20),
+        ("tiny-b", "mini-topic"): (-1, 10), ("tiny-b", "mini-spans"): (2, 10)}
+    evals = {j.deps[0]: j.parameters["max_eval"] for j in jobs if j.kind == "zeroshot"}
+    assert {key: evals[j.id] for key, j in finetune.items()} == {
+        ("tiny", "mini-topic"): 30, ("tiny", "mini-spans"): 40, ("tiny-b", "mini-topic"): 30, ("tiny-b", "mini-spans"): 40}
+
+
+def test_a_layer_sweep_section_makes_one_job_after_its_models_pretraining(root):
+    path = write_grid(root, "sweep", registry=None, models=["me5-small", "me5-mlm"], tasks=["mini-topic", "mini-spans"],
+                      layer_sweep={"model": "me5-mlm", "layers": [0, 6, 12]})
+    grid = load_grid(path)
+    assert grid.sections["layer_sweep"]["tasks"] == ["mini-topic", "mini-spans"], "default: the grid's tasks"
+    jobs = expand(grid)
+    [sweep] = [j for j in jobs if j.kind == "layer_sweep"]
+    [pretrain] = [j for j in jobs if j.kind == "pretrain"]
+    assert sweep.deps == [pretrain.id] and sweep.parameters["layers"] == [0, 6, 12]
+    assert sweep.parameters["registry"] == "runs/sweep/models.yaml"
+    assert sweep.notebook.name == "layer_sweep.ipynb"
 
 
 def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):

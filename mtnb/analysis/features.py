@@ -119,6 +119,10 @@ def input_key(ids, positions=None) -> str:
 # The store
 # --------------------------------------------------------------------------------------------
 
+class LayerReached(Exception):
+    """Raised by the forward hook once a words-only batch has its layer: the rest is not needed."""
+
+
 class FeatureStore:
     """Feature matrices on disk, one per key, each of shape (rows, hidden), float32.
 
@@ -325,7 +329,9 @@ class FeatureExtractor:
         for i < n (the embedding output for i = 0), and the encoder's output (after mBART's and
         M2M100's final layer norm) for i = n. A forward pre-hook on layer i pools it (and takes
         the asked layer's word features) as soon as it exists, so one hidden state of the batch
-        is alive at a time instead of all n + 1.
+        is alive at a time instead of all n + 1. A batch that asks only for word features of a
+        layer below the last stops there (``LayerReached``): the layers above it never run, so
+        a token task probed at layer 6 of 12 costs half a forward pass.
         """
         encoder = self.encoder()
         device = next(encoder.model.parameters()).device
@@ -342,6 +348,8 @@ class FeatureExtractor:
                 for j, row in enumerate(batch["rows"]):
                     for key, positions in todo[inputs[row]].get("words", {}).items():
                         words[key] = h[j, positions].float().cpu().numpy()
+                if batch["words_only"] and i < self.n_layers:
+                    raise LayerReached(i)
 
         hooks = [block.register_forward_pre_hook(
                      lambda module, args, kwargs, i=i: take(i, args[0] if args else kwargs["hidden_states"]),
@@ -359,15 +367,20 @@ class FeatureExtractor:
                         ids[j, :len(inputs[i])] = torch.tensor(inputs[i])
                         mask[j, :len(inputs[i])] = 1
                     mask = mask.to(device)
-                    batch.update(rows=rows, mask=mask.unsqueeze(-1).float())
-                    out = encoder.model(input_ids=ids.to(device), attention_mask=mask)
-                    take(self.n_layers, out.last_hidden_state)
-                    del out
-                    pooled = np.stack(states, 1)                                  # (batch, n_layers + 1, hidden)
-                    for j, i in enumerate(rows):
-                        if "pooled" in todo[inputs[i]]:
-                            pooled_out[todo[inputs[i]]["pooled"]] = pooled[j]
-                            size += pooled[j].nbytes
+                    words_only = not any("pooled" in todo[inputs[i]] for i in rows)
+                    batch.update(rows=rows, mask=mask.unsqueeze(-1).float(), words_only=words_only)
+                    try:
+                        out = encoder.model(input_ids=ids.to(device), attention_mask=mask)
+                        take(self.n_layers, out.last_hidden_state)
+                        del out
+                    except LayerReached:
+                        pass
+                    if not words_only:
+                        pooled = np.stack(states, 1)                              # (batch, n_layers + 1, hidden)
+                        for j, i in enumerate(rows):
+                            if "pooled" in todo[inputs[i]]:
+                                pooled_out[todo[inputs[i]]["pooled"]] = pooled[j]
+                                size += pooled[j].nbytes
                     size += sum(w.nbytes for w in words.values())
                     words_out.update(words)
                     words.clear()

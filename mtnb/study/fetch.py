@@ -38,9 +38,10 @@ from mtnb.study.grids import load_grid
 
 
 def grid_models(grid) -> list[str]:
-    """The registry names a grid's jobs load, in order of first mention: models, cka.models,
-    then each SVD job's base and models."""
-    names = list(grid.models) + list(grid.sections.get("cka", {}).get("models", []))
+    """The registry names a grid's jobs load, in order of first mention: models, the layer
+    sweep's model, cka.models, then each SVD job's base and models."""
+    sweep = [grid.sections["layer_sweep"]["model"]] if "layer_sweep" in grid.sections else []
+    names = list(grid.models) + sweep + list(grid.sections.get("cka", {}).get("models", []))
     for section in grid.sections.get("svd", []):
         names += [section["base"], *section["models"]]
     return list(dict.fromkeys(names))

@@ -12,8 +12,11 @@ params/grids/smoke.yaml; a path works too), read with ``yaml.safe_load``:
     pretrain: {budget: mini,  # pretrain.ipynb parameters for the zoo members the grid uses
                seeds: [0, 1, 2]}   # optional: train each member once per seed (default: one, seed 0)
     finetune: {learning_rate: 1.0e-3, max_steps: 10,   # finetune.ipynb parameters
-               per_model: {a: {mode: probe}}}          # ... and per model, over the section's
-    zeroshot: {max_eval: 100, per_model: {a: {max_eval: 50}}}   # zeroshot.ipynb parameters (per_model too)
+               per_task: {mini-spans: {probe_layer: 6}},   # ... per task, over the section's,
+               per_model: {a: {mode: probe}}}          # ... and per model, over both
+    zeroshot: {max_eval: 100, per_model: {a: {max_eval: 50}}}   # zeroshot.ipynb parameters (per_task, per_model too)
+    layer_sweep: {model: a, tasks: [mini-spans], layers: [0, 2, 4]}   # layer_sweep.ipynb parameters:
+                              # a probe per layer, to choose finetune.probe_layer; omit to skip
     cka: {n_samples: 20}      # cka.ipynb parameters (models default: the grid's); omit to skip CKA
     svd: {base: a}            # svd.ipynb parameters (base required; models default: the grid's
                               # others); a list of such mappings runs one SVD job each; omit to skip SVD
@@ -71,14 +74,15 @@ from mtnb.models.registry import load_registry
 from mtnb.pretraining.members import BUDGETS, E5_BUDGETS, E5_MEMBERS, ZOO, training_order
 
 KEYS = ("name", "registry", "mini_root", "models", "tasks", "seeds",
-        "pretrain", "finetune", "zeroshot", "cka", "svd", "slurm", "book")
-KINDS = ("pretrain", "finetune", "zeroshot", "cka", "svd")   # notebooks/<kind>.ipynb
-OPTIONAL = ("cka", "svd")                        # run only when the grid has the section
+        "pretrain", "finetune", "zeroshot", "layer_sweep", "cka", "svd", "slurm", "book")
+KINDS = ("pretrain", "finetune", "zeroshot", "layer_sweep", "cka", "svd")   # notebooks/<kind>.ipynb
+OPTIONAL = ("layer_sweep", "cka", "svd")         # run only when the grid has the section
 # the parameters the runner sets in each notebook (from the grid's top level, or job folders)
 RUNNER_SET = {
     "pretrain": ("member", "corpus", "base_dir", "output_dir"),
     "finetune": ("model", "task", "seeds", "registry", "mini_root", "output_dir"),
     "zeroshot": ("run_dir", "output_dir"),
+    "layer_sweep": ("registry", "mini_root", "output_dir"),
     "cka": ("registry", "mini_root", "output_dir"),
     "svd": ("registry", "output_dir"),
 }
@@ -106,6 +110,7 @@ class Grid:
     task_languages: dict[str, tuple[str, ...]] = field(default_factory=dict)
     book: dict = field(default_factory=dict)
     per_model: dict[str, dict] = field(default_factory=dict)  # {finetune|zeroshot: {model: parameters}}
+    per_task: dict[str, dict] = field(default_factory=dict)   # {finetune|zeroshot: {task: parameters}}
     zoo_members: list[str] = field(default_factory=list)      # trained by the grid, bases first
     pretrain_seeds: list[int] = field(default_factory=lambda: [0])  # each zoo member trained once per seed
 
@@ -115,6 +120,11 @@ class Grid:
         if model not in self.zoo_members or len(self.pretrain_seeds) < 2:
             return [model]
         return [replica_name(model, seed) for seed in self.pretrain_seeds]
+
+    def parameters(self, kind: str, model: str, task: str) -> dict:
+        """The finetune or zeroshot parameters of ``model``'s job on ``task``: the section's,
+        then ``per_task``'s for the task over them, then ``per_model``'s for the model over both."""
+        return {**self.sections[kind], **self.per_task[kind].get(task, {}), **self.per_model[kind].get(model, {})}
 
     @property
     def runs_dir(self) -> Path:
@@ -202,10 +212,11 @@ def load_grid(path: str | Path) -> Grid:
     _known(where, "tasks", task_names, tasks, "params/tasks.yaml")
     seeds = _seeds(where, "seeds", doc["seeds"])
 
-    per_model = {}
+    per_model, per_task = {}, {}
     for kind in ("finetune", "zeroshot"):
         section = dict(doc.get(kind) or {})
-        per_model[kind] = _per_model(where, kind, section.pop("per_model", None), models)
+        per_model[kind] = _overrides(where, kind, "per_model", section.pop("per_model", None), models)
+        per_task[kind] = _overrides(where, kind, "per_task", section.pop("per_task", None), task_names)
         doc = {**doc, kind: section}
     pretrain = dict(doc.get("pretrain") or {})
     if "seed" in pretrain and "seeds" in pretrain:
@@ -220,6 +231,14 @@ def load_grid(path: str | Path) -> Grid:
             if lang not in tasks[task].languages:
                 raise MtnbError(f"{where}: zeroshot.languages: {lang!r} is not a language of task {task} "
                                 f"(it has: {', '.join(tasks[task].languages)})")
+    if "layer_sweep" in sections:
+        sweep = sections["layer_sweep"]
+        if "model" not in sweep:
+            raise MtnbError(f"{where}: layer_sweep.model: missing; name the model whose layers are probed")
+        _known(where, "layer_sweep.model", [sweep["model"]], specs, registry_label)
+        sweep.setdefault("tasks", list(task_names))
+        _known(where, "layer_sweep.tasks", _names(where, "layer_sweep.tasks", sweep["tasks"]),
+               dict.fromkeys(task_names), "the grid's tasks")
     if "cka" in sections:
         sections["cka"].setdefault("models", list(models))
         _known(where, "cka.models", _names(where, "cka.models", sections["cka"]["models"]), specs, registry_label)
@@ -237,7 +256,7 @@ def load_grid(path: str | Path) -> Grid:
                 models=models, tasks=task_names, seeds=seeds, sections=sections,
                 slurm=_slurm(where, doc.get("slurm")),
                 task_languages={t: tasks[t].languages for t in task_names},
-                book=_book(where, doc.get("book"), models), per_model=per_model,
+                book=_book(where, doc.get("book"), models), per_model=per_model, per_task=per_task,
                 zoo_members=zoo_members(_named_models(models, sections)), pretrain_seeds=pretrain_seeds)
 
 
@@ -263,7 +282,8 @@ def _named_models(models: list[str], sections: dict) -> list[str]:
     """Every model the grid names: its models, then CKA's and SVD's others, in order."""
     named = list(models)
     svd = [name for item in sections.get("svd", []) for name in [item["base"], *item["models"]]]
-    for name in [*sections.get("cka", {}).get("models", []), *svd]:
+    sweep = [sections["layer_sweep"]["model"]] if "layer_sweep" in sections else []
+    for name in [*sweep, *sections.get("cka", {}).get("models", []), *svd]:
         if name not in named:
             named.append(name)
     return named
@@ -296,17 +316,19 @@ def _check_budget(where: str, budget) -> None:
         raise MtnbError(f"{where}: pretrain.budget: {budget!r} is not a budget; use one of {', '.join(names)}")
 
 
-def _per_model(where: str, kind: str, value, models: list[str]) -> dict[str, dict]:
-    """<kind>.per_model: {model of the grid: <kind>.ipynb parameters for that model's jobs}."""
+def _overrides(where: str, kind: str, key: str, value, names: list[str]) -> dict[str, dict]:
+    """<kind>.per_model or <kind>.per_task: {model (task) of the grid: <kind>.ipynb parameters
+    for that model's (task's) jobs}."""
+    what = "model" if key == "per_model" else "task"
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise MtnbError(f"{where}: {kind}.per_model: expected a mapping of model -> parameters, got {value!r}")
+        raise MtnbError(f"{where}: {kind}.{key}: expected a mapping of {what} -> parameters, got {value!r}")
     out = {}
-    for model, params in value.items():
-        if model not in models:
-            raise MtnbError(f"{where}: {kind}.per_model.{model}: not a model of this grid (models: {', '.join(models)})")
-        out[model] = _section(where, kind, params, label=f"{kind}.per_model.{model}")
+    for name, params in value.items():
+        if name not in names:
+            raise MtnbError(f"{where}: {kind}.{key}.{name}: not a {what} of this grid ({what}s: {', '.join(names)})")
+        out[name] = _section(where, kind, params, label=f"{kind}.{key}.{name}")
     return out
 
 

@@ -11,6 +11,7 @@ or figure a new analysis writes, a page reads) is added to ``OUTPUTS`` first.
     zeroshot      results.csv                model task seed mode system language split metric value n
                   predicted_counts.csv       seed language split label count
                   units.csv.gz               model task seed mode system language split unit num den
+    layer_sweep   layer_sweep.csv            task layer seed english_dev english_test non_english_test
     cka           cka_model_pairs.csv        model_a model_b lang layer cka (+ interval columns)
                   cka_language_pairs.csv     model lang_a lang_b layer cka (+ interval columns)
                   separability.csv           model layer measure value low high
@@ -32,6 +33,7 @@ import pandas as pd
 
 from mtnb.core.errors import MtnbError
 from mtnb.core.files import atomic_file
+from mtnb.transfer.layer_sweep import COLUMNS as SWEEP_COLUMNS
 from mtnb.transfer.zeroshot import COLUMNS, COUNT_COLUMNS, UNIT_COLUMNS
 
 INTERVAL_COLUMNS = ("debiased", "biased", "low", "high", "null_debiased", "null_biased")  # with uncertainty
@@ -58,6 +60,9 @@ OUTPUTS = {
                     "query): what paired bootstraps resample", tuple(UNIT_COLUMNS), {"unit": str}),
     "results_figure": Output("zeroshot", "results.png", "scores per language"),
     "predicted_counts_figure": Output("zeroshot", "predicted_counts.png", "predicted labels per language"),
+    "layer_sweep": Output("layer_sweep", "layer_sweep.csv", "a probe's English dev and zero-shot test scores "
+                          "per task, layer and seed", ("task", *SWEEP_COLUMNS)),
+    "layer_sweep_figure": Output("layer_sweep", "layer_sweep.png", "scores against the layer probed, per task"),
     "cka_model_pairs": Output("cka", "cka_model_pairs.csv", "CKA of each model pair per language and layer",
                               ("model_a", "model_b", "lang", "layer", "cka")),
     "cka_language_pairs": Output("cka", "cka_language_pairs.csv", "CKA of each language pair per model and layer",

@@ -2,8 +2,8 @@
 
 ``expand(grid)`` turns a grid (``mtnb.study.grids``) into jobs: one finetune job per (model, task),
 training every seed of the grid (one run folder per seed: notebook start-up is paid once), one
-zeroshot job per finetune job (it depends on it and reads its runs), and one cka and one svd job
-when the grid has those sections. A job is one notebook with its parameters; its id
+zeroshot job per finetune job (it depends on it and reads its runs), and one layer-sweep, one
+cka and one svd job when the grid has those sections. A job is one notebook with its parameters; its id
 is a short SHA-256 of the notebook's code cells, its parameters and the ids of its
 dependencies, so editing any of them makes a new job (running the notebook in Jupyter and saving
 it, with outputs, does not), and its folder is
@@ -135,7 +135,8 @@ def make_job(grid: Grid, kind: str, parameters: dict, deps: list[Job] = (), inpu
 def expand(grid: Grid) -> list[Job]:
     """The grid's jobs, each after its dependencies: a pretrain job per zoo member (after the
     member it starts from), finetune (all the grid's seeds) then its zeroshot for every
-    (model, task), then cka and svd when the grid has them (after their models' pretraining)."""
+    (model, task), then the layer sweep, cka and svd when the grid has them (after their models'
+    pretraining)."""
     pretrain = pretrain_jobs(grid)
     registry = grid_registry_name(grid) if pretrain else grid.registry
     shared = {"registry": registry, "mini_root": grid.mini_root}
@@ -151,12 +152,15 @@ def expand(grid: Grid) -> list[Job]:
         for name in grid.replicas(model):
             for task in grid.tasks:
                 finetune = make_job(grid, "finetune", {"model": name, "task": task, "seeds": list(grid.seeds),
-                                                       **_given(shared, "finetune"), **grid.sections["finetune"],
-                                                       **grid.per_model["finetune"].get(model, {})}, deps=built([name]))
-                zeroshot = make_job(grid, "zeroshot", {**grid.sections["zeroshot"],
-                                                       **grid.per_model["zeroshot"].get(model, {})},
+                                                       **_given(shared, "finetune"),
+                                                       **grid.parameters("finetune", model, task)}, deps=built([name]))
+                zeroshot = make_job(grid, "zeroshot", grid.parameters("zeroshot", model, task),
                                     deps=[finetune], inputs={"run_dir": finetune.paths["output_dir"]})
                 jobs += [finetune, zeroshot]
+    if "layer_sweep" in grid.sections:
+        section = grid.sections["layer_sweep"]
+        jobs.append(make_job(grid, "layer_sweep", {**_given(shared, "layer_sweep"), **section},
+                             deps=built([section["model"]])))
     if "cka" in grid.sections:
         section = grid.sections["cka"]
         jobs.append(make_job(grid, "cka", {**_given(shared, "cka"), **section}, deps=built(section["models"])))

@@ -73,7 +73,7 @@ def non_embedding_parameters(folder) -> int:
 def task_size(model: str, task: str, grid, registry, tasks) -> TaskSize:
     """The size of fine-tuning ``model`` on ``task`` in ``grid`` (see the module docstring)."""
     defaults = notebook_parameters(notebook_path("finetune"))
-    params = {**defaults, **grid.sections["finetune"], **grid.per_model["finetune"].get(model, {})}
+    params = {**defaults, **grid.parameters("finetune", model, task)}
     epochs = float(params["epochs"])
     spec = tasks[task]
     data = {"mini_root": grid.mini_root, "xglue_dir": params.get("xglue_dir")}

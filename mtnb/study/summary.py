@@ -314,8 +314,15 @@ def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int = 200
     difference a - b of their non-English means (points) with its 95% interval, p and Holm's
     p over all rows. ``units``: the model rows (``system == "model"``) of one split and mode of
     the zero-shot jobs' ``units.csv.gz``; replicas ``<member>@p<seed>`` count as runs of their
-    member. ``runs``: resample each member's runs as well as the examples (see above); False
-    gives the interval over test examples alone. Columns ``PAIRED_COLUMNS``."""
+    member. Columns ``PAIRED_COLUMNS``.
+
+    Each bootstrap draw resamples the test examples of every language (the same draw for a and
+    b: the examples are shared) and, with ``runs`` (False: the interval over examples alone),
+    the runs, since another fine-tuning seed or pretraining seed could change the difference
+    (``run_weights``). A fine-tuning seed is shared by a and b too: seed k trains both on the
+    same English subset, so a draw takes the same fine-tuning seeds for both, and the
+    difference keeps what that subset does to both models out of its spread. Pretraining
+    replicas are a member's own and are drawn for each member separately."""
     if units is None or len(units) == 0:
         return pd.DataFrame(columns=PAIRED_COLUMNS)
     u = units.copy()
@@ -331,9 +338,13 @@ def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int = 200
             if set(both["member"]) != {a, b}:
                 continue
             stat, point, n_units = {a: [], b: []}, {a: [], b: []}, 0
-            run_names = {m: sorted(set(both.loc[both["member"] == m, "run"])) for m in (a, b)}
-            R = {m: (bootstrap_weights(len(run_names[m]), n_boot, (seed, t_index, k, 1)) if runs else None)
-                 for k, m in enumerate((a, b))}
+            runs_of = {m: both.loc[both["member"] == m, ["run", "model", "seed"]].drop_duplicates("run")
+                       .sort_values("run") for m in (a, b)}
+            run_names = {m: list(runs_of[m]["run"]) for m in (a, b)}
+            R = {a: None, b: None}
+            if runs:
+                drawn = run_weights(runs_of[a], runs_of[b], n_boot, (seed, t_index))
+                R = {a: drawn["a"], b: drawn["b"]}
             for l_index, lang in enumerate(langs):
                 rows_l = both[both["language"] == lang]
                 shared = sorted(set.intersection(*(set(g["unit"]) for _, g in rows_l.groupby("member"))))
@@ -362,3 +373,32 @@ def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int = 200
     table = pd.DataFrame(rows, columns=PAIRED_COLUMNS[:-1])
     table["p_holm"] = holm(table["p"].to_numpy()) if len(table) else []
     return table
+
+
+def run_weights(runs_a, runs_b, n_boot: int, seed) -> dict[str, np.ndarray]:
+    """How often each run of a and of b is drawn in each of ``n_boot`` draws: {"a": (B, runs of
+    a), "b": (B, runs of b)}, rows in the order of ``runs_a`` / ``runs_b`` (tables with columns
+    model, seed: a run is one fine-tuning seed of one model or replica).
+
+    When a and b have the same fine-tuning seeds, each run of every replica, a draw picks the
+    seeds once for both (S: (B, seeds), a multinomial over the seeds) and each member's
+    replicas on its own (P_m: (B, replicas of m)): run (replica r, seed k) of m gets weight
+    P_m[r] S[k]. Otherwise (the seeds differ, or some run is missing) the runs of a and b are
+    drawn independently."""
+    def layout(runs):
+        seeds = sorted(set(runs["seed"]))
+        replicas = sorted(set(runs["model"]))
+        complete = len(runs) == len(seeds) * len(replicas)
+        return seeds, replicas, complete
+
+    (seeds_a, reps_a, full_a), (seeds_b, reps_b, full_b) = layout(runs_a), layout(runs_b)
+    if seeds_a != seeds_b or not (full_a and full_b):
+        return {"a": bootstrap_weights(len(runs_a), n_boot, (*seed, 0, 1)),
+                "b": bootstrap_weights(len(runs_b), n_boot, (*seed, 1, 1))}
+    S = bootstrap_weights(len(seeds_a), n_boot, (*seed, 2, 1))
+    out = {}
+    for k, (name, runs, reps) in enumerate((("a", runs_a, reps_a), ("b", runs_b, reps_b))):
+        P = bootstrap_weights(len(reps), n_boot, (*seed, k, 1))
+        out[name] = np.stack([P[:, reps.index(model)] * S[:, seeds_a.index(s)]
+                              for model, s in zip(runs["model"], runs["seed"])], axis=1)
+    return out

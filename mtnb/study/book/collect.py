@@ -32,6 +32,7 @@ class Study:
     raw: object = None              # the results tables as written, concatenated
     units: object = None            # the zero-shot jobs' per-example scores (units.csv.gz), or None
     results_files: list[Path] = field(default_factory=list)
+    layer_sweep: Path | None = None  # the finished layer-sweep job's output folder
     cka: Path | None = None         # the finished CKA job's output folder
     svds: dict[str, Path] = field(default_factory=dict)   # {base: output folder} of finished SVD jobs
     roles: dict[str, str] = field(default_factory=dict)
@@ -65,6 +66,8 @@ def collect(grid_name: str | Path) -> Study:
         study.results = normalize(study.raw)
     if units:
         study.units = pd.concat(units, ignore_index=True)
+    if study.done("layer_sweep"):
+        study.layer_sweep = study.done("layer_sweep")[0].folder / "out"
     if study.done("cka"):
         study.cka = study.done("cka")[0].folder / "out"
     study.svds = {job.parameters["base"]: job.folder / "out" for job in study.done("svd")}

@@ -16,7 +16,7 @@ from mtnb.study.runner import Job
 
 
 KIND_TITLES = {"pretrain": "Pretraining", "finetune": "Fine-tuning", "zeroshot": "Zero-shot evaluation",
-               "cka": "CKA", "svd": "SVD"}
+               "layer_sweep": "Layer sweep", "cka": "CKA", "svd": "SVD"}
 
 
 def notebook_title(job: Job, by_id: dict[str, Job]) -> str:
@@ -31,6 +31,8 @@ def notebook_title(job: Job, by_id: dict[str, Job]) -> str:
         return f"{KIND_TITLES[job.kind]}: {p.get('model', '?')} on {p.get('task', '?')}, {seeds}{mode}"
     if job.kind == "pretrain":
         return f"Pretraining: {p.get('member', '?')}" + (f" ({p['budget']} budget)" if p.get("budget") else "")
+    if job.kind == "layer_sweep":
+        return f"Layer sweep: {p.get('model', '?')} on {', '.join(p.get('tasks', []))}"
     if job.kind == "cka":
         return f"CKA: {', '.join(p.get('models', []))}"
     if job.kind == "svd":

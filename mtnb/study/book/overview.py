@@ -20,8 +20,8 @@ def overview_page(study: Study) -> str:
              "\n## The grid\n\n", md_table(_grid_rows(study), index=False)]
     sections = [(kind, item) for kind, params in grid.sections.items()
                 for item in (params if isinstance(params, list) else [params]) if item]
-    sections += [(f"{kind}, {model}", params) for kind, models in grid.per_model.items()
-                 for model, params in models.items()]
+    sections += [(f"{kind}, {name}", params) for overrides in (grid.per_task, grid.per_model)
+                 for kind, names in overrides.items() for name, params in names.items()]
     if sections:
         parts.append("\n" + prose("overview", "parameters") + "\n\n")
         parts += [f"- **{kind}**: " + ", ".join(f"`{k}={v}`" for k, v in params.items()) + "\n" for kind, params in sections]
@@ -52,7 +52,8 @@ def _grid_rows(study: Study):
     tasks = "; ".join(f"{t} ({', '.join(grid.task_languages[t])})" for t in grid.tasks)
     rows = [("grid file", f"`{shown(grid.path)}`"), ("models (registry role)", models), ("tasks (languages)", tasks),
             ("seeds", ", ".join(map(str, grid.seeds))), ("modes", ", ".join(modes) or "(no results yet)"),
-            ("analyses", ", ".join(k.upper() for k in ("cka", "svd") if k in grid.sections) or "none")]
+            ("analyses", ", ".join(title for k, title in (("layer_sweep", "layer sweep"), ("cka", "CKA"), ("svd", "SVD"))
+                                   if k in grid.sections) or "none")]
     if grid.book.get("family"):
         rows.append(("family", f"{', '.join(grid.book['family'])} (base {grid.book['base']})"))
     return pd.DataFrame(rows, columns=["", "value"])

@@ -13,7 +13,10 @@ import numpy as np
 from mtnb.study import paper
 from mtnb.study.book.collect import Study
 from mtnb.study.book.family import family_section
-from mtnb.study.book.markdown import figure, md_table, note, prose, save
+from mtnb.study.book.markdown import copy_figure, figure, md_table, note, prose, save
+from mtnb.study.outputs import figure_path, read_table
+from mtnb.study.runner import read_json
+from mtnb.transfer.layer_sweep import best_layer, layer_means
 from mtnb.study.paper import AVERAGE_EXCLUDES
 from mtnb.study.summary import choose_split, CONTROLS, gap_table, order_systems, per_language, table1, table4
 
@@ -28,8 +31,50 @@ def results_page(study: Study, figures: Path) -> str:
     table = study.results[study.results["split"] == split]
     if study.grid.book.get("family"):
         parts.append(family_section(study, split, figures))
+    parts.append(layers_section(study, figures))
     parts.append(_tables_section(study, table, split, figures))
     return "".join(parts)
+
+
+def layers_section(study: Study, figures: Path) -> str:
+    """The layer sweep (when the grid ran one): scores by layer per task, the layer English dev
+    picks against the one the grid probes, and the figure; '' without a finished sweep."""
+    sweep = read_table(study.layer_sweep, "layer_sweep")
+    if sweep is None or not len(sweep):
+        return ""
+    job = study.done("layer_sweep")[0]
+    model, seeds = job.parameters["model"], sorted(set(sweep["seed"]))
+    parts = ["\n" + prose("results", "layers", model=model,
+                           seeds=f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}") + "\n\n"]
+    for task, rows in sweep.groupby("task", sort=False):
+        best = best_layer(rows)
+        probed = probed_layer(study, model, task)
+        if probed is None:
+            verdict, probed_text = " (no probe job of the grid reads this task)", "—"
+        else:
+            probed_text = str(probed)
+            verdict = (", the same" if probed == best else
+                       f", not the one dev picks (set `finetune.per_task.{task}.probe_layer: {best}` in the grid)")
+        means = layer_means(rows).round(1)
+        means.columns = ["English dev", "English test", "other languages, test"]
+        parts += [prose("results", "layer-choice", task=task, best=best, probed=probed_text, verdict=verdict),
+                  "\n\n", md_table(means), "\n"]
+    path = copy_figure(figure_path(study.layer_sweep, "layer_sweep_figure"), figures, "layer_sweep.png")
+    if path is not None:
+        parts.append(figure(path, "probe scores against the layer probed"))
+    return "".join(parts)
+
+
+def probed_layer(study: Study, model: str, task: str) -> int | None:
+    """The layer (0 = embeddings) the grid's probe job of ``model`` on ``task`` reads, from its
+    runs' records (so -1 is resolved to the last); None when there is no such finished probe job."""
+    for job in study.done("finetune"):
+        if job.parameters.get("model") == model and job.parameters.get("task") == task:
+            for record in sorted((job.folder / "out").glob("seed-*/run.json")):
+                layer = read_json(record).get("layer_index")
+                if layer is not None:
+                    return int(layer)
+    return None
 
 
 def _paper(table):
