@@ -748,6 +748,19 @@ def test_paired_comparisons_resolve_a_drop_and_bound_what_they_do_not_resolve():
     assert "holds" not in text
 
 
+def test_the_resolution_sentence_gives_each_tasks_half_widths_against_the_bar():
+    from mtnb.study.findings import resolution
+
+    table = pd.DataFrame([dict(task="t1", low=-2.0, high=2.0), dict(task="t1", low=0.0, high=5.0),
+                          dict(task="t2", low=-1.0, high=1.0)])
+    text = resolution(table)
+    assert "t1 ±2.2 (at most ±2.5); t2 ±1.0 (at most ±1.0) points" in text
+    assert "every task meets the bar of ±3" in text
+    table.loc[1, "high"] = 7.0
+    assert "the bar is ±3, which t1 misses" in resolution(table) and "t2 misses" not in resolution(table)
+    assert resolution(table.iloc[:0]) == ""
+
+
 def test_paired_comparisons_agree_with_scipy_and_pool_replicas():
     from mtnb.study.summary import paired_comparisons
 

@@ -204,8 +204,9 @@ def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), al
     parts = [f"Transfer is the mean score over the non-English languages. Every model is scored on the same test "
              f"examples, so each comparison is paired: a bootstrap over those examples gives the difference's 95% "
              f"interval and p-value, and Holm's method corrects the {compared} comparisons together (a difference "
-             f"counts at Holm p < {alpha:g}). The bootstrap draws each member's runs (its seeds) as well as the "
-             "examples, so an interval also spans what another seed could have given."]
+             f"counts at Holm p < {alpha:g}). The bootstrap draws the runs as well as the examples, so an interval "
+             "also spans what another seed could have given; a fine-tuning seed trains both models of a comparison "
+             "on the same English subsample, so both draw the same seeds.", resolution(table)]
     if dropped:
         parts.append(dropped)
     vs_base = table[table["a"].isin(mt) & (table["b"] == base)]
@@ -254,6 +255,23 @@ def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), al
                          f"{len(rest)} of {count(len(against), 'comparison')}"
                          + (f" (within ±{bound(rest):.1f} points)" if len(rest) else "") + ".")
     return " ".join(parts)
+
+
+RESOLUTION = 3.0   # points: the half-width the study's paired intervals should not exceed
+
+
+def resolution(table, bar: float = RESOLUTION) -> str:
+    """How wide the paired intervals are, per task (the half-width, (high - low) / 2, its median
+    and largest over the task's comparisons), against the ``bar``: a difference smaller than
+    about the half-width could not have been resolved."""
+    if table is None or table.empty:
+        return ""
+    half = table.assign(half=(table["high"] - table["low"]) / 2).groupby("task", sort=False)["half"]
+    cells = [f"{task} ±{h.median():.1f} (at most ±{h.max():.1f})" for task, h in half]
+    wide = [task for task, h in half if h.max() > bar]
+    return ("Resolution: the intervals' half-widths are, per task, " + "; ".join(cells) + " points; "
+            + (f"the bar is ±{bar:g}, which " + " and ".join(wide) + (" misses" if len(wide) == 1 else " miss")
+               + ", so smaller differences there go unresolved." if wide else f"every task meets the bar of ±{bar:g}."))
 
 
 def count(n: int, noun: str) -> str:
