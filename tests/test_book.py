@@ -697,6 +697,10 @@ def test_the_cka_page_shows_intervals_chance_and_separability(tmp_path):
     assert language_pair_intervals(languages.drop(columns=["low"])) == ""
     languages.loc[:, ["low", "high"]] = float("nan")   # too few samples for any interval
     assert "0.70 (no interval)" in language_pair_intervals(languages) and "nan" not in language_pair_intervals(languages)
+    languages.loc[:, ["low", "high"]] = [0.76, 2.75]   # the smoke grid's n = 20: an interval that excludes its estimate
+    assert "0.70 (unstable interval)" in language_pair_intervals(languages)
+    languages.loc[:, ["low", "high"]] = [-0.5, 1.2]    # or one wider than CKA's whole range
+    assert "0.70 (unstable interval)" in language_pair_intervals(languages)
     pd.DataFrame([dict(model=m, layer=1, measure=ms, value=50.0, low=45.0, high=55.0)
                   for m in ("a", "b") for ms in ("language-id", "retrieval")]).to_csv(tmp_path / "separability.csv",
                                                                                    index=False)

@@ -38,11 +38,20 @@ def cka_page(study: Study, figures: Path) -> str:
     return "".join(parts)
 
 
+UNSTABLE_WIDTH = 1.0   # a 95% interval of CKA (a value near [0, 1]) wider than this says nothing
+
+
 def with_interval(value: float, low: float, high: float) -> str:
     """``0.61 [0.52, 0.70]``; the value and "(no interval)" where the bootstrap returned none
-    (NaN bounds, as with the tests' 8 samples)."""
+    (NaN bounds, as with the tests' 8 samples), or "(unstable interval)" where the interval
+    excludes its own estimate or is wider than ``UNSTABLE_WIDTH``: debiased CKA is a ratio whose
+    denominator, the debiased HSIC of a representation with itself, comes near 0 in some draws
+    of few samples of wide features (the smoke grid's 20 samples gave 0.08 [0.76, 2.75]), and a
+    percentile interval of such draws means nothing."""
     if math.isnan(low) or math.isnan(high):
         return f"{value:.2f} (no interval)"
+    if not low <= value <= high or high - low > UNSTABLE_WIDTH:
+        return f"{value:.2f} (unstable interval)"
     return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
