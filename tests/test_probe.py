@@ -159,6 +159,38 @@ def test_probe_separates_linearly_separable_features():
         assert losses[-1] < losses[0]
 
 
+def test_the_one_standard_error_rule_takes_the_strongest_decay_the_dev_set_cannot_tell_apart():
+    """SE of a ratio metric by the delta method: sqrt(p(1-p)/n) for accuracy; the rule keeps
+    the strongest decay within one SE of the best, "best" the best itself; on a noisy task the
+    probe it keeps is the stronger one, with its dev score recorded."""
+    from mtnb.transfer.probe import chosen_decay, score_se
+
+    right = np.array([1.0] * 60 + [0.0] * 40)
+    assert score_se(right, np.ones(100)) == pytest.approx(np.sqrt(0.6 * 0.4 / 100))
+    num, den = np.array([2.0, 0.0, 4.0]), np.array([2.0, 2.0, 4.0])   # F1-like units: S = 6 / 8
+    assert score_se(num, den) == pytest.approx(np.sqrt(0.5 ** 2 + 1.5 ** 2 + 1.0 ** 2) / 8)
+    assert score_se(np.zeros(0), np.zeros(0)) == 0.0
+    scores, errors = [0.50, 0.61, 0.63, 0.62], [0.05, 0.05, 0.05, 0.05]   # strongest decay first
+    assert chosen_decay(scores, errors, "best") == 2
+    assert chosen_decay(scores, errors, "one_se") == 1, "0.61 >= 0.63 - 0.05; 0.50 is not"
+    assert chosen_decay(scores, [0.0] * 4, "one_se") == 2
+
+    rng = np.random.default_rng(2)
+    task = get_task("mini-topic")
+    x = rng.standard_normal((120, 64)).astype(np.float32)
+    y = rng.integers(0, 8, 120)
+    dev_x, dev_y = rng.standard_normal((60, 64)).astype(np.float32), rng.integers(0, 8, 60)
+    dev = [{"labels": int(v)} for v in dev_y]
+    _, best = train_probe(task, x, y, dev_x, None, dev, ProbeConfig(selection="best"))
+    _, rule = train_probe(task, x, y, dev_x, None, dev, ProbeConfig(selection="one_se"))
+    assert rule.dev_score == best.dev_score and len(rule.dev_se) == len(rule.weight_decays)
+    assert rule.chosen >= best.chosen, "never a weaker decay than the best score's"
+    k = rule.weight_decays.index(rule.chosen)
+    assert rule.dev_score[k] >= max(rule.dev_score) - rule.dev_se[int(np.argmax(rule.dev_score))]
+    with pytest.raises(MtnbError, match="probe selection 'median'"):
+        train_probe(task, x, y, dev_x, None, dev, ProbeConfig(selection="median"))
+
+
 def test_fit_is_deterministic_and_decreases_the_loss():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 16)).astype(np.float32)

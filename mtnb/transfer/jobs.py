@@ -25,7 +25,8 @@ MODES = ("finetune", "probe")
 
 
 def run_job(model: str, task: str, output_dir: str | Path, *, mode: str = "finetune", seeds=(0,),
-            config: TrainConfig | None = None, probe_layer: int = -1, pooling: str = "mean",
+            config: TrainConfig | None = None, probe_layer: int = -1, probe_selection: str = "one_se",
+            pooling: str = "mean",
             max_train: int | None = None, max_dev: int | None = None, max_eval: int | None = None,
             registry_path: str | None = None, mini_root=None, xglue_dir=None, xglue_parquet=None,
             progress: bool = True) -> list[dict]:
@@ -33,7 +34,8 @@ def run_job(model: str, task: str, output_dir: str | Path, *, mode: str = "finet
     run records in seed order.
 
     ``mode`` finetune: ``finetune_run`` per seed with ``config`` (its seed replaced). ``mode``
-    probe: ``mtnb.transfer.probe.probe_run`` with ``probe_layer`` (the features are computed once for
+    probe: ``mtnb.transfer.probe.probe_run`` with ``probe_layer`` and ``probe_selection`` (how the
+    weight decay is chosen on English dev; the features are computed once for
     all seeds; ``config`` gives max_length and the forward batch size; ``max_eval`` caps the
     test examples per language whose features are computed ahead for zero-shot evaluation).
     ``config.precision`` sets the forward passes' dtype in both modes (``mtnb.core.precision``). A
@@ -48,7 +50,8 @@ def run_job(model: str, task: str, output_dir: str | Path, *, mode: str = "finet
                 xglue_parquet=xglue_parquet, progress=progress)
     if mode == "probe":
         probe_config = ProbeConfig(layer=probe_layer, pooling=pooling, max_length=config.max_length,
-                                   batch_size=config.batch_size, precision=config.precision)
+                                   batch_size=config.batch_size, precision=config.precision,
+                                   selection=probe_selection)
         return probe_run(model, task, output_dir, seeds=list(folders), config=probe_config, max_train=max_train,
                          max_dev=max_dev, max_eval=max_eval, **data)
     if isinstance(probe_layer, bool) or not isinstance(probe_layer, int):

@@ -24,7 +24,15 @@ L-BFGS (strong-Wolfe line search) from W = 0, b = 0. The loss is strictly convex
 is its unique minimum, reached the same way on every run: no random draw is involved, and the
 seed acts through the training and dev subsample it draws (the test examples are one draw for
 all: ``mtnb.data.loading.eval_subset``). λ is chosen on English dev among ``weight_decays``,
-strongest first, each fit warm-started from the previous; a tie keeps the stronger decay.
+strongest first, each fit warm-started from the previous, by the one-standard-error rule
+(``selection="one_se"``, Hastie, Tibshirani and Friedman, *Elements of Statistical Learning*,
+§7.10): the strongest decay whose dev score is within one standard error of the best one's.
+The standard error of a dev score S = Σ num_i / Σ den_i over its units (examples, sentences or
+queries: ``mtnb.transfer.scoring.metric_units``) is the delta method's
+SE(S) = sqrt(Σ (num_i − S den_i)²) / Σ den_i (for accuracy, sqrt(S(1 − S)/n)). Decays within
+one SE of each other are not told apart by the dev set; the rule takes the most regularised,
+so that which of them a seed's dev draw happens to favour does not decide the probe.
+``selection="best"`` takes the best dev score (a tie keeps the stronger decay).
 
 Features come from ``mtnb.analysis.features.FeatureExtractor`` (cached on disk by weights,
 precision and token ids; float32 at every precision): ``probe_run`` gathers every input a job
@@ -54,9 +62,10 @@ from mtnb.data.loading import eval_subset, load_task, subsample
 from mtnb.data.tasks import get_task
 from mtnb.models.registry import load_registry
 from mtnb.transfer.run_folders import resolved, run_folders, save_run, unlabelled
-from mtnb.transfer.scoring import references, score
+from mtnb.transfer.scoring import metric_units, references, score
 
 WEIGHT_DECAYS = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # measured: me5-small, 1,000 mini-topic paragraphs: best 0.1-0.3
+SELECTIONS = ("one_se", "best")
 WEIGHTS_FILE = "probe.safetensors"
 SMALL_FIT = 1_000_000_000  # examples x features x labels below which the fit runs on one thread
 
@@ -72,16 +81,19 @@ class ProbeConfig:
     max_iter: int = 100             # L-BFGS iterations per weight decay
     batch_size: int = 32            # inputs per forward pass of the encoder
     precision: str = "fp32"         # fp32 | bf16 | fp16 | auto: the encoder's dtype (mtnb.core.precision)
+    selection: str = "one_se"       # one_se: the strongest decay within one SE of the best dev score | best
 
 
 @dataclass
 class ProbeCurve:
     """What training did: for each weight decay tried (in order), the loss at every function
-    evaluation of L-BFGS and the English dev score; the one chosen; and the seconds spent."""
+    evaluation of L-BFGS, the English dev score and its standard error; the one chosen; and
+    the seconds spent."""
 
     weight_decays: list = field(default_factory=list)
     losses: list = field(default_factory=list)
     dev_score: list = field(default_factory=list)
+    dev_se: list = field(default_factory=list)
     chosen: float | None = None
     seconds: float = 0.0
     feature_seconds: float = 0.0
@@ -250,33 +262,57 @@ def _fit_logistic(x, y, n_labels, weight_decay, max_iter, init):
 
 def train_probe(task, train_raw, train_y: np.ndarray, dev_raw, dev_counts, dev_examples: list,
                 config: ProbeConfig) -> tuple[LinearProbe, ProbeCurve]:
-    """Fit a probe per weight decay (strongest first, warm-started), keep the one that scores
-    best on English dev (the task's metric); returns it and the ProbeCurve."""
+    """Fit a probe per weight decay (strongest first, warm-started) and keep the one
+    ``config.selection`` picks on English dev (the task's metric; see the module docstring);
+    returns it and the ProbeCurve."""
+    if config.selection not in SELECTIONS:
+        raise MtnbError(f"probe selection {config.selection!r}: use one of {', '.join(SELECTIONS)}")
     start = time.perf_counter()
     mean, std = LinearProbe.scaler(train_raw)
     probe = LinearProbe(task.head, None, None, mean, std)
     x, n_labels = probe.design(train_raw), len(task.labels)
     gold = references(dev_examples, task)
     dev_x = probe.design(dev_raw)
-    curve, best, init = ProbeCurve(), None, None
+    curve, fits, init = ProbeCurve(), [], None
     for decay in sorted(config.weight_decays, reverse=True):
         w, b, losses = fit_logistic(x, train_y, n_labels, decay, config.max_iter, init)
         init = (w, b)
-        dev = score(task, predictions(task.head, dev_x @ w.T + b, dev_counts), gold, dev_examples)
+        predicted = predictions(task.head, dev_x @ w.T + b, dev_counts)
         curve.weight_decays.append(decay)
         curve.losses.append(losses)
-        curve.dev_score.append(dev)
-        if best is None or dev > best[0]:
-            best = (dev, decay, w, b)
-    curve.chosen = best[1]
-    probe.weight, probe.bias = best[2], best[3]
+        curve.dev_score.append(score(task, predicted, gold, dev_examples))
+        curve.dev_se.append(score_se(*metric_units(task, predicted, gold, dev_examples)[1:]))
+        fits.append((w, b))
+    k = chosen_decay(curve.dev_score, curve.dev_se, config.selection)
+    curve.chosen = curve.weight_decays[k]
+    probe.weight, probe.bias = fits[k]
     curve.seconds = time.perf_counter() - start
     return probe, curve
 
 
+def score_se(num: np.ndarray, den: np.ndarray) -> float:
+    """The delta method's standard error of S = Σ num / Σ den over units (module docstring):
+    sqrt(Σ (num_i − S den_i)²) / Σ den_i, on S's [0, 1] scale; 0 without units."""
+    total = float(np.sum(den))
+    if total <= 0:
+        return 0.0
+    ratio = float(np.sum(num)) / total
+    return float(np.sqrt(np.sum((num - ratio * den) ** 2)) / total)
+
+
+def chosen_decay(dev_score: list[float], dev_se: list[float], selection: str) -> int:
+    """Index of the decay ``selection`` picks among decays ordered strongest first: "best", the
+    first best dev score; "one_se", the first whose score is at least best − SE(best)."""
+    best = int(np.argmax(dev_score))
+    if selection == "best":
+        return best
+    floor = dev_score[best] - dev_se[best]
+    return next(k for k, value in enumerate(dev_score) if value >= floor)
+
+
 def plot_probe(curve: ProbeCurve, title: str = ""):
     """Left: the training loss over L-BFGS evaluations per weight decay; right: English dev
-    score per weight decay (the chosen one marked)."""
+    score per weight decay, ± its standard error (the chosen one marked)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
     for decay, losses in zip(curve.weight_decays, curve.losses):
         left.plot(range(1, len(losses) + 1), losses, lw=1, label=f"λ = {decay:g}")
@@ -284,7 +320,9 @@ def plot_probe(curve: ProbeCurve, title: str = ""):
     left.set_ylabel("training loss")
     left.set_yscale("log")
     left.legend(fontsize=7)
-    right.plot(curve.weight_decays, [100 * s for s in curve.dev_score], marker="o", color="tab:red")
+    right.errorbar(curve.weight_decays, [100 * s for s in curve.dev_score],
+                   yerr=[100 * e for e in curve.dev_se] if len(curve.dev_se) == len(curve.dev_score) else None,
+                   marker="o", color="tab:red", capsize=2)
     if curve.chosen is not None:
         k = curve.weight_decays.index(curve.chosen)
         right.plot([curve.chosen], [100 * curve.dev_score[k]], marker="*", ms=14, color="tab:red", ls="none")
@@ -377,7 +415,8 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
             "max_train": max_train, "max_dev": max_dev, "max_eval": max_eval,
             "data": {"mini_root": resolved(mini_root), "xglue_dir": resolved(xglue_dir), "xglue_parquet": resolved(xglue_parquet)},
             "n_train": len(train_in[seed].examples), "n_train_rows": int(len(train_y)),
-            "n_dev": len(dev_in[seed].examples), "best_dev_score": max(curve.dev_score),
+            "n_dev": len(dev_in[seed].examples), "best_dev_score": curve.dev_score[curve.weight_decays.index(curve.chosen)],
+            "selection": config.selection,
             "weight_decay": curve.chosen, "sequences_encoded": n_forward, "feature_cache": resolved(cache_dir),
             "feature_seconds": feature_seconds, "train_seconds": curve.seconds,
         }
