@@ -747,9 +747,12 @@ def test_paired_comparisons_resolve_a_drop_and_bound_what_they_do_not_resolve():
     assert "No translation member transfers better than m" in text
     assert "2 lower and 2 without a resolved difference (their intervals exclude differences beyond ±" in text
     assert "As in the paper, one-to-many hurts most: m-o2m" in text and "m-o2m lies resolvably below m on 2 of 2 tasks" in text
-    assert "m-mlm keeps m's transfer (no resolved drop on any task)" in text
+    assert "m-mlm keeps m's transfer (no resolved difference on any task)" in text
     assert "Holm p = 0.0" in text           # resolved, and never printed as 0
     assert "holds" not in text
+    raised = paired_comparisons(_units({"m": 0.5, "m-m2o": 0.5, "m-mlm": 0.7}), [("m-mlm", "m")], n_boot=500)
+    assert "m-mlm raises m's transfer (no resolved drop on any task): m-mlm − m on" in \
+        paired_finding(raised, "m", ["m-m2o"], ["m-mlm"])
 
 
 def test_the_resolution_sentence_gives_each_tasks_half_widths_against_the_bar():
@@ -759,9 +762,17 @@ def test_the_resolution_sentence_gives_each_tasks_half_widths_against_the_bar():
                           dict(task="t2", low=-1.0, high=1.0)])
     text = resolution(table)
     assert "t1 ±2.2 (at most ±2.5); t2 ±1.0 (at most ±1.0) points" in text
-    assert "every task meets the bar of ±3" in text
+    assert "the comparisons meet the bar of ±3 on every task" in text
     table.loc[1, "high"] = 7.0
-    assert "the bar is ±3, which t1 misses" in resolution(table) and "t2 misses" not in resolution(table)
+    assert "the bar for the comparisons is ±3, which t1 misses" in resolution(table)
+    assert "t2 misses" not in resolution(table)
+    # the bar applies to the comparisons with the base; others are reported beside them
+    table["b"] = ["m", "c", "m"]
+    text = resolution(table, "m")
+    assert "t1 ±2.8 (at most ±3.5; against m at most ±2.0)" in text
+    assert "the comparisons with m meet the bar of ±3 on every task" in text
+    table.loc[0, ["low", "high"]] = [-3.04, 3.04]      # printed ±3.0: within the bar as shown
+    assert "meet the bar" in resolution(table, "m")
     assert resolution(table.iloc[:0]) == ""
 
 
