@@ -343,7 +343,8 @@ class FeatureExtractor:
 
         def take(i: int, h) -> None:          # h: hidden state i of the batch, (batch, seq, hidden)
             m = batch["mask"]
-            states[i] = ((h.float() * m).sum(1) / m.sum(1) if self.pooling == "mean" else h[:, 0].float()).cpu().numpy()
+            if not batch["words_only"]:
+                states[i] = ((h.float() * m).sum(1) / m.sum(1) if self.pooling == "mean" else h[:, 0].float()).cpu().numpy()
             if i == layer:
                 for j, row in enumerate(batch["rows"]):
                     for key, positions in todo[inputs[row]].get("words", {}).items():

@@ -34,17 +34,12 @@ from mtnb.data.xglue import load_xglue, parquet_split_name, xglue_item
 from mtnb.models.loading import load_encoder
 from mtnb.models.registry import load_registry
 from mtnb.pretraining.members import E5_BASE
-from mtnb.study.grids import load_grid
+from mtnb.study.grids import load_grid, named_models
 
 
 def grid_models(grid) -> list[str]:
-    """The registry names a grid's jobs load, in order of first mention: models, the layer
-    sweep's model, cka.models, then each SVD job's base and models."""
-    sweep = [grid.sections["layer_sweep"]["model"]] if "layer_sweep" in grid.sections else []
-    names = list(grid.models) + sweep + list(grid.sections.get("cka", {}).get("models", []))
-    for section in grid.sections.get("svd", []):
-        names += [section["base"], *section["models"]]
-    return list(dict.fromkeys(names))
+    """The registry names a grid's jobs load (``mtnb.study.grids.named_models``)."""
+    return named_models(grid.models, grid.sections)
 
 
 def xglue_splits(grid) -> list[tuple[str, str, str]]:

@@ -257,7 +257,7 @@ def load_grid(path: str | Path) -> Grid:
                 slurm=_slurm(where, doc.get("slurm")),
                 task_languages={t: tasks[t].languages for t in task_names},
                 book=_book(where, doc.get("book"), models), per_model=per_model, per_task=per_task,
-                zoo_members=zoo_members(_named_models(models, sections)), pretrain_seeds=pretrain_seeds)
+                zoo_members=zoo_members(named_models(models, sections)), pretrain_seeds=pretrain_seeds)
 
 
 def replica_name(member: str, seed: int) -> str:
@@ -278,8 +278,9 @@ def _seeds(where: str, key: str, value) -> list[int]:
     return seeds
 
 
-def _named_models(models: list[str], sections: dict) -> list[str]:
-    """Every model the grid names: its models, then CKA's and SVD's others, in order."""
+def named_models(models: list[str], sections: dict) -> list[str]:
+    """Every model the grid names, each once, in order of first mention: its models, the layer
+    sweep's model, then CKA's and SVD's others."""
     named = list(models)
     svd = [name for item in sections.get("svd", []) for name in [item["base"], *item["models"]]]
     sweep = [sections["layer_sweep"]["model"]] if "layer_sweep" in sections else []

@@ -62,7 +62,7 @@ from mtnb.data.loading import eval_subset, load_task, subsample
 from mtnb.data.tasks import get_task
 from mtnb.models.registry import load_registry
 from mtnb.transfer.run_folders import resolved, run_folders, save_run, unlabelled
-from mtnb.transfer.scoring import metric_units, references, score
+from mtnb.transfer.scoring import metric_units, references
 
 WEIGHT_DECAYS = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # measured: me5-small, 1,000 mini-topic paragraphs: best 0.1-0.3
 SELECTIONS = ("one_se", "best")
@@ -280,8 +280,9 @@ def train_probe(task, train_raw, train_y: np.ndarray, dev_raw, dev_counts, dev_e
         predicted = predictions(task.head, dev_x @ w.T + b, dev_counts)
         curve.weight_decays.append(decay)
         curve.losses.append(losses)
-        curve.dev_score.append(score(task, predicted, gold, dev_examples))
-        curve.dev_se.append(score_se(*metric_units(task, predicted, gold, dev_examples)[1:]))
+        _, num, den = metric_units(task, predicted, gold, dev_examples)   # the metric is Σ num / Σ den
+        curve.dev_score.append(float(num.sum() / den.sum()) if den.sum() > 0 else 0.0)
+        curve.dev_se.append(score_se(num, den))
         fits.append((w, b))
     k = chosen_decay(curve.dev_score, curve.dev_se, config.selection)
     curve.chosen = curve.weight_decays[k]
