@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,8 @@ from mtnb.cli import main
 from mtnb.core.errors import MtnbError
 from mtnb.study.grids import load_grid
 from mtnb.models.registry import load_registry
-from mtnb.study.runner import code_hash, expand, run, status
+from mtnb.study.job_process import code_hash
+from mtnb.study.runner import expand, run, status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -337,6 +339,64 @@ def test_committed_notebooks_carry_no_outputs():
             if cell["cell_type"] == "code":
                 assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
 
+
+def test_a_jobs_process_imports_papermill_and_none_of_the_studys_heavy_modules():
+    """Every job pays its process's imports: unpickling ``execute_job`` (as submitit does, in a
+    fresh interpreter) and importing papermill must not load torch, transformers, datasets or
+    the runner, nor jsonschema's IRI checker."""
+    from mtnb.study.runner import execute_job
+
+    probe = ("import pickle, sys\n"
+             "job = pickle.loads(sys.stdin.buffer.read())\n"
+             "sys.modules[job.__module__].import_papermill()\n"
+             "print(job.__module__, *sorted(name for name, module in sys.modules.items() if module))\n")
+    out = subprocess.run([sys.executable, "-c", probe], input=pickle.dumps(execute_job), capture_output=True,
+                         cwd=ROOT, check=True)
+    module, *loaded = out.stdout.decode().split()
+    assert module == "mtnb.study.job_process"
+    assert "papermill" in loaded and "jsonschema" in loaded
+    for heavy in ("torch", "transformers", "datasets", "evaluate", "matplotlib", "mtnb.study.runner",
+                  "mtnb.study.grids", "rfc3987_syntax", "lark"):
+        assert heavy not in loaded, heavy
+
+
+
+def test_a_jobs_kernel_is_killed_after_its_last_cell_so_nothing_may_wait_on_its_exit(tmp_path):
+    """``execute_job`` stops the kernel at once: an exit handler registered in a cell never runs,
+    while the files the cells wrote, the executed notebook and done.json are all there."""
+    import nbformat
+
+    from mtnb.study.job_process import execute_job
+
+    marker, written = tmp_path / "at-exit.txt", tmp_path / "in-cell.txt"
+    cells = [nbformat.v4.new_code_cell("path = ''", metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell(f"import atexit\natexit.register(lambda: open({str(marker)!r}, 'w').close())\n"
+                                       "with open(path, 'w') as f:\n    f.write('done')")]
+    notebook = nbformat.v4.new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
+        "language_info": {"name": "python"}})
+    nbformat.write(notebook, tmp_path / "probe.ipynb")
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "job.json").write_text("{}")
+    record = execute_job(str(folder), str(tmp_path / "probe.ipynb"), "probe", {"path": str(written)},
+                         str(tmp_path), {}, time.time())
+    assert record["status"] == "done", record.get("traceback")
+    assert json.loads((folder / "done.json").read_text())["import_seconds"] >= 0
+    assert (folder / "probe.ipynb").is_file() and written.read_text() == "done"
+    time.sleep(1.0)
+    assert not marker.exists(), "the kernel exited normally: its exit handlers ran"
+
+
+def test_no_notebook_leaves_work_to_its_kernels_exit():
+    """What the immediate kill above relies on: the notebooks start no threads, processes or exit
+    handlers, and no mtnb module registers one."""
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        for word in ("atexit", "threading", "multiprocessing", "subprocess", "Popen", "num_workers"):
+            assert word not in code, f"{path.name} uses {word}"
+    for path in sorted((ROOT / "mtnb").rglob("*.py")):
+        assert "atexit" not in path.read_text(), path
 
 # --------------------------------------------------------------------------------------------
 # Real runs of a tiny grid

@@ -32,9 +32,9 @@ job.json: if the runner alone was killed (or, with SLURM, logged out) while its 
 ``mtnb status`` shows them running and ``mtnb run`` refuses to start until they end, rather
 than delete a folder that a live job writes to.
 
-The record. done.json (or failed.json) also holds what the numbers depend on besides the
-parameters (``job_environment``): OMP_NUM_THREADS, the CPU count, the torch and
-transformers versions, and ``code_hash``, a hash of the mtnb package's source files.
+The job's side. ``execute_job`` and what it records live in ``mtnb.study.job_process``, which
+imports little, since every job pays its imports: done.json (or failed.json) holds the times and
+what the numbers depend on besides the parameters (``job_environment``).
 
 Timing. done.json records ``seconds``, the wall time of papermill's execution, and
 ``cells_seconds``, the time spent inside the notebook's code cells: the difference is the
@@ -50,17 +50,13 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import time
-import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib.metadata import version
 from pathlib import Path
 
 import submitit
@@ -68,17 +64,17 @@ import yaml
 
 from mtnb.core.errors import MtnbError
 from mtnb.core.files import write_text
-from mtnb.core.paths import PACKAGE_DIR, project_root
+from mtnb.core.paths import project_root
 from mtnb.core.yamlfile import read_yaml
 from mtnb.models.registry import registry_path
 from mtnb.pretraining.members import E5_BASE, E5_MEMBERS, ZOO
 from mtnb.study.grids import RUNNER_SET, Grid, load_grid, notebook_path, replica_name, shown
+from mtnb.study.job_process import error_line, execute_job, timestamp, write_json_atomic
 
 POLL_S = 0.5                    # how often running jobs are checked
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 min) would kill every real job
 SUBMITIT_SHARED = ("timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb", "nodes", "tasks_per_node",
                    "name", "stderr_to_stdout")
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,106 +224,6 @@ def _given(shared: dict, kind: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# The job function (runs in its own process: a local subprocess or a SLURM job)
-# --------------------------------------------------------------------------------------------
-
-def execute_job(folder: str, notebook: str, kind: str, parameters: dict, root: str, env: dict,
-                submitted: float) -> dict:
-    """Execute ``notebook`` with papermill into ``folder``/<kind>.ipynb, cwd ``root``; write
-    done.json (atomically, after papermill returns) or failed.json; return that record.
-
-    ``env`` is applied first (None removes a variable); ``submitted`` is the time.time() of the
-    submission. done.json records the times: ``seconds`` papermill's wall time, ``cells_seconds``
-    the time inside the code cells (``cell_seconds`` each), ``startup_seconds`` the difference
-    (kernel start, notebook I/O), ``start_delay_seconds`` from submission to this function (the
-    job's process start, or the queue), ``job_seconds`` from submission to the end.
-    """
-    for key, value in env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    folder = Path(folder)
-    with held(folder / "job.json"):
-        write_json_atomic(folder / "process.json", {"pid": os.getpid(), "host": socket.gethostname(),
-                                                    "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
-        return _execute_notebook(folder, notebook, kind, parameters, root, submitted)
-
-
-def _execute_notebook(folder: Path, notebook: str, kind: str, parameters: dict, root: str,
-                      submitted: float) -> dict:
-    """The body of ``execute_job``: papermill, then done.json or failed.json."""
-    record = {"kind": kind, "host": socket.gethostname(), "started": _now(),
-              "start_delay_seconds": round(time.time() - submitted, 3), **job_environment()}
-    start = time.perf_counter()
-    try:
-        import papermill  # here, in the job's own process: the runner never executes a notebook itself
-
-        start = time.perf_counter()
-        nb = papermill.execute_notebook(notebook, str(folder / f"{kind}.ipynb"), parameters=parameters,
-                                        kernel_name="python3", cwd=root, progress_bar=False)
-    except Exception as err:  # noqa: BLE001 - any failure of the notebook is the job's failure
-        record.update(status="failed", finished=_now(), seconds=round(time.perf_counter() - start, 3),
-                      error=error_line(err), traceback=_traceback(err))
-        write_json_atomic(folder / "failed.json", record)
-        return record
-    seconds = time.perf_counter() - start
-    cells = [round(float(c.metadata.get("papermill", {}).get("duration") or 0), 3)
-             for c in nb.cells if c.cell_type == "code"]
-    record.update(status="done", finished=_now(), seconds=round(seconds, 3), cells_seconds=round(sum(cells), 3),
-                  startup_seconds=round(seconds - sum(cells), 3),
-                  job_seconds=round(time.time() - submitted, 3), cell_seconds=cells)
-    write_json_atomic(folder / "done.json", record)
-    return record
-
-
-def job_environment() -> dict:
-    """What a job's numbers depend on besides its parameters: the thread setting its kernel
-    inherits (OMP_NUM_THREADS sets torch's thread count; unset, torch takes one per core), the
-    CPUs, the torch and transformers versions, and the mtnb code (``code_hash``). Read from
-    the environment and the package metadata: importing torch here would cost every job 1.2 s."""
-    return {"omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
-            "torch": version("torch"), "transformers": version("transformers"), "code_hash": code_hash()}
-
-
-def code_hash() -> str:
-    """12 hex digits of SHA-256 over the mtnb package's source files (their paths and contents):
-    results made with other code carry another hash."""
-    package = PACKAGE_DIR
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
-
-
-def error_line(err: BaseException) -> str:
-    """The one line that says what went wrong: ``Type: message`` (from the kernel for a cell)."""
-    if getattr(err, "ename", None):
-        message = str(getattr(err, "evalue", "") or "").strip().splitlines()
-        return f"{err.ename}: {message[0] if message else ''}".strip()
-    lines = [line for line in traceback.format_exception_only(type(err), err) if line.strip()]
-    return (lines[-1].strip().splitlines() or [type(err).__name__])[-1]
-
-
-def _traceback(err: BaseException) -> str:
-    """The kernel's traceback of the failing cell (colour codes removed), else Python's."""
-    kernel = getattr(err, "traceback", None)
-    if isinstance(kernel, list) and kernel:
-        return ANSI.sub("", "\n".join(kernel))
-    return "".join(traceback.format_exception(type(err), err, err.__traceback__))
-
-
-def write_json_atomic(path: Path, record: dict) -> None:
-    """Write ``record`` to ``path`` so that it is either absent or complete: temp file, fsync,
-    rename."""
-    write_text(path, json.dumps(record, indent=1, default=str), sync=True)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-# --------------------------------------------------------------------------------------------
 # Status
 # --------------------------------------------------------------------------------------------
 
@@ -382,16 +278,6 @@ def format_status(rows: list[dict]) -> str:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     return format_table(rows, ("kind", "id", "status", "deps", "note")) + f"\n{len(rows)} jobs: {summary}"
-
-
-@contextlib.contextmanager
-def held(path: Path):
-    """Hold an exclusive lock on ``path`` (a job's job.json) while the job runs: the system drops
-    it when the process ends, however it ends. Without locks on the file system, runs unguarded."""
-    with open(path) as f:
-        with contextlib.suppress(OSError):
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield
 
 
 def is_held(path: Path) -> bool:
@@ -614,7 +500,7 @@ def collect(job: Job, handle) -> dict:
         error = RuntimeError("the job ended without writing done.json or failed.json")
     except Exception as err:  # noqa: BLE001 - whatever submitit says went wrong
         error = err
-    record = {"status": "failed", "kind": job.kind, "finished": _now(),
+    record = {"status": "failed", "kind": job.kind, "finished": timestamp(),
               "error": error_line(error), "traceback": str(error), "log": str(handle.paths.stderr)}
     write_json_atomic(job.folder / "failed.json", record)
     return record
