@@ -280,6 +280,26 @@ def test_dry_run_lists_every_job_with_its_deps_and_runs_nothing(root, capsys):
     assert not (root / "runs").exists()
 
 
+def test_done_jobs_made_by_other_mtnb_code_are_named_before_they_are_reused(root, capsys):
+    from mtnb.study.runner import other_code_note
+
+    write_grid(root, "stale")
+    jobs = expand(load_grid("stale"))
+    assert other_code_note(jobs) is None, "nothing done: nothing to say"
+    for job, made in zip(jobs, ("0123456789ab", code_hash())):
+        job.folder.mkdir(parents=True)
+        (job.folder / "done.json").write_text(json.dumps({"status": "done", "code_hash": made}))
+    note = other_code_note(jobs)
+    assert note.startswith("note: 1 of the 2 done jobs were made by other mtnb code (code_hash 0123456789ab (1); "
+                           f"this code is {code_hash()})")
+    assert jobs[0].id in note and "\n" not in note
+    # the dry run says it too, before its preflight stops on the missing checkpoint
+    assert main(["run", "stale", "--dry-run"]) == 2
+    assert note in capsys.readouterr().out
+    (jobs[0].folder / "done.json").write_text(json.dumps({"status": "done", "code_hash": code_hash()}))
+    assert other_code_note(jobs) is None
+
+
 def test_job_ids_are_stable_and_follow_parameters_and_deps(root):
     path = write_grid(root, "ids", seeds=[0, 1], finetune={"max_steps": 3}, zeroshot={"max_eval": 8},
                       svd={"base": "tiny", "models": ["tiny-b"]})

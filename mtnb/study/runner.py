@@ -69,7 +69,7 @@ from mtnb.core.yamlfile import read_yaml
 from mtnb.models.registry import registry_path
 from mtnb.pretraining.members import E5_BASE, E5_MEMBERS, ZOO
 from mtnb.study.grids import RUNNER_SET, Grid, load_grid, notebook_path, replica_name, shown
-from mtnb.study.job_process import error_line, execute_job, timestamp, write_json_atomic
+from mtnb.study.job_process import code_hash, error_line, execute_job, timestamp, write_json_atomic
 
 POLL_S = 0.5                    # how often running jobs are checked
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 min) would kill every real job
@@ -334,6 +334,9 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
             row["parameters"] = " ".join(f"{k}={v}" for k, v in job.parameters.items())
         print(format_table(rows, ("kind", "id", "status", "deps", "parameters")))
         print(f"{len(todo)} jobs ({_kind_counts(todo)}); dry run: nothing executed")
+        note = other_code_note(todo)
+        if note:
+            print(note)
         for line in sizing_lines(grid):
             print(line)
         items = preflight(grid)
@@ -347,11 +350,39 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
                             f"ended ({describe_processes(busy)}); stop them with 'mtnb stop {grid.name}', or wait "
                             f"for them to end ('mtnb status {grid.name}')")
         prepare_models(grid, todo)
+        note = other_code_note(todo)
+        if note:
+            print(note, flush=True)
         executor, cap, env = make_executor(grid, jobs, slurm)
         results = execute(todo, executor, cap, env)
     for line in summary(grid, todo, results):
         print(line, flush=True)
     return 1 if any(r["status"] == "failed" for r in results.values()) else 0
+
+
+def other_code_note(jobs: list[Job]) -> str | None:
+    """One line when some done jobs were made by other mtnb code than the code running now
+    (their done.json's ``code_hash`` differs), else None.
+
+    A job's id hashes its notebook's code and its parameters, not the package, so a change inside
+    ``mtnb`` (a fix in a metric, say) does not redo finished jobs: ``mtnb run`` reuses them as
+    they are. The line says how many, with which code, and how to redo one.
+    """
+    current = code_hash()
+    done = [job for job in jobs if (job.folder / "done.json").is_file()]
+    other: dict[str, list[Job]] = {}
+    for job in done:
+        made = (read_json(job.folder / "done.json") or {}).get("code_hash") or "not recorded"
+        if made != current:
+            other.setdefault(made, []).append(job)
+    if not other:
+        return None
+    count = sum(len(group) for group in other.values())
+    hashes = ", ".join(f"{made} ({len(group)})" for made, group in other.items())
+    first = next(iter(other.values()))[0]
+    return (f"note: {count} of the {len(done)} done jobs were made by other mtnb code (code_hash {hashes}; "
+            f"this code is {current}) and are reused as they are; to redo one, delete its folder "
+            f"(e.g. {shown(first.folder)})")
 
 
 def running_jobs(jobs: list[Job]) -> list[Job]:
