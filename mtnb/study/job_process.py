@@ -5,7 +5,7 @@ or a SLURM job. That process starts Python, unpickles the function (importing th
 imports papermill; only then does papermill start the notebook's kernel. A grid pays this start
 once per job (the paper grid: 114 times), so this module imports the standard library and
 nothing of mtnb above ``mtnb.core``: the runner's own imports (grids, registries, datasets)
-would add about 1 s of CPU to every job.
+would add about 1.5 s of CPU to every job.
 
 The record. done.json (or failed.json) holds the times (``execute_job``) and what the numbers
 depend on besides the parameters (``job_environment``): OMP_NUM_THREADS, the CPU count, the
