@@ -380,7 +380,6 @@ def test_a_jobs_process_imports_papermill_and_none_of_the_studys_heavy_modules()
         assert heavy not in loaded, heavy
 
 
-
 def test_a_jobs_kernel_is_killed_after_its_last_cell_so_nothing_may_wait_on_its_exit(tmp_path):
     """``execute_job`` stops the kernel at once: an exit handler registered in a cell never runs,
     while the files the cells wrote, the executed notebook and done.json are all there."""
