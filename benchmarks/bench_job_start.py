@@ -40,6 +40,7 @@ from pathlib import Path
 
 from mtnb.core.paths import SOURCE_ROOT
 from mtnb.study.job_process import execute_job
+from mtnb.study.runner import code_cells
 
 PAPER_JOBS, LANES = 114, 2
 
@@ -65,12 +66,8 @@ PAPERMILL_RUN = ("import sys, time\n"
 
 def notebook_imports(name: str) -> str:
     """The import statements of notebooks/<name>.ipynb's code cells, as one script."""
-    cells = json.loads((SOURCE_ROOT / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))["cells"]
-    lines = []
-    for cell in cells:
-        if cell["cell_type"] == "code":
-            source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-            lines += [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
+    lines = [line.strip() for source in code_cells(SOURCE_ROOT / "notebooks" / f"{name}.ipynb")
+             for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
     return "\n".join(lines) + "\n"
 
 

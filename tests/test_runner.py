@@ -26,7 +26,7 @@ from mtnb.core.errors import MtnbError
 from mtnb.study.grids import load_grid
 from mtnb.models.registry import load_registry
 from mtnb.study.job_process import code_hash
-from mtnb.study.runner import expand, run, status
+from mtnb.study.runner import code_cells, expand, run, status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -411,7 +411,7 @@ def test_no_notebook_leaves_work_to_its_kernels_exit():
     """What the immediate kill above relies on: the notebooks start no threads, processes or exit
     handlers, and no mtnb module registers one."""
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        code = "\n".join(code_cells(path))
         for word in ("atexit", "threading", "multiprocessing", "subprocess", "Popen", "num_workers"):
             assert word not in code, f"{path.name} uses {word}"
     for path in sorted((ROOT / "mtnb").rglob("*.py")):

@@ -99,14 +99,18 @@ class Job:
         return {**self.parameters, **self.paths}
 
 
+def code_cells(notebook: Path) -> list[str]:
+    """The sources of a notebook's code cells, in order (each one string)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return [cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            for cell in cells if cell["cell_type"] == "code"]
+
+
 def notebook_code(notebook: Path) -> str:
     """SHA-256 of what a notebook computes: the sources of its code cells, in order. Outputs,
     execution counts, metadata and markdown cells are left out, so a notebook run in Jupyter and
     saved there keeps its hash, and its grids' jobs keep their ids."""
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    sources = [cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-               for cell in cells if cell["cell_type"] == "code"]
-    return hashlib.sha256(json.dumps(sources).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(code_cells(notebook)).encode()).hexdigest()
 
 
 def job_id(notebook: Path, parameters: dict, deps: list[str]) -> str:
