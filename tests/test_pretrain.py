@@ -31,9 +31,17 @@ def test_span_infilling_masks_about_35_percent_in_spans():
 
 
 def test_sentence_permutation_keeps_the_sentences():
-    text = "One here. Two there. Three everywhere."
-    out = pretrain.permute_sentences(text, np.random.default_rng(3))
-    assert sorted(out.split(". ")) != [] and set(out.replace(".", "").split()) == set(text.replace(".", "").split())
+    sentences = ["One here.", "Two there.", "Three everywhere."]
+    text = " ".join(sentences)
+    orders = set()
+    for seed in range(60):
+        out = pretrain.permute_sentences(text, np.random.default_rng(seed))
+        parts = out.replace(". ", ".\n").split("\n")
+        assert sorted(parts) == sorted(sentences), f"seed {seed}: every sentence whole, none lost or doubled: {out!r}"
+        orders.add(tuple(parts))
+    assert len(orders) == 6, "all 3! orders of three sentences occur over 60 seeds: the sentences are shuffled"
+    same = {pretrain.permute_sentences(text, np.random.default_rng(3)) for _ in range(2)}
+    assert len(same) == 1, "the same seed gives the same order"
 
 
 @pytest.fixture(scope="module")

@@ -107,9 +107,29 @@ def test_paired_interval_agrees_with_scipy_bootstrap():
 
 def test_scores_with_seed_and_sample_axes_resample_samples_only():
     rng = np.random.default_rng(8)
-    a = rng.normal(size=(3, 30))                      # (seeds, samples)
-    one = paired_difference(a, a - 1.0)
-    assert one.n == 30 and one.mean == pytest.approx(1.0)
+    x = rng.normal(size=30)
+    # (seeds, samples): the seeds differ wildly on each sample, but every sample's mean over the
+    # seeds is 4/3. A bootstrap that draws whole samples (all seeds of a sample together) has
+    # every draw's mean at 4/3; one that drew seeds, or seeds and samples apart, would not.
+    d = np.stack([x, 2.0 - x, np.full(30, 2.0)])
+    together = paired_difference(d, np.zeros_like(d), n_boot=500)
+    assert together.n == 30 and together.mean == pytest.approx(4 / 3)
+    assert together.low == pytest.approx(4 / 3) and together.high == pytest.approx(4 / 3), \
+        "every draw keeps a sample's seeds together"
+    alone = mean_interval(d, n_boot=500)
+    assert alone.low == pytest.approx(4 / 3) and alone.high == pytest.approx(4 / 3)
+    # the draws do resample: where the samples' means differ, the interval has width, and it is
+    # the interval of the samples' seed-averaged differences (seeds averaged, samples drawn)
+    a = x + rng.normal(size=(3, 30))
+    b = rng.normal(size=(3, 30))
+    both = paired_difference(a, b, n_boot=4000)
+    assert both.low < both.mean < both.high, "the draws differ from the observed samples"
+    flat = (a - b).mean(axis=0)                        # (samples,): each sample's difference over the seeds
+    averaged = paired_difference(flat, np.zeros(30), n_boot=4000)
+    assert (both.low, both.high) == pytest.approx((averaged.low, averaged.high))
+    # the interval is the one of 30 samples, not of the 90 seed-sample pairs taken as samples
+    se = flat.std(ddof=1) / np.sqrt(30)
+    assert both.high - both.low == pytest.approx(2 * 1.96 * se, rel=0.15)
 
 
 def test_holm_against_a_worked_example():
