@@ -69,8 +69,8 @@ from mtnb.models.training import optimizer_and_schedule, optimizer_step  # noqa:
 from mtnb.data.loading import load_task  # noqa: E402
 from mtnb.models.me5 import ensure_me5_small  # noqa: E402
 from mtnb.models.loading import load_encoder  # noqa: E402
-from mtnb.core.precision import (AUTO_BF16_ON_NATIVE_CPU, autocast, cpu_has_native_bf16, grad_scaler,  # noqa: E402
-                            precision_name, resolve_precision)
+from mtnb.core.machine import cpu_has_native_bf16, machine_summary  # noqa: E402
+from mtnb.core.precision import autocast, grad_scaler, precision_name, resolve_precision  # noqa: E402
 from mtnb.analysis.features import FeatureExtractor  # noqa: E402
 from mtnb.data.tasks import get_task  # noqa: E402
 
@@ -285,7 +285,7 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     cpu = {"native_bf16": cpu_has_native_bf16(), "torch_capability": torch.backends.cpu.get_cpu_capability(),
            "auto_means": precision_name(resolve_precision("auto", "cpu")),
-           "auto_bf16_on_native_cpu": AUTO_BF16_ON_NATIVE_CPU, "processor": cpu_name()}
+           "processor": cpu_name()}
     print(f"{MODEL} on {', '.join(devices)}; torch {torch.__version__}, {torch.get_num_threads()} threads, load "
           f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; CPU native bf16: {cpu['native_bf16']} "
           f"(torch's CPU capability {cpu['torch_capability']})")

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import mtnb.core.precision as precision
 from mtnb.core.errors import MtnbError
 from mtnb.transfer.finetune import task_model, train, TrainConfig
 from mtnb.transfer.jobs import run_job
 from mtnb.models.loading import load_encoder
-from mtnb.core.precision import (check_precision, cpu_has_native_bf16, precision_name, recorded_precision,
-                            resolve_precision)
+import mtnb.core.machine as machine
+from mtnb.core.precision import check_precision, precision_name, recorded_precision, resolve_precision
 from mtnb.analysis.features import FEATURES_VERSION, FeatureExtractor
 from mtnb.data.tasks import get_task
 from conftest import patch_everywhere
@@ -32,14 +31,32 @@ def no_weights(*args, **kwargs):
 # Names
 # --------------------------------------------------------------------------------------------
 
-def test_names_resolve_per_device(monkeypatch):
+AVX2_CPU = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n"
+NATIVE_BF16_CPU = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+
+
+@pytest.fixture
+def avx2_cpu(tmp_path, monkeypatch):
+    """Every default cpuinfo read points at a CPU whose flags stop at AVX2 (auto: fp32)."""
+    path = tmp_path / "cpuinfo-avx2"
+    path.write_text(AVX2_CPU)
+    monkeypatch.setattr(machine, "CPUINFO", str(path))
+    return path
+
+
+def test_names_resolve_per_device(monkeypatch, tmp_path):
     assert resolve_precision("fp32", "cpu") is None
     assert resolve_precision("bf16", "cpu") is torch.bfloat16
-    assert resolve_precision("auto", "cpu") is None               # measured: bf16 does not pay on this CPU
-    monkeypatch.setattr(precision, "AUTO_BF16_ON_NATIVE_CPU", True)
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert resolve_precision("auto", torch.device("cpu")) is torch.bfloat16
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    avx2, native = tmp_path / "avx2", tmp_path / "native"
+    avx2.write_text(AVX2_CPU)
+    native.write_text(NATIVE_BF16_CPU)
+    # auto on a CPU: bf16 where it has native bf16 (measured to pay: precision's docstring), else fp32
+    assert resolve_precision("auto", torch.device("cpu"), cpuinfo=native) is torch.bfloat16
+    assert resolve_precision("auto", "cpu", cpuinfo=avx2) is None
+    assert resolve_precision("auto", "cpu", cpuinfo=tmp_path / "unreadable") is None
+    monkeypatch.setattr(machine, "CPUINFO", str(native))      # the default path, as runs resolve it
+    assert resolve_precision("auto", "cpu") is torch.bfloat16
+    monkeypatch.setattr(machine, "CPUINFO", str(avx2))
     assert resolve_precision("auto", "cpu") is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert resolve_precision("auto", "cuda:0") is torch.bfloat16
@@ -62,18 +79,6 @@ def test_unknown_names_and_fp16_on_cpu_are_refused_in_one_line():
     # a finished run is evaluated at its own precision where the machine runs it, else fp32
     assert recorded_precision("bf16", "cpu") == "bf16"
     assert recorded_precision("fp16", "cpu") == "fp32"
-
-
-def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
-    plain = tmp_path / "plain"
-    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
-    native = tmp_path / "native"
-    native.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
-    amx = tmp_path / "amx"
-    amx.write_text("flags\t\t: fpu avx2 amx_bf16 amx_tile\n")
-    assert not cpu_has_native_bf16(plain)
-    assert cpu_has_native_bf16(native) and cpu_has_native_bf16(amx)
-    assert not cpu_has_native_bf16(tmp_path / "missing")
 
 
 def test_bad_precision_fails_before_weights_load(tiny_checkpoint, tmp_path, monkeypatch):
@@ -111,12 +116,18 @@ def test_bf16_features_are_float32_and_close_to_fp32(tiny_checkpoint, tmp_path):
     assert 0 < relative(np.concatenate(words16), np.concatenate(words32)) < 0.03
 
 
-def test_the_feature_cache_keys_on_precision(tiny_checkpoint, tmp_path, monkeypatch):
+def test_the_feature_cache_keys_on_precision(tiny_checkpoint, tmp_path, monkeypatch, avx2_cpu):
     fp32 = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, progress=False)
     bf16 = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, progress=False, precision="bf16")
     auto = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, progress=False, precision="auto")
     assert bf16.store_key() != fp32.store_key()
-    assert auto.store_key() == fp32.store_key()        # auto is fp32 on this CPU: the same features
+    assert auto.store_key() == fp32.store_key()        # auto is fp32 on an AVX2 CPU: the same features
+    native = tmp_path / "cpuinfo-native"
+    native.write_text(NATIVE_BF16_CPU)
+    monkeypatch.setattr(machine, "CPUINFO", str(native))
+    on_native = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, progress=False, precision="auto")
+    assert on_native.store_key() == bf16.store_key()   # and bf16 on a CPU with native bf16
+    monkeypatch.setattr(machine, "CPUINFO", str(avx2_cpu))
     # fp32 keeps the key it had before precision existed, so earlier caches stay valid
     legacy = hashlib.sha256(f"{FEATURES_VERSION}:{fp32.fingerprint()}".encode()).hexdigest()[:32]
     assert fp32.store_key() == legacy

@@ -8,8 +8,8 @@ pretraining:
 | fp32      | float32 throughout (no autocast)                | the same                          |
 | bf16      | autocast to bfloat16                            | autocast to bfloat16              |
 | fp16      | autocast to float16, loss scaled (GradScaler)   | refused (no fast fp16 on CPUs)    |
-| auto      | bf16 where ``torch.cuda.is_bf16_supported()``,  | fp32 (see below)                  |
-|           | else fp16                                       |                                   |
+| auto      | bf16 where ``torch.cuda.is_bf16_supported()``,  | bf16 with native bf16 (avx512_bf16|
+|           | else fp16                                       | or amx_bf16), else fp32 (below)   |
 
 Autocast runs the matrix products (linear layers, attention) in the low-precision dtype and
 keeps the rest where PyTorch's autocast lists put it; the weights, their gradients and the
@@ -19,26 +19,41 @@ are pooled and stored as float32 (CKA's sums run over them), and metrics are com
 float32 values. With fp32 nothing changes: no autocast context, no scaler, so a seed gives the
 numbers it gave before this setting existed.
 
-``auto`` on a CPU is fp32, decided from ``benchmarks/bench_precision.py`` (fp32 against bf16
-on the same batches, in one run, medians of 5 repeats, torch on 2 threads with
-OMP_WAIT_POLICY=PASSIVE) on this project's machine, an AMD EPYC whose /proc/cpuinfo flags stop
-at AVX2 (no avx512_bf16, no amx_bf16; ``torch.backends.cpu.get_cpu_capability()``: AVX2):
+``auto`` on a CPU depends on its instruction sets (``mtnb.core.machine.auto_cpu_precision``):
+bf16 where /proc/cpuinfo lists avx512_bf16 or amx_bf16 (native bf16 dot products), fp32 where it
+does not. Both choices rest on ``benchmarks/bench_precision.py`` (fp32 against bf16 on the same
+batches, in one run, medians of the repeats, torch on 2 threads with OMP_WAIT_POLICY=PASSIVE),
+taken on two 2-core machines of this project's kind; the bars were issue 16's (features >= 1.8x,
+a fine-tuning step >= 1.3x) and issue 30's (same-seed score differences at most a tenth of the
+fp32 seeds' spread).
 
-- multilingual-e5-small's feature extraction, 64 mini-topic paragraphs (1,863 tokens): fp32
-  1.97 s, bf16 12.11 s: 0.16x (the bar was >= 1.8x); last layer's features 0.34% apart;
-- a fine-tuning step of e5-small (all weights trained; 16 paragraphs): fp32 3.6 s, bf16 31.2 s:
-  0.12x (the bar was >= 1.3x); the losses of the same batches 0.9% apart at most;
-- a linear probe's zero-shot mini-topic accuracy outside English, seeds 0, 1, 2: 46.5, 39.5 and
-  44.9 with fp32 features, the same three with bf16 features.
+With native bf16 (AVX512-BF16 and AMX-BF16; ``bench_precision.py --repeats 3`` at 1e7a515,
+issue 30):
 
-bf16 keeps the scores, but without native bf16 instructions its matrix products run slower than
-float32's (one of 2,048 x 384 by 384 x 1,536 took 9x as long here), so time grows, not shrinks. A CPU with native bf16 (``cpu_has_native_bf16``:
-avx512_bf16 or amx_bf16 in its flags) may gain (issue 16 reports 2.1x for e5-small's forward
-pass on such a CPU), but none has been measured here: ``AUTO_BF16_ON_NATIVE_CPU`` makes ``auto``
-choose bf16 on such CPUs once ``bench_precision.py`` shows the bars met on one. On a GPU ``auto``
-is bf16 (fp16 where the GPU lacks bf16), the usual choice for Transformer training and
-inference there; ``bench_precision.py`` measures it where a GPU is present (none was lent for
-these figures).
+- multilingual-e5-small's feature extraction, 64 mini-topic paragraphs: bf16 1.92x as fast as
+  fp32 (bar 1.8x: met);
+- a fine-tuning step of e5-small (all weights trained; 16 paragraphs): 1.33x (bar 1.3x: met);
+  the losses of the same batches at most 0.88% apart;
+- a linear probe's zero-shot mini-topic accuracy outside English, seeds 0, 1, 2: 48.0, 39.1 and
+  46.9 with bf16 features against 48.0, 39.5 and 46.9 with fp32 ones: same-seed differences
+  0.0, -0.39 and 0.0 points against a spread of the fp32 seeds of 8.5 points (the largest is
+  0.05 of the spread; bar 0.1: met).
+
+Without it (an AMD EPYC whose flags stop at AVX2; ``torch.backends.cpu.get_cpu_capability()``:
+AVX2), oneDNN emulates bf16 and its matrix products run slower than float32's (one of
+2,048 x 384 by 384 x 1,536 took 9x as long):
+
+- feature extraction, the same 64 paragraphs (1,863 tokens): fp32 1.97 s, bf16 12.11 s: 0.16x;
+  last layer's features 0.34% apart;
+- a fine-tuning step: fp32 3.6 s, bf16 31.2 s: 0.12x; losses 0.9% apart at most;
+- the probe's scores, seeds 0, 1, 2: 46.5, 39.5 and 44.9 with either features.
+
+So bf16 keeps the scores on both machines and pays only where the CPU has the instructions.
+A run records the precision it resolved to (``precision_name``; run.json's ``precision``) and
+the feature cache keys on it, so bf16 and fp32 results never mix unmarked. On a GPU ``auto`` is
+bf16 (fp16 where the GPU lacks bf16), the usual choice for Transformer training and inference
+there; ``bench_precision.py`` measures it where a GPU is present (none was lent for these
+figures).
 """
 
 from __future__ import annotations
@@ -49,10 +64,9 @@ from pathlib import Path
 import torch
 
 from mtnb.core.errors import MtnbError
+from mtnb.core.machine import auto_cpu_precision
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-AUTO_BF16_ON_NATIVE_CPU = False  # measured here: no CPU with native bf16 met the bars (module docstring)
 
 
 def check_precision(name) -> str:
@@ -61,20 +75,6 @@ def check_precision(name) -> str:
     if name not in PRECISIONS:
         raise MtnbError(f"unknown precision {name!r}: use one of {', '.join(PRECISIONS)}")
     return name
-
-
-def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """True when the CPU's flags (Linux's ``cpuinfo``) include a native bf16 instruction set
-    (NATIVE_BF16_FLAGS); False when they do not or the file cannot be read."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
 def default_device() -> str:
@@ -87,9 +87,11 @@ def _device_type(device) -> str:
     return getattr(device, "type", None) or str(device).split(":")[0]
 
 
-def resolve_precision(name: str, device):
+def resolve_precision(name: str, device, cpuinfo: str | Path | None = None):
     """The autocast dtype of precision ``name`` on ``device`` (a torch.device or 'cpu',
     'cuda', 'cuda:1', ...): None for fp32 (no autocast), torch.bfloat16 or torch.float16.
+    ``auto`` on a CPU reads the CPU's flags from ``cpuinfo`` (None: ``mtnb.core.machine.CPUINFO``,
+    /proc/cpuinfo): bf16 with native bf16, fp32 without (``machine.auto_cpu_precision``).
     MtnbError for an unknown name, for fp16 on a CPU, and for bf16 on a GPU without bf16."""
     check_precision(name)
     kind = _device_type(device)
@@ -97,7 +99,7 @@ def resolve_precision(name: str, device):
         if kind == "cuda":
             name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
-            name = "bf16" if AUTO_BF16_ON_NATIVE_CPU and cpu_has_native_bf16() else "fp32"
+            name = auto_cpu_precision(cpuinfo)
     if name == "fp16" and kind != "cuda":
         raise MtnbError(f"precision fp16 needs a CUDA GPU (this run is on {kind}): use bf16, fp32 or auto")
     if name == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():

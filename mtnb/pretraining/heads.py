@@ -13,13 +13,13 @@ import functools
 import torch
 from torch import nn
 
-from mtnb.core.precision import cpu_has_native_bf16
+from mtnb.core.machine import cpu_has_native_bf16
 
 
 @functools.cache
 def bf16_products() -> bool:
     """Whether the output layer's product runs in bfloat16: on a CPU with native bf16
-    instructions (``precision.cpu_has_native_bf16``: AVX512-BF16 or AMX), where it was 2.8x
+    instructions (``mtnb.core.machine.cpu_has_native_bf16``: AVX512-BF16 or AMX), where it was 2.8x
     faster than float32 at (1000 x 384) x (384 x 28k); not on one without (AVX2), where oneDNN
     emulates bf16 and the same product ran at 0.15x float32's speed (1.38 s against 0.20 s)."""
     return cpu_has_native_bf16()
