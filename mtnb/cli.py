@@ -4,6 +4,7 @@
     mtnb random-checkpoints DIR       random-weight checkpoints at the paper models' shapes
     mtnb rehearsal-cache DIR          a Hugging Face cache of small stand-ins for the paper grid's Hub files
     mtnb data mini [--from DIR]       build the offline mini corpus from LibreOffice help
+    mtnb data ud [--from DIR]         build the ud-pos task (XGLUE's POS layout) from UD treebanks
     mtnb run GRID [--jobs N] [--dry-run] [--slurm]   run a grid's notebooks (resumable)
     mtnb status GRID                  every job of a grid: done, failed, pending or blocked
     mtnb stop GRID                    stop a grid's jobs that run on after their runner ended
@@ -91,6 +92,26 @@ def _cmd_data_mini(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_ud(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from mtnb.data.ud import RAW_BASE_URL, build_ud, default_ud_dir
+
+    out = Path(args.out) if args.out else default_ud_dir()
+    if (out / "manifest.json").is_file() and not args.force:
+        print(f"{out}: UD POS data already built (pass --force to rebuild)")
+        return 0
+    start = time.perf_counter()
+    manifest = build_ud(out, source=args.source, cache=args.cache,
+                        base_url=args.base_url or RAW_BASE_URL)
+    print(f"{out}: ud-pos built in {time.perf_counter() - start:.1f} s from "
+          f"{manifest.get('from') or manifest.get('downloaded_from')}")
+    for name, entry in manifest["files"].items():
+        print(f"  {name:<36} {entry['sentences']:>6} sentences {entry['tokens']:>7} tokens")
+    return 0
+
+
 def _cmd_convert_e5(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -104,7 +125,7 @@ def _cmd_convert_e5(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from mtnb.study.runner import run
 
-    return run(args.grid, jobs=args.jobs, dry_run=args.dry_run, slurm=args.slurm)
+    return run(args.grid, jobs=args.jobs, dry_run=args.dry_run, slurm=args.slurm, reuse_finished=args.reuse_finished)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -180,10 +201,23 @@ def build_parser() -> argparse.ArgumentParser:
     mini.add_argument("--workers", type=int, default=2, help="parser processes (default 2)")
     mini.add_argument("--force", action="store_true", help="rebuild even if the corpus exists")
     mini.set_defaults(func=_cmd_data_mini)
+    ud = data_sub.add_parser("ud", help="the ud-pos task: XGLUE's POS layout built from Universal Dependencies "
+                                        "treebanks (English-EWT, the PUD treebanks)")
+    ud.add_argument("--from", dest="source", default=None,
+                    help="a folder laid out like ../shared/data/ud (one UD_<name>/ folder per treebank) "
+                         "instead of downloading the pinned commits from GitHub")
+    ud.add_argument("--out", default=None, help="output folder (default: runs/data/ud)")
+    ud.add_argument("--cache", default=None, help="where downloaded treebanks are kept (default: runs/data/cache/ud)")
+    ud.add_argument("--base-url", default=None, help="where the raw files are served, as <base>/UD_<name>/<commit>/<file> "
+                                                     "(default: raw.githubusercontent.com/UniversalDependencies)")
+    ud.add_argument("--force", action="store_true", help="rebuild even if the data exists")
+    ud.set_defaults(func=_cmd_data_ud)
     run = sub.add_parser("run", help="run a grid's notebooks with papermill, skipping finished jobs")
     run.add_argument("grid", help="a grid name (params/grids/NAME.yaml) or a grid file")
     run.add_argument("--jobs", type=int, default=1, help="local jobs at once (default 1)")
-    run.add_argument("--dry-run", action="store_true", help="list the jobs and their status; run nothing")
+    run.add_argument("--dry-run", action="store_true", help="list the jobs, their status and why each runs; run nothing")
+    run.add_argument("--reuse-finished", action="store_true",
+                     help="keep finished jobs of the same parameters whatever mtnb code made them (the book marks them)")
     run.add_argument("--slurm", action="store_true", help="submit to SLURM with the grid's slurm section")
     run.set_defaults(func=_cmd_run)
     status = sub.add_parser("status", help="the status of every job of a grid")

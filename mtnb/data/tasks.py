@@ -4,9 +4,11 @@
 name (the comment at the top of the file explains every key). ``load_tasks`` reads and checks
 the whole file and returns ``{name: TaskSpec}``; ``get_task(name)`` returns one entry.
 
-Two sources exist: ``xglue`` (the eight XGLUE understanding tasks, read by ``mtnb.data.xglue``; an
-entry must agree with XGLUE's own fields, labels and languages) and ``mini`` (a local offline
-corpus; ``dataset`` names its folder, by default the task name).
+Three sources exist: ``xglue`` (the eight XGLUE understanding tasks, read by ``mtnb.data.xglue``;
+an entry must agree with XGLUE's own fields, labels and languages), ``mini`` (a local offline
+corpus; ``dataset`` names its folder, by default the task name) and ``ud`` (XGLUE's POS task
+rebuilt from real UD treebanks by ``mtnb data ud``, ``mtnb.data.ud``; read by XGLUE's POS loader,
+so an entry must agree with XGLUE's POS).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 from mtnb.core.errors import MtnbError
 from mtnb.core.paths import params_dir
 from mtnb.core.yamlfile import read_yaml
+from mtnb.data.ud import POS
 from mtnb.data.xglue import XGLUE
 
-SOURCES = ("xglue", "mini")
+SOURCES = ("xglue", "mini", "ud")
 METRICS = ("accuracy", "f1_entity", "ndcg")
 HEADS = ("token", "sequence", "pair", "ranking")
 FIELDS = ("source", "languages", "metric", "head", "lr", "text_fields", "label_field", "labels", "dataset")
@@ -127,7 +130,9 @@ def _task_spec(path: Path, name: str, fields) -> TaskSpec:
         raise MtnbError(f"{where}: text_fields: a {spec.head} head reads {wanted} text field(s), "
                         f"got {len(spec.text_fields)}")
     if spec.source == "xglue":
-        _check_against_xglue(where, spec)
+        _check_against_xglue(where, spec, XGLUE.get(spec.name))
+    elif spec.source == "ud":
+        _check_against_xglue(where, spec, POS)
     return spec
 
 
@@ -184,10 +189,10 @@ def _dataset(where: str, fields: dict) -> str | None:
     return value
 
 
-def _check_against_xglue(where: str, spec: TaskSpec) -> None:
-    """An xglue entry must name an XGLUE task and repeat its fields, labels (in XGLUE's order)
-    and a subset of its languages, so that loader, heads and metrics agree."""
-    xglue = XGLUE.get(spec.name)
+def _check_against_xglue(where: str, spec: TaskSpec, xglue) -> None:
+    """An xglue entry must name an XGLUE task (``xglue``: its XglueTask, None when there is none)
+    and repeat its fields, labels (in XGLUE's order) and a subset of its languages, so that
+    loader, heads and metrics agree; a ud entry so agrees with XGLUE's POS, whose loader reads it."""
     if xglue is None:
         raise MtnbError(f"{where}: source xglue, but XGLUE has no task {spec.name!r} "
                         f"(it has {', '.join(XGLUE)})")
@@ -196,8 +201,9 @@ def _check_against_xglue(where: str, spec: TaskSpec) -> None:
                               ("labels", spec.labels, xglue.labels)):
         if ours != theirs:
             shown = ", ".join(theirs) if isinstance(theirs, tuple) else theirs
-            raise MtnbError(f"{where}: {key} must be XGLUE's, in its order: {shown}")
+            owner = "XGLUE's" if xglue.name == spec.name else f"XGLUE {xglue.name}'s"
+            raise MtnbError(f"{where}: {key} must be {owner}, in its order: {shown}")
     extra = [lang for lang in spec.languages if lang not in xglue.languages]
     if extra:
-        raise MtnbError(f"{where}: languages: XGLUE {spec.name} has no {extra[0]!r} "
+        raise MtnbError(f"{where}: languages: XGLUE {xglue.name} has no {extra[0]!r} "
                         f"(it has {', '.join(xglue.languages)})")
