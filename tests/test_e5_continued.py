@@ -125,6 +125,86 @@ def test_translation_member_reports_chrf_per_direction(trained):
         assert all(0 <= v <= 100 for v in record["retrieval_after"].values())
 
 
+# six parallel test rows per language (row i: translations of each other); the tests score the first five
+EN = ["Click the OK button to close the dialog.", "Choose Format - Cells and open the Numbers tab.",
+      "The spreadsheet recalculates every formula automatically.", "Press Ctrl+S to save the document.",
+      "Insert a chart from the Insert menu.", "Hidden rows are not printed."]
+PARALLEL_TEST = {
+    "de": ["Klicken Sie auf OK, um den Dialog zu schließen.", "Wählen Sie Format - Zellen und öffnen Sie das Register Zahlen.",
+           "Die Tabelle berechnet jede Formel automatisch neu.", "Drücken Sie Strg+S, um das Dokument zu speichern.",
+           "Fügen Sie über das Menü Einfügen ein Diagramm ein.", "Ausgeblendete Zeilen werden nicht gedruckt."],
+    "ru": ["Нажмите кнопку OK, чтобы закрыть диалог.", "Выберите Формат - Ячейки и откройте вкладку Числа.",
+           "Электронная таблица автоматически пересчитывает каждую формулу.", "Нажмите Ctrl+S, чтобы сохранить документ.",
+           "Вставьте диаграмму из меню Вставка.", "Скрытые строки не печатаются."],
+}
+PARALLEL_TEST = {lang: [{lang: xx, "en": en} for xx, en in zip(rows, EN)] for lang, rows in PARALLEL_TEST.items()}
+N_TEST = 5
+
+
+def test_chrf_bars_perfect_translation_scores_100_and_the_mismatched_source_is_another_sentence(monkeypatch):
+    """A member that translates perfectly (greedy decoding replaced by a lookup of each test
+    pair's reference) scores chrF 100 in every direction; its mismatched-source bar gives it
+    every test sentence's source but its own (a permutation without fixed points of the first
+    n sources) and lies far below."""
+    reference = {}
+    for lang, rows in PARALLEL_TEST.items():
+        for row in rows:
+            reference[("en", row[lang])], reference[(lang, row["en"])] = row["en"], row[lang]
+    given = []
+
+    def translate_perfectly(model, tokenizer, vocab, sources, tgt_lang, max_length, batch_size=16):
+        given.append(list(sources))
+        return [reference[(tgt_lang, source)] for source in sources]
+
+    monkeypatch.setattr(e5c, "greedy_translate", translate_perfectly)
+    real = e5c.chrf_table(None, None, None, PARALLEL_TEST, N_TEST, 64)
+    directions = {f"{x}-en" for x in PARALLEL_TEST} | {f"en-{x}" for x in PARALLEL_TEST}
+    assert real == {d: pytest.approx(100.0) for d in directions}, "a perfect translation scores chrF 100"
+    shown = [list(sources) for sources in given]
+    assert shown == [[r[src] for r in rows[:N_TEST]] for lang, rows in PARALLEL_TEST.items() for src in (lang, "en")]
+    given.clear()
+    mismatched = e5c.chrf_table(None, None, None, PARALLEL_TEST, N_TEST, 64, mismatched=True)
+    assert set(mismatched) == directions
+    for direction in directions:
+        assert mismatched[direction] < real[direction] - 40, f"{direction}: {mismatched[direction]:.1f}"
+    for own, swapped in zip(shown, given):
+        assert sorted(swapped) == sorted(own), "the same n test sources, reordered"
+        assert all(s != o for s, o in zip(swapped, own)), "each hypothesis comes from another sentence's source"
+    copy = e5c.copy_source_chrf(PARALLEL_TEST, N_TEST)
+    assert all(copy[d] < real[d] - 40 for d in directions) and copy["de-en"] > copy["ru-en"]
+
+
+class ConceptEncoder(torch.nn.Module):
+    """A stand-in for a member's encoder: every token of test sentence i carries the one-hot
+    vector of row (i + shift) mod n for non-English text and of row i for English, so mean pooling
+    returns that vector. ``shift`` 0: each sentence lies on its translation; 1: on another's."""
+
+    def __init__(self, tokenizer, max_length: int, shift: int):
+        super().__init__()
+        self.rows: dict[tuple, int] = {}
+        for lang, rows in PARALLEL_TEST.items():
+            for i, row in enumerate(rows[:N_TEST]):
+                for text, index in ((row["en"], i), (row[lang], (i + shift) % N_TEST)):
+                    ids = tokenizer(e5c.PREFIX + text, truncation=True, max_length=max_length)["input_ids"]
+                    self.rows[tuple(ids)] = index
+
+    def encode(self, input_ids, attention_mask):
+        index = [self.rows[tuple(ids[mask.bool()].tolist())] for ids, mask in zip(input_ids, attention_mask)]
+        one_hot = torch.nn.functional.one_hot(torch.tensor(index), N_TEST).float()   # (batch, n)
+        return one_hot[:, None, :].expand(-1, input_ids.shape[1], -1)                 # (batch, tokens, n)
+
+
+def test_retrieval_finds_translations_only_where_the_encoder_aligns_them():
+    from mtnb.models.random_checkpoints import character_tokenizer
+
+    tokenizer = character_tokenizer("xlm-roberta")
+    directions = {f"{x}-en" for x in PARALLEL_TEST} | {f"en-{x}" for x in PARALLEL_TEST}
+    aligned = e5c.retrieval_accuracy(ConceptEncoder(tokenizer, 64, shift=0), tokenizer, PARALLEL_TEST, N_TEST, 64)
+    assert aligned == {d: pytest.approx(100.0) for d in directions}
+    misaligned = e5c.retrieval_accuracy(ConceptEncoder(tokenizer, 64, shift=1), tokenizer, PARALLEL_TEST, N_TEST, 64)
+    assert misaligned == {d: pytest.approx(0.0) for d in directions}, "each sentence lies on another's translation"
+
+
 def test_train_layers_freezes_the_layers_below(tiny_e5, real_corpus, tmp_path):
     budget = replace(BUDGET, steps=3, train_layers=1)
     e5c.continue_member("me5-o2m", real_corpus, tmp_path / "o2m", budget=budget, base=tiny_e5, progress=False,
