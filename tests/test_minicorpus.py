@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -89,6 +91,109 @@ def test_split_is_stable_and_proportioned():
     counts = Counter(mc.split_of(k) for k in keys)
     assert [mc.split_of(k) for k in keys[:50]] == [mc.split_of(k) for k in keys[:50]]
     assert 0.77 < counts["train"] / 5000 < 0.83 and 0.08 < counts["test"] / 5000 < 0.12
+
+
+def test_page_role_is_a_pure_function_of_the_page():
+    keys = [f"text/{d}/01/{i:05d}.html" for i in range(4000) for d in ("scalc", "swriter")]
+    roles = {k: mc.page_role(k) for k in keys}
+    assert {k: mc.page_role(k) for k in reversed(keys)} == roles
+    # the same in a fresh interpreter with another string-hash seed (no hash(), no set order)
+    script = "import json, sys; from mtnb.data.mini.corpus import page_role; " \
+             "print(json.dumps([page_role(k) for k in json.load(sys.stdin)]))"
+    out = subprocess.run([sys.executable, "-c", script], input=json.dumps(keys[:500]), capture_output=True,
+                         text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "123"}, cwd=ROOT)
+    assert [tuple(r) for r in json.loads(out.stdout)] == [roles[k] for k in keys[:500]]
+    # dev and test pages are task pages; the training pages split about PRETRAINING_SHARE : rest
+    assert all(role == ("task", mc.split_of(k)) for k, role in roles.items() if mc.split_of(k) != "train")
+    train = [role for k, role in roles.items() if mc.split_of(k) == "train"]
+    share = sum(side == "pretraining" for side, _ in train) / len(train)
+    assert abs(share - mc.PRETRAINING_SHARE) < 0.03
+    held = Counter(split for side, split in train if side == "pretraining")
+    assert abs(held["test"] / sum(held.values()) - mc.PRETRAINING_HELD_OUT["test"]) < 0.02
+
+
+def test_split_units_does_not_depend_on_the_order_of_units(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    pages, _ = mc.parse_all(mc.find_help_root(tree), workers=1, progress=False)
+    units, _, _ = mc.align(pages)
+    forward, backward = mc.split_units(units), mc.split_units(units[::-1])
+    for side in ("task", "pretraining"):
+        for split in mc.SPLITS:
+            assert ({u.uid for u in getattr(forward, side)[split]}
+                    == {u.uid for u in getattr(backward, side)[split]}), (side, split)
+    assert forward.dropped == backward.dropped
+
+
+def corpus_pages_and_texts(root: Path) -> dict[str, tuple[set, set]]:
+    """{"pretraining" | "task": (pages, texts up to spacing)} of a built corpus: parallel and
+    monolingual files (every split) on the pretraining side; the tasks and cka-samples on the task
+    side. Every file the manifest lists is read."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    sides = {"pretraining": (set(), set()), "task": (set(), set())}
+    for name in manifest["files"]:
+        dataset, rest = name.split("/")
+        split, lang = rest.split(".")[:2]
+        table = load_mini(dataset, lang if lang != "all" else "en", split, root=root)
+        pages, texts = sides["pretraining" if dataset in ("parallel", "monolingual") else "task"]
+        pages.update(_page(uid) for uid in table["id"])
+        for column in ("text", "query", *mc.LANGS):
+            if column in table.column_names:
+                texts.update(map(mc.text_key, table[column]))
+        if "words" in table.column_names:
+            texts.update(" ".join(w) for w in table["words"])
+    return sides
+
+
+def check_pretraining_text_holds_no_task_paragraph(root: Path) -> None:
+    """No page of the parallel or monolingual text is a page of a task split or of cka-samples,
+    and no text of theirs (any language, up to spacing) occurs in a task file or cka-samples."""
+    sides = corpus_pages_and_texts(root)
+    (pre_pages, pre_texts), (task_pages, task_texts) = sides["pretraining"], sides["task"]
+    assert pre_pages and task_pages and pre_pages.isdisjoint(task_pages)
+    assert {mc.page_role(p)[0] for p in pre_pages} == {"pretraining"}
+    assert {mc.page_role(p)[0] for p in task_pages} == {"task"}
+    assert pre_texts and task_texts
+    # a task's paragraph or its translation in the pretraining text
+    assert pre_texts.isdisjoint(task_texts), sorted(pre_texts & task_texts)[:5]
+
+
+def check_manifest_records_both_sides(root: Path) -> dict:
+    """The manifest's page_split, after checking it: the page counts of both sides add up to
+    every English page, and the training text's sizes (before the split, the pretraining side,
+    the task side) agree with the files."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    record = manifest["page_split"]
+    n_pages = manifest["pages"]["en"]["parsed"]
+    assert sum(n for side in record["pages"].values() for n in side.values()) == n_pages
+    assert record["pretraining_share"] == mc.PRETRAINING_SHARE
+    sizes = record["training_text"]
+    before, pre, task = sizes["before_split"], sizes["pretraining"], sizes["task"]
+    for lang in mc.LANGS[1:]:
+        parallel = load_mini("parallel", lang, "train", root=root)
+        assert pre["parallel_pairs"][lang] == len(parallel) == manifest["counts"][f"parallel/train.{lang}"]
+        assert before["parallel_pairs"][lang] >= pre["parallel_pairs"][lang] + task["parallel_pairs"][lang]
+    for lang in mc.LANGS:
+        mono = load_mini("monolingual", lang, "train", root=root)["text"]
+        assert pre["characters"][lang] == sum(map(len, mono)) > 0
+        assert before["characters"][lang] >= pre["characters"][lang] + task["characters"][lang]
+    assert pre["paragraphs"] == manifest["counts"]["monolingual/train.en"]
+    assert task["paragraphs"] >= manifest["counts"]["mini-topic/train.en"]
+    assert before["pages"] >= pre["pages"] + task["pages"] and pre["pages"] > 0 and task["pages"] > 0
+    return record
+
+
+def test_pretraining_text_never_holds_a_task_paragraph(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    mc.build_corpus(tmp_path / "c", source=tree, progress=False, min_records=SMALL)
+    check_pretraining_text_holds_no_task_paragraph(tmp_path / "c")
+    record = check_manifest_records_both_sides(tmp_path / "c")
+    keys = mc.page_keys(mc.find_help_root(tree))
+    for side in mc.SIDES:
+        listed = "".join(k + "\n" for k in sorted(keys) if mc.page_role(k)[0] == side)
+        assert record["page_list_sha256"][side] == hashlib.sha256(listed.encode()).hexdigest()
+    # the boilerplate paragraph of every page is on task pages, so the pretraining text drops it
+    assert "Related topics here" not in load_mini("monolingual", "en", "train", root=tmp_path / "c")["text"]
+    assert record["dropped"]["pretraining_train_as_task_duplicates"] > 0
 
 
 def test_synthetic_build(tmp_path):
@@ -218,7 +323,7 @@ def test_real_corpus_tasks_and_samples(real_corpus):
     samples = load_mini("cka-samples", root=real_corpus)
     assert len(samples) == 80 and len(set(samples["id"])) == 80
     assert all(mc.CYRILLIC.search(t) for t in samples["ru"])
-    assert all(split == "test" for split in map(mc.split_of, map(_page, samples["id"])))
+    assert all(role == ("task", "test") for role in map(mc.page_role, map(_page, samples["id"])))
     rank = load_mini("mini-rank", "de", "test", root=real_corpus)
     by_query = {}
     for row in rank:
@@ -227,6 +332,14 @@ def test_real_corpus_tasks_and_samples(real_corpus):
     assert load_mini("mini-rank", "en", "test", root=real_corpus)["id"] == rank["id"]
     balance = manifest["topic_class_balance"]["mini-topic/test.en"]
     assert set(balance) <= set(mc.TOPIC_MODULES) and len(balance) == len(mc.TOPIC_MODULES)
+
+
+def test_real_pretraining_text_never_holds_a_task_paragraph(real_corpus):
+    check_pretraining_text_holds_no_task_paragraph(real_corpus)
+    record = check_manifest_records_both_sides(real_corpus)
+    # every grid draws less than this (see PRETRAINING_SHARE): the split leaves enough of both
+    assert min(record["training_text"]["pretraining"]["parallel_pairs"].values()) > 5000
+    assert record["training_text"]["task"]["paragraphs"] > 10000
 
 
 def test_task_table_matches_the_corpus_and_load_task(tmp_path):

@@ -10,9 +10,13 @@ files, whose paragraphs carry ids that are identical across languages. ``build_c
 3. aligns paragraphs across languages by (help file, paragraph id, occurrence), dropping a
    language's copy when it is left untranslated (identical to the English; for Russian,
    without a Cyrillic letter);
-4. splits by help file (a hash of the file's path: 80% train, 10% dev, 10% test), and drops any
-   dev or test paragraph whose text, in any language, also occurs in a training page, so that
-   no test paragraph, nor its translation or page-mate, is ever trained on;
+4. splits by help file (a hash of the file's path: 80% train, 10% dev, 10% test), then the
+   training pages, by another hash of the path, into pretraining pages (PRETRAINING_SHARE: the
+   parallel and monolingual text, with a few pages held out for its own losses) and task
+   training pages (``page_role``); drops any task dev or test paragraph whose text, in any
+   language, also occurs on a training page, and any pretraining paragraph whose text occurs
+   on a task page, so that no paragraph a task trains, selects or tests on, nor its
+   translation, is ever pretrained on, and no test paragraph is ever trained on;
 5. writes the datasets as Parquet files with a manifest (package versions, counts, class
    balance, a SHA-256 per file). Building twice gives byte-identical files.
 
@@ -21,9 +25,13 @@ files, whose paragraphs carry ids that are identical across languages. ``build_c
 | mini-spans   | NER       | words + BIO tags of the inline span classes; en train/dev, test x5  |
 | mini-topic   | NC        | paragraph -> module (calc, writer, ...); en train/dev, test x5      |
 | mini-rank    | WPR       | query (page title), candidate paragraph, relevance 2/1/0, query id  |
-| parallel     | (MT data) | en <-> de/es/fr/ru paragraph pairs, train/dev/test                  |
-| monolingual  | (LM data) | paragraphs per language, train/dev                                  |
-| cka-samples  | (CKA)     | 80 paragraphs in all five languages, from test pages                |
+| parallel     | (MT data) | en <-> de/es/fr/ru paragraph pairs, train/dev/test; pretraining pages |
+| monolingual  | (LM data) | paragraphs per language, train/dev; pretraining pages               |
+| cka-samples  | (CKA)     | 80 paragraphs in all five languages, from task test pages           |
+
+The three tasks read task pages only; parallel and monolingual read pretraining pages only. The
+manifest's ``page_split`` records the rule, the pages of each side (counts and a SHA-256 of each
+list) and the training text's size before and after the split.
 
 File layout: ``<out>/<dataset>/<split>.<lang>.parquet`` and ``<out>/manifest.json``.
 """
@@ -254,10 +262,45 @@ def align(pages: dict[str, dict]) -> tuple[list[Unit], dict[str, dict], Counter]
 # 4. Splits
 # --------------------------------------------------------------------------------------------
 
+# Half of the training pages (split_of == "train") hold the pretraining text, half the tasks'
+# training data. Half, because both halves stay well above what the grids draw: the e5 members'
+# mini budget reads 200 x 16 stage-2 items and a 6,000-item warm-up pool from ~20,000 pairs per
+# direction, the zoo's 400,000 tokens are a fraction of one pass, and the tasks use at most 2,000
+# English training examples (mini-finetune) of ~9,000 (mini-topic). The pretraining pages keep
+# PRETRAINING_HELD_OUT of their own pages for the pretraining losses and chrF (parallel and
+# monolingual dev and test), 5% each, at least a few hundred pairs per direction.
+PRETRAINING_SHARE = 0.5
+PRETRAINING_HELD_OUT = {"dev": 0.05, "test": 0.05}
+SIDES = ("pretraining", "task")
+
+
 def split_of(key: str) -> str:
     """train (80%), dev (10%) or test (10%), from a SHA-1 of the page path: stable across runs."""
     bucket = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 10
     return "train" if bucket < 8 else ("dev" if bucket == 8 else "test")
+
+
+def page_role(key: str) -> tuple[str, str]:
+    """``(side, split)`` of the page ``key`` (its path, ``text/scalc/01/x.html``): a pure function
+    of the path, so stable across runs and independent of the order pages are read in.
+
+    Dev and test pages (``split_of``) are task pages. A training page is a pretraining page when
+    the first 8 hex digits of the SHA-256 of its path, as a number mod 10,000, fall below
+    PRETRAINING_SHARE x 10,000 (a different hash from ``split_of``'s, so the two draws are
+    independent), else a task training page. A pretraining page is held out for the pretraining
+    losses by the next 8 hex digits mod 10,000: below PRETRAINING_HELD_OUT["dev"] x 10,000 dev,
+    below the sum of both shares test, else train."""
+    split = split_of(key)
+    if split != "train":
+        return "task", split
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    if int(digest[:8], 16) % 10_000 >= round(PRETRAINING_SHARE * 10_000):
+        return "task", "train"
+    bucket = int(digest[8:16], 16) % 10_000
+    dev = round(PRETRAINING_HELD_OUT["dev"] * 10_000)
+    if bucket < dev:
+        return "pretraining", "dev"
+    return "pretraining", ("test" if bucket < dev + round(PRETRAINING_HELD_OUT["test"] * 10_000) else "train")
 
 
 def text_key(text: str) -> str:
@@ -266,19 +309,92 @@ def text_key(text: str) -> str:
     return " ".join(WORD.findall(text))
 
 
-def split_units(units: list[Unit]) -> tuple[dict[str, list[Unit]], int]:
-    """``{split: units}`` by page. A dev or test unit whose text, in any language, also occurs
-    (up to spacing, see ``text_key``) in a training page (boilerplate such as "Related Topics", copied paragraphs) is dropped, so no
-    held-out paragraph nor its translation is ever trained on. Returns the splits and the
-    number of held-out units dropped."""
-    by_split = {s: [u for u in units if split_of(u.key) == s] for s in SPLITS}
-    trained = {text_key(t) for u in by_split["train"] for t in u.text.values()}
-    dropped = 0
+def unit_texts(units: list[Unit]) -> set[str]:
+    """The ``text_key`` of every text, in every language, of ``units``."""
+    return {text_key(t) for u in units for t in u.text.values()}
+
+
+def unseen(units: list[Unit], seen: set[str]) -> list[Unit]:
+    """The units none of whose texts, in any language, is in ``seen`` (``text_key`` strings)."""
+    return [u for u in units if seen.isdisjoint(map(text_key, u.text.values()))]
+
+
+@dataclass
+class Splits:
+    """The aligned units by side and split (``task[split]``, ``pretraining[split]``, split in
+    SPLITS), after dropping shared text, and how many units each drop removed."""
+
+    task: dict[str, list[Unit]]
+    pretraining: dict[str, list[Unit]]
+    dropped: dict[str, int]
+    before: list[Unit]   # every unit of the training pages: the pretraining text before the split
+
+
+def split_units(units: list[Unit]) -> Splits:
+    """Units by ``page_role``, with shared text (boilerplate such as "Related Topics", copied
+    paragraphs; compared up to spacing, see ``text_key``) dropped so that no paragraph a task
+    trains, selects or tests on, nor its translation, is ever trained on:
+
+    1. a task dev or test unit whose text, in any language, occurs on a training page (task
+       training or pretraining page) is dropped (as before the pretraining split, so task dev
+       and test are unchanged by it);
+    2. a pretraining unit whose text, in any language, occurs on any task page (any split) is
+       dropped;
+    3. a pretraining dev or test unit whose text occurs in the pretraining training units is
+       dropped (the held-out losses and chrF read unseen text).
+    """
+    roles = {key: page_role(key) for key in {u.key for u in units}}
+    task = {s: [u for u in units if roles[u.key] == ("task", s)] for s in SPLITS}
+    pretraining = {s: [u for u in units if roles[u.key] == ("pretraining", s)] for s in SPLITS}
+    before = [u for u in units if split_of(u.key) == "train"]
+    on_task_pages = unit_texts([u for s in SPLITS for u in task[s]])
+    trained = unit_texts(before)
+    dropped = {}
     for split in ("dev", "test"):
-        kept = [u for u in by_split[split] if trained.isdisjoint(map(text_key, u.text.values()))]
-        dropped += len(by_split[split]) - len(kept)
-        by_split[split] = kept
-    return by_split, dropped
+        kept = unseen(task[split], trained)
+        dropped[f"task_{split}_as_training_duplicates"] = len(task[split]) - len(kept)
+        task[split] = kept
+    for split in SPLITS:
+        kept = unseen(pretraining[split], on_task_pages)
+        dropped[f"pretraining_{split}_as_task_duplicates"] = len(pretraining[split]) - len(kept)
+        pretraining[split] = kept
+    pretrained = unit_texts(pretraining["train"])
+    for split in ("dev", "test"):
+        kept = unseen(pretraining[split], pretrained)
+        dropped[f"pretraining_{split}_as_pretraining_duplicates"] = len(pretraining[split]) - len(kept)
+        pretraining[split] = kept
+    return Splits(task, pretraining, dropped, before)
+
+
+def text_sizes(units: list[Unit]) -> dict:
+    """How much text ``units`` hold: pages, paragraphs (aligned units), parallel pairs per
+    direction (units translated into that language) and characters per language."""
+    return {"pages": len({u.key for u in units}), "paragraphs": len(units),
+            "parallel_pairs": {lang: sum(lang in u.text for u in units) for lang in LANGS[1:]},
+            "characters": {lang: sum(len(u.text[lang]) for u in units if lang in u.text) for lang in LANGS}}
+
+
+def page_split_record(keys: list[str], splits: Splits) -> dict:
+    """The manifest's record of the pretraining/task split: the rule, the pages of each side and
+    split with a SHA-256 of each side's sorted page list (one path a line), the units each drop
+    removed, and the sizes of the training text before the split (every training page) and of
+    each side's training units after it (``text_sizes``)."""
+    roles = {key: page_role(key) for key in keys}
+    lists = {side: sorted(k for k, r in roles.items() if r[0] == side) for side in SIDES}
+    return {
+        "rule": "page_role: dev/test pages (split_of, SHA-1) are task pages; a training page is a pretraining "
+                "page when int(sha256(path)[:8], 16) % 10000 < share x 10000, held out for the pretraining "
+                "losses by int(sha256(path)[8:16], 16) % 10000",
+        "pretraining_share": PRETRAINING_SHARE,
+        "pretraining_held_out": PRETRAINING_HELD_OUT,
+        "pages": {side: {split: sum(r == (side, split) for r in roles.values()) for split in SPLITS} for side in SIDES},
+        "page_list_sha256": {side: hashlib.sha256("".join(k + "\n" for k in lists[side]).encode()).hexdigest()
+                             for side in SIDES},
+        "dropped": splits.dropped,
+        "training_text": {"before_split": text_sizes(splits.before),
+                          "pretraining": text_sizes(splits.pretraining["train"]),
+                          "task": text_sizes(splits.task["train"])},
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,17 +491,20 @@ def cka_records(test_units: list[Unit], n: int = N_CKA) -> list[dict]:
     return rows
 
 
-def build_tables(by_split: dict[str, list[Unit]], titles: dict, seed: int = 0) -> dict[str, list[dict]]:
-    """Every dataset file's rows: ``{"<dataset>/<split>.<lang>": rows}``."""
+def build_tables(splits: Splits, titles: dict, seed: int = 0) -> dict[str, list[dict]]:
+    """Every dataset file's rows: ``{"<dataset>/<split>.<lang>": rows}``. The tasks and
+    cka-samples come from the task pages (``splits.task``), the parallel and monolingual text
+    from the pretraining pages (``splits.pretraining``) only."""
     files: dict[str, list[dict]] = {}
     for split in SPLITS:
-        units = by_split[split]
+        units = splits.task[split]
         task_langs = LANGS if split == "test" else ("en",)
         for lang in task_langs:
             files[f"mini-spans/{split}.{lang}"] = spans_records(units, lang)
             files[f"mini-topic/{split}.{lang}"] = topic_records(units, lang)
         for lang, rows in rank_records(units, titles, task_langs, seed).items():
             files[f"mini-rank/{split}.{lang}"] = rows
+        units = splits.pretraining[split]
         for lang in LANGS[1:]:
             files[f"parallel/{split}.{lang}"] = [{"id": u.uid, "en": u.text["en"], lang: u.text[lang]}
                                                  for u in units if lang in u.text]
@@ -393,7 +512,7 @@ def build_tables(by_split: dict[str, list[Unit]], titles: dict, seed: int = 0) -
             for lang in LANGS:
                 files[f"monolingual/{split}.{lang}"] = [{"id": u.uid, "text": u.text[lang]}
                                                         for u in units if lang in u.text]
-    files["cka-samples/test.all"] = cka_records(by_split["test"])
+    files["cka-samples/test.all"] = cka_records(splits.task["test"])
     return files
 
 
@@ -438,8 +557,8 @@ def build_corpus(out: Path, source: Path | None = None, cache: Path | None = Non
                        for lang in LANGS}
         pages, failures = parse_all(help_root, workers=workers, progress=progress)
         units, titles, untranslated = align(pages)
-        by_split, leak_dropped = split_units(units)
-        files = build_tables(by_split, titles, seed=seed)
+        splits = split_units(units)
+        files = build_tables(splits, titles, seed=seed)
         _check_sizes(files, MIN_RECORDS if min_records is None else min_records)
         staging = tmp / "corpus"
         for name, rows in files.items():
@@ -451,7 +570,9 @@ def build_corpus(out: Path, source: Path | None = None, cache: Path | None = Non
                              "failed_pages": sorted(k for k, _ in failures[lang])} for lang in LANGS},
             "aligned_paragraphs": len(units),
             "untranslated_dropped": {lang: untranslated[lang] for lang in LANGS[1:]},
-            "held_out_dropped_as_training_duplicates": leak_dropped,
+            "held_out_dropped_as_training_duplicates": splits.dropped["task_dev_as_training_duplicates"]
+            + splits.dropped["task_test_as_training_duplicates"],
+            "page_split": page_split_record(sorted(pages["en"]), splits),
             "counts": {name: len(rows) for name, rows in files.items()},
             "topic_class_balance": {name: dict(sorted(Counter(r["label"] for r in rows).items()))
                                     for name, rows in files.items() if name.startswith("mini-topic/")},
