@@ -17,7 +17,7 @@ tags belong to the syntactic words. A FORM may hold spaces in CoNLL-U (French ``
 are written as U+00A0 (no-break space), so that a line still splits into word and tag at its one
 ASCII space; tokenizers treat U+00A0 as a space.
 
-The split of PUD (the same 1,000 sentences in every PUD language): the 500 sentences whose
+The split of PUD (the same 1,000 sentences in every PUD language): the half (500) whose
 ``sent_id`` has the smallest SHA-256 (of its UTF-8 bytes, compared as hex strings) are the test
 half, the other 500 the English dev half (``pud_halves``). Both are written in ``sent_id`` order,
 the same in every language, so the i-th test sentence is the same sentence in en, de, es, fr and
@@ -54,8 +54,6 @@ EXTRA_FILES = ("LICENSE.txt", "README.md")   # copied beside the data for attrib
 POS = XGLUE["pos"]                           # the XGLUE task whose release layout is written
 POS_FOLDER = f"{RELEASE_FOLDER}/{POS.folder}"
 WORD_SPACE = "\u00a0"                        # what a space inside a FORM is written as
-PUD_TEST_SENTENCES = 500
-TEST_LANGUAGES = ("en", "de", "es", "fr", "ru")
 BUILD_COMMAND = "mtnb data ud --from ../shared/data/ud"
 
 
@@ -222,11 +220,11 @@ def pos_lines(sentences: list[Sentence]) -> str:
 
 
 def pud_halves(sent_ids: list[str]) -> tuple[list[str], list[str]]:
-    """``(dev, test)`` halves of the PUD sentence ids, each in sent_id order: test is the
-    ``PUD_TEST_SENTENCES`` ids whose SHA-256 (hex, of the UTF-8 id) is smallest, dev the rest.
-    The rule depends on the ids alone, so every language splits the same way."""
+    """``(dev, test)`` halves of the PUD sentence ids, each in sent_id order: test is the half
+    (rounded down: 500 of PUD's 1,000) whose SHA-256 (hex, of the UTF-8 id) is smallest, dev
+    the rest. The rule depends on the ids alone, so every language splits the same way."""
     by_hash = sorted(sent_ids, key=lambda s: hashlib.sha256(s.encode("utf-8")).hexdigest())
-    test = set(by_hash[:PUD_TEST_SENTENCES])
+    test = set(by_hash[:len(sent_ids) // 2])
     return sorted(s for s in sent_ids if s not in test), sorted(test)
 
 
@@ -268,16 +266,19 @@ def build_ud(out: str | Path | None = None, source: str | Path | None = None, *,
     paths = treebank_files(source)
     read = {name: [read_conllu(p) for p in files] for name, files in paths.items()}
 
-    english_pud = [s.sent_id for s in read[PUD_TREEBANKS["en"]][0]]
+    english = {s.sent_id: s for s in read[PUD_TREEBANKS["en"]][0]}
+    english_pud = list(english)
     for lang, name in PUD_TREEBANKS.items():
-        ids = [s.sent_id for s in read[name][0]]
-        if set(ids) != set(english_pud):
-            other = sorted(set(ids) ^ set(english_pud))[0]
-            raise MtnbError(f"{paths[name][0]}: its sentences are not English PUD's (sent_id {other!r} is in one "
-                            "file only); the PUD treebanks must be the parallel 1,000 sentences")
-    if len(english_pud) < 2 * PUD_TEST_SENTENCES:
-        raise MtnbError(f"{paths[PUD_TREEBANKS['en']][0]}: {len(english_pud)} sentences; PUD has 1,000 "
-                        f"(dev and test take {PUD_TEST_SENTENCES} each)")
+        mine = {s.sent_id: s for s in read[name][0]}
+        extra = [s for i, s in mine.items() if i not in english]
+        missing = [s for i, s in english.items() if i not in mine]
+        if extra or missing:
+            raise MtnbError(f"{extra[0].where}: sent_id {extra[0].sent_id!r} is not in English PUD" if extra else
+                            f"{paths[name][0]}: sent_id {missing[0].sent_id!r} of English PUD ({missing[0].where}) "
+                            "is missing" + "; the PUD treebanks must be the same parallel sentences")
+    if len(english_pud) < 2:
+        raise MtnbError(f"{paths[PUD_TREEBANKS['en']][0]}: {len(english_pud)} sentence(s); PUD has 1,000, "
+                        "split into a dev and a test half")
     dev_ids, test_ids = pud_halves(english_pud)
 
     outputs: dict[str, list[Sentence]] = {"en.train": [s for part in read[TRAIN_TREEBANK] for s in part]}
@@ -301,7 +302,7 @@ def build_ud(out: str | Path | None = None, source: str | Path | None = None, *,
         "splits": {
             "en.train": "English-EWT dev + test, every sentence, in file order",
             "en.dev": f"English PUD: the {len(dev_ids)} sentences not in the test half, in sent_id order",
-            "test": f"each language's PUD: the {PUD_TEST_SENTENCES} sentences whose SHA-256(sent_id) is smallest, "
+            "test": f"each language's PUD: the {len(test_ids)} sentences whose SHA-256(sent_id) is smallest, "
                     "in sent_id order (the same sentences in the same order in every language: unit i of a "
                     "zero-shot evaluation is sent_ids[i] in all of them)",
         },
