@@ -72,3 +72,12 @@ def test_the_machine_module_imports_no_torch():
     code = "import mtnb.core.machine, sys; assert 'torch' not in sys.modules, 'torch imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_performance_page_shows_the_flags_beside_a_benchmark(cpus):
+    from mtnb.study.book.performance import benchmark_machine
+
+    summary = machine_summary(cpus / "native")
+    line = benchmark_machine({"headline": {"speedup": 1.9}, "machine_summary": summary})
+    assert "Intel(R) Xeon(R) Processor" in line and "avx512_bf16 amx_bf16" in line
+    assert "flags not recorded" in benchmark_machine({"headline": {"speedup": 1.9}, "machine": "x86_64"})

@@ -23,8 +23,9 @@ def performance_page(study: Study) -> str:
     if not files:
         parts.append(note(prose("performance", "no-benchmarks")))
     for path in files:
+        doc = json.loads(path.read_text(encoding="utf-8"))
         parts += [f"\n### {path.stem}\n\n", _benchmark_description(path.stem), "\n\n",
-                  md_table(_benchmark_rows(json.loads(path.read_text(encoding="utf-8"))), index=False)]
+                  benchmark_machine(doc), "\n\n", md_table(_benchmark_rows(doc), index=False)]
     return "".join(parts)
 
 
@@ -69,6 +70,17 @@ def _benchmark_description(name: str) -> str:
     return f"(No script `benchmarks/bench_{name}.py` describes it.)"
 
 
+def benchmark_machine(doc: dict) -> str:
+    """The line shown above a benchmark's figures: the machine they were measured on, from the
+    ``machine_summary`` its JSON records (``mtnb.core.machine.machine_summary``: CPU, cores and
+    the flags that decide bf16's speed), or a note that an older JSON recorded no flags. A
+    speed-up read without them may belong to another kind of CPU."""
+    summary = doc.get("machine_summary")
+    if isinstance(summary, dict) and summary.get("text"):
+        return prose("performance", "machine", text=summary["text"])
+    return prose("performance", "no-machine")
+
+
 def _benchmark_rows(doc, prefix: str = "", limit: int = 40):
     """A benchmark's JSON as (figure, value) rows: every number, string or short list, nested
     keys joined by dots; long lists and lists of records are left out."""
@@ -83,7 +95,7 @@ def _benchmark_rows(doc, prefix: str = "", limit: int = 40):
                 rows.append((key, ", ".join(_figure(v) for v in value)))
         else:
             rows.append((key, _figure(value)))
-    walk(doc, prefix)
+    walk({k: v for k, v in doc.items() if k != "machine_summary"}, prefix)   # shown above the table
     if len(rows) > limit:
         rows = rows[:limit] + [("…", f"{len(rows) - limit} more in the JSON file")]
     return pd.DataFrame(rows, columns=["figure", "value"])
