@@ -40,7 +40,7 @@ from pathlib import Path
 
 from mtnb.core.paths import SOURCE_ROOT
 from mtnb.study.job_process import execute_job
-from mtnb.study.runner import code_cells
+from mtnb.core.code_version import notebook_cells
 
 PAPER_JOBS, LANES = 114, 2
 
@@ -66,7 +66,7 @@ PAPERMILL_RUN = ("import sys, time\n"
 
 def notebook_imports(name: str) -> str:
     """The import statements of notebooks/<name>.ipynb's code cells, as one script."""
-    lines = [line.strip() for source in code_cells(SOURCE_ROOT / "notebooks" / f"{name}.ipynb")
+    lines = [line.strip() for source in notebook_cells(SOURCE_ROOT / "notebooks" / f"{name}.ipynb")
              for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
     return "\n".join(lines) + "\n"
 

@@ -173,13 +173,19 @@ def test_missing_pieces_give_notes_and_an_unrun_grid_one_line(small_grid_run, tm
     shutil.rmtree(root / "runs" / "benchmarks")
     monkeypatch.setenv("MTNB_ROOT", str(root))
     src = build_book("small", build=False, quiet=True)
-    assert "versions of the mtnb code" not in (src / "overview.md").read_text(), "one code version: not shown"
-    # jobs made by other code: the zero-shot ones by this, a finetune job by an older version,
-    # the other from before the hash was recorded
+    overview = (src / "overview.md").read_text()
+    assert "computed by code other than this checkout" not in overview, "one code version: nothing marked"
+    assert "## Provenance" in overview and "flags:" in overview
+    # jobs computed by other code: a finetune job by older module code, another from before jobs
+    # recorded their code, and the zero-shot jobs by another notebook version
     older, unrecorded = sorted((root / "runs" / "small" / "finetune").glob("*/done.json"))
-    for path, code in [(older, "0123456789ab"), (unrecorded, None),
-                       *((p, "fedcba987654") for p in (root / "runs" / "small" / "zeroshot").glob("*/done.json"))]:
-        path.write_text(json.dumps({**json.loads(path.read_text()), "code_hash": code}))
+    record = json.loads(older.read_text())
+    record["code"]["modules"] = {**record["code"]["modules"], "mtnb.transfer.probe": "0123456789ab"}
+    older.write_text(json.dumps(record))
+    unrecorded.write_text(json.dumps({k: v for k, v in json.loads(unrecorded.read_text()).items() if k != "code"}))
+    for path in (root / "runs" / "small" / "zeroshot").glob("*/done.json"):
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "code": {**record["code"], "notebook": "fedcba987654"}}))
     src = build_book("small", build=False, quiet=True)
     assert "No finished CKA job" in (src / "cka.md").read_text()
     assert "No finished SVD job" in (src / "svd.md").read_text()
@@ -187,9 +193,13 @@ def test_missing_pieces_give_notes_and_an_unrun_grid_one_line(small_grid_run, tm
     assert "No finished CKA job: nothing to show" in results and "No finished SVD job" in results
     overview = (src / "overview.md").read_text()
     assert "2 of 6 jobs are not done" in overview
-    code = re.findall(r"^\| (`[0-9a-f]{12}`|\(not recorded\)) \| (\d+) \| ([a-z, ]+) \|", overview, re.M)
-    assert sorted(code) == [("(not recorded)", "1", "finetune"), ("`0123456789ab`", "1", "finetune"),
-                            ("`fedcba987654`", "2", "zeroshot")], code
+    marked = re.findall(r"^\| (\w+) \| `([0-9a-f]{12})` \| (.+) \|$", overview, re.M)
+    assert sorted((kind, what) for kind, _, what in marked) == [
+        ("finetune", "code not recorded"), ("finetune", "modules mtnb.transfer.probe"),
+        ("zeroshot", "notebook cells"), ("zeroshot", "notebook cells")], marked
+    assert "```{warning}" in results and "computed by code other than this checkout" in results
+    assert "modules mtnb.transfer.probe" in results, "the results page names the modules beside its tables"
+    assert "computed by code other than" not in (src / "svd.md").read_text()
     assert "No benchmark results" in (src / "performance.md").read_text()
 
     grid = yaml.safe_load((root / "params" / "grids" / "small.yaml").read_text())

@@ -25,8 +25,10 @@ from mtnb.cli import main
 from mtnb.core.errors import MtnbError
 from mtnb.study.grids import load_grid
 from mtnb.models.registry import load_registry
-from mtnb.study.job_process import code_hash
-from mtnb.study.runner import code_cells, expand, run, status
+from mtnb.core import code_version
+from mtnb.core.code_version import notebook_cells
+from mtnb.study import runner
+from mtnb.study.runner import expand, run, run_reasons, status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -280,24 +282,131 @@ def test_dry_run_lists_every_job_with_its_deps_and_runs_nothing(root, capsys):
     assert not (root / "runs").exists()
 
 
-def test_done_jobs_made_by_other_mtnb_code_are_named_before_they_are_reused(root, capsys):
-    from mtnb.study.runner import other_code_note
+def finish(job) -> None:
+    """Make ``job`` look finished, as a real run leaves it: job.json as the runner writes it, and
+    done.json with the code the job ran."""
+    job.folder.mkdir(parents=True, exist_ok=True)
+    (job.folder / "job.json").write_text(json.dumps({"kind": job.kind, "id": job.id, "parameters": job.notebook_parameters(),
+                                                     "deps": job.deps, "code": job.code}))
+    (job.folder / "done.json").write_text(json.dumps({"status": "done", "finished": "2026-01-01T00:00:00",
+                                                      "code": job.code}))
 
-    write_grid(root, "stale")
-    jobs = expand(load_grid("stale"))
-    assert other_code_note(jobs) is None, "nothing done: nothing to say"
-    for job, made in zip(jobs, ("0123456789ab", code_hash())):
-        job.folder.mkdir(parents=True)
-        (job.folder / "done.json").write_text(json.dumps({"status": "done", "code_hash": made}))
-    note = other_code_note(jobs)
-    assert note.startswith("note: 1 of the 2 done jobs were made by other mtnb code (code_hash 0123456789ab (1); "
-                           f"this code is {code_hash()})")
-    assert jobs[0].id in note and "\n" not in note
-    # the dry run says it too, before its preflight stops on the missing checkpoint
-    assert main(["run", "stale", "--dry-run"]) == 2
-    assert note in capsys.readouterr().out
-    (jobs[0].folder / "done.json").write_text(json.dumps({"status": "done", "code_hash": code_hash()}))
-    assert other_code_note(jobs) is None
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of the mtnb package that the job ids read (``code_version.PACKAGE_DIR``), to edit."""
+    copy = tmp_path / "package" / "mtnb"
+    shutil.copytree(ROOT / "mtnb", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(code_version, "PACKAGE_DIR", copy)
+    return copy
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+ANALYSIS_GRID = dict(finetune={"max_steps": 3}, cka={"models": ["tiny", "tiny-b"], "n_samples": 4},
+                     svd={"base": "tiny", "models": ["tiny-b"]})
+
+
+def test_job_ids_follow_the_code_each_job_runs(root, package_copy):
+    path = write_grid(root, "code", **ANALYSIS_GRID)
+    before = {job.kind: job.id for job in expand(load_grid(path))}
+    assert set(before) == {"finetune", "zeroshot", "cka", "svd"}
+    cka = package_copy / "analysis" / "cka.py"
+    edit(cka, "    return float(", "    return 1.0 * float(")           # a function body in the CKA notebook's closure
+    after = {job.kind: job.id for job in expand(load_grid(path))}
+    assert [k for k in before if after[k] != before[k]] == ["cka"], (before, after)
+    shutil.copyfile(ROOT / "mtnb" / "analysis" / "cka.py", cka)
+    assert {job.kind: job.id for job in expand(load_grid(path))} == before, "reverted: the ids come back"
+    # a docstring and a comment change no id, not even in the modules every notebook runs
+    for module in ("pretraining/e5_family.py", "core/errors.py"):
+        text = (package_copy / module).read_text()
+        head, sep, rest = text.partition('"""')
+        (package_copy / module).write_text(head + sep + "Reworded. " + rest.replace("\n", "  # a comment\n", 1))
+    assert {job.kind: job.id for job in expand(load_grid(path))} == before
+    # a body edit in a module every notebook imports changes every id
+    edit(package_copy / "core" / "errors.py", "class MtnbError(Exception):", "class MtnbError(ValueError):")
+    after = {job.kind: job.id for job in expand(load_grid(path))}
+    assert all(after[k] != before[k] for k in before)
+
+
+def test_the_closure_follows_imports_anywhere_and_only_mtnb(tmp_path):
+    package = tmp_path / "mtnb"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "a.py").write_text("import json\nfrom mtnb.sub import b\ndef f():\n    return b.g()\n")
+    (package / "sub" / "b.py").write_text("def g():\n    from mtnb import c\n    return c.X\n")
+    (package / "c.py").write_text('"""Doc."""\nX = 1  # one\n')
+    (package / "d.py").write_text("Y = 2\n")
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "source": ["%matplotlib inline\n",
+                                                                                 "from mtnb.sub.a import f\n"]},
+                                              {"cell_type": "markdown", "source": "import mtnb.d"}]}))
+    assert code_version.notebook_closure(notebook, package) == ["mtnb", "mtnb.c", "mtnb.sub", "mtnb.sub.a", "mtnb.sub.b"]
+    hashes = code_version.module_hashes(notebook, package)
+    (package / "c.py").write_text('"""Another doc."""\n\n\nX = 1    # another comment\n')
+    assert code_version.module_hashes(notebook, package) == hashes
+    (package / "c.py").write_text('X = 2\n')
+    assert code_version.changed_modules(hashes, code_version.module_hashes(notebook, package)) == ["mtnb.c"]
+    (package / "d.py").write_text("Y = 3\n")
+    assert code_version.changed_modules(hashes, code_version.module_hashes(notebook, package)) == ["mtnb.c"]
+
+
+def test_dry_run_says_why_each_job_runs(root, package_copy, capsys):
+    path = write_grid(root, "why", **ANALYSIS_GRID)
+    jobs = expand(load_grid(path))
+    reasons = run_reasons(load_grid(path), jobs)
+    assert set(reasons.values()) == {"new"}
+    for job in jobs:
+        finish(job)
+    assert set(run_reasons(load_grid(path), expand(load_grid(path))).values()) == {"done"}
+    edit(package_copy / "analysis" / "cka.py", "    return float(", "    return 1.0 * float(")
+    write_grid(root, "why", **{**ANALYSIS_GRID, "finetune": {"max_steps": 4}})
+    jobs = expand(load_grid(path))
+    reasons = {job.kind: run_reasons(load_grid(path), jobs)[job.id] for job in jobs}
+    assert reasons == {"finetune": "parameters: max_steps", "zeroshot": "a dependency",
+                       "cka": "code: mtnb.analysis.cka", "svd": "done"}, reasons
+    # the dry run prints them (before its preflight stops on the missing checkpoint)
+    assert main(["run", "why", "--dry-run"]) == 2
+    out = capsys.readouterr().out
+    assert "code: mtnb.analysis.cka" in out and "parameters: max_steps" in out
+
+
+def test_reuse_finished_keeps_older_results_and_a_plain_run_drops_them(root, package_copy, capsys):
+    path = write_grid(root, "reuse", **ANALYSIS_GRID)
+    old = expand(load_grid(path))
+    for job in old:
+        finish(job)
+    edit(package_copy / "analysis" / "cka.py", "    return float(", "    return 1.0 * float(")
+    edit(package_copy / "transfer" / "probe.py", "import numpy as np", "import numpy as np\nEDITED = True")
+    grid = load_grid(path)
+    changed = {job.id for job, new in zip(old, expand(grid)) if new.id != job.id}
+    assert {job.kind for job in old if job.id in changed} >= {"cka", "finetune", "zeroshot"}
+    kept = runner.keep_finished(grid)
+    assert set(kept.values()) == changed
+    now = expand(grid)
+    assert [j.id for j in now] == [j.id for j in old], "the finished jobs stand in for the new ones"
+    assert all((j.folder / "done.json").is_file() for j in now)
+    assert run_reasons(grid, now)[now[2].id] == "reused (other code)"
+    assert "are kept (--reuse-finished)" in runner.reused_note(grid, now)
+    # the book marks them with the modules that differ
+    from mtnb.study.book.collect import collect
+
+    study = collect(path)
+    cka = next(j for j in now if j.kind == "cka")
+    finetune = next(j for j in now if j.kind == "finetune")
+    assert study.other_code[cka.id].startswith("modules mtnb.analysis.cka")
+    assert "mtnb.transfer.probe" in study.other_code[finetune.id] and "cka" not in study.other_code[finetune.id]
+    assert set(study.other_code) == set(kept.values())
+    # a run without the flag drops them, before it runs anything
+    assert runner.drop_reused(grid) == len(changed)
+    assert f"dropping the {len(changed)} finished job(s)" in capsys.readouterr().out
+    assert [j.id for j in expand(grid)] != [j.id for j in old]
+    assert all((j.folder / "done.json").is_file() for j in old), "nothing computed is lost"
 
 
 def test_job_ids_are_stable_and_follow_parameters_and_deps(root):
@@ -411,7 +520,7 @@ def test_no_notebook_leaves_work_to_its_kernels_exit():
     """What the immediate kill above relies on: the notebooks start no threads, processes or exit
     handlers, and no mtnb module registers one."""
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        code = "\n".join(code_cells(path))
+        code = "\n".join(notebook_cells(path))
         for word in ("atexit", "threading", "multiprocessing", "subprocess", "Popen", "num_workers"):
             assert word not in code, f"{path.name} uses {word}"
     for path in sorted((ROOT / "mtnb").rglob("*.py")):
@@ -451,7 +560,8 @@ def test_run_executes_the_grid_then_skips_what_is_done(tiny_root, real_corpus, c
         assert (job.folder / f"{job.kind}.ipynb").is_file()
         assert record["torch"] == torch.__version__ and record["transformers"] == transformers.__version__
         assert record["omp_num_threads"] == os.environ.get("OMP_NUM_THREADS") and record["cpus"] == os.cpu_count()
-        assert record["code_hash"] == code_hash() and len(code_hash()) == 12
+        assert record["code"]["modules"] == job.code["modules"] and record["code"]["notebook"] == job.code["notebook"]
+        assert record["git"].keys() <= {"commit", "dirty"} and "flags:" in record["machine"]["text"]
     assert (finetune.folder / "out" / "seed-0" / "model.safetensors").is_file()
     results = pd.read_csv(zeroshot.folder / "out" / "results.csv")
     assert set(results.language) == {"en", "de", "es", "fr", "ru"}
@@ -504,7 +614,7 @@ def test_the_smoke_grid_runs_end_to_end(smoke_grid_run, monkeypatch, capsys):
     assert out.returncode == 0 and out.stdout.splitlines()[-1] == f"{len(jobs)} jobs: {len(jobs)} done", out.stdout
     records = [json.loads((job.folder / "done.json").read_text()) for job in jobs]
     assert {r["omp_num_threads"] for r in records} == {smoke_grid_run.threads}
-    assert all(len(r["code_hash"]) == 12 and r["torch"] == torch.__version__ for r in records)
+    assert all(r["code"] == {**job.code} and r["torch"] == torch.__version__ for r, job in zip(records, jobs))
     with capsys.disabled():
         print(f"\nsmoke grid: {len(jobs)} jobs run end to end in {smoke_grid_run.seconds:.0f} s "
               f"(papermill time {sum(r['seconds'] for r in records):.0f} s)")

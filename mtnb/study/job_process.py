@@ -9,14 +9,16 @@ would add about 1.5 s of CPU to every job.
 
 The record. done.json (or failed.json) holds the times (``execute_job``) and what the numbers
 depend on besides the parameters (``job_environment``): OMP_NUM_THREADS, the CPU count, the
-torch and transformers versions, and ``code_hash``, a hash of the mtnb package's source files.
+package versions, the machine (CPU model and flags, GPUs), the checkout's git commit and whether
+it had uncommitted changes, and ``code``: the hashes of the notebook's code cells and of every
+mtnb module it runs (``mtnb.core.code_version``), taken as the job starts, beside the precision
+its id was made with.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -25,11 +27,12 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from mtnb.core.code_version import code_key, git_version
 from mtnb.core.files import write_text
-from mtnb.core.paths import PACKAGE_DIR
+from mtnb.core.machine import machine_summary
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -68,8 +71,10 @@ def _execute_notebook(folder: Path, notebook: str, kind: str, parameters: dict, 
     writes is complete and closed when its cell returns (``mtnb.core.files``), and no notebook
     starts threads, processes or exit handlers (a test holds the notebooks to this).
     """
+    planned = json.loads((folder / "job.json").read_text(encoding="utf-8")).get("code", {})
     record = {"kind": kind, "host": socket.gethostname(), "started": timestamp(),
-              "start_delay_seconds": round(time.time() - submitted, 3), **job_environment()}
+              "start_delay_seconds": round(time.time() - submitted, 3), **job_environment(),
+              "code": {**code_key(Path(notebook)), "precision": planned.get("precision")}}
     start = time.perf_counter()
     try:
         papermill = import_papermill()
@@ -120,23 +125,25 @@ def held(path: Path):
         yield
 
 
+PACKAGES = ("torch", "transformers", "datasets", "evaluate", "numpy", "scikit-learn", "papermill")
+
+
 def job_environment() -> dict:
-    """What a job's numbers depend on besides its parameters: the thread setting its kernel
-    inherits (OMP_NUM_THREADS sets torch's thread count; unset, torch takes one per core), the
-    CPUs, the torch and transformers versions, and the mtnb code (``code_hash``). Read from
-    the environment and the package metadata: importing torch here would cost every job 1.2 s."""
+    """What a job's numbers depend on besides its parameters and code: the thread setting its
+    kernel inherits (OMP_NUM_THREADS sets torch's thread count; unset, torch takes one per core),
+    the CPUs, the package versions (``packages``; ``torch`` and ``transformers`` also at the top
+    level), the machine (``mtnb.core.machine.machine_summary``) and the checkout's git version.
+    Read from the environment, /proc and the package metadata: importing torch here would cost
+    every job 1.2 s."""
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
     return {"omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
-            "torch": version("torch"), "transformers": version("transformers"), "code_hash": code_hash()}
-
-
-def code_hash() -> str:
-    """12 hex digits of SHA-256 over the mtnb package's source files (their paths and contents):
-    results made with other code carry another hash."""
-    package = PACKAGE_DIR
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+            "torch": packages["torch"], "transformers": packages["transformers"], "packages": packages,
+            "machine": machine_summary(), "git": git_version()}
 
 
 def error_line(err: BaseException) -> str:

@@ -62,17 +62,20 @@ from pathlib import Path
 import submitit
 import yaml
 
+from mtnb.core.code_version import changed_modules, code_key
 from mtnb.core.errors import MtnbError
 from mtnb.core.files import write_text
+from mtnb.core.machine import auto_cpu_precision, gpu_names
 from mtnb.core.paths import project_root
 from mtnb.core.yamlfile import read_yaml
 from mtnb.models.registry import registry_path
 from mtnb.pretraining.members import E5_BASE, E5_MEMBERS, ZOO
-from mtnb.study.grids import RUNNER_SET, Grid, load_grid, notebook_path, replica_name, shown
-from mtnb.study.job_process import code_hash, error_line, execute_job, timestamp, write_json_atomic
+from mtnb.study.grids import RUNNER_SET, Grid, load_grid, notebook_parameters, notebook_path, replica_name, shown
+from mtnb.study.job_process import error_line, execute_job, timestamp, write_json_atomic
 
 POLL_S = 0.5                    # how often running jobs are checked
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 min) would kill every real job
+REUSED = "reused.json"          # runs/<grid>/reused.json: finished jobs kept whatever their code
 SUBMITIT_SHARED = ("timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb", "nodes", "tasks_per_node",
                    "name", "stderr_to_stdout")
 
@@ -84,7 +87,8 @@ SUBMITIT_SHARED = ("timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb", "n
 @dataclass
 class Job:
     """One notebook to execute. ``parameters`` are the grid's (hashed into ``id``); ``paths``
-    are the ones the runner adds, inside job folders (output_dir; run_dir for zeroshot)."""
+    are the ones the runner adds, inside job folders (output_dir; run_dir for zeroshot);
+    ``code`` is what the id hashes of the code it runs (``job_code``)."""
 
     kind: str
     notebook: Path
@@ -93,43 +97,59 @@ class Job:
     id: str
     folder: Path
     paths: dict = field(default_factory=dict)
+    code: dict = field(default_factory=dict)
 
     def notebook_parameters(self) -> dict:
         """Everything papermill injects into the notebook."""
         return {**self.parameters, **self.paths}
 
 
-def code_cells(notebook: Path) -> list[str]:
-    """The sources of a notebook's code cells, in order (each one string)."""
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    return [cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-            for cell in cells if cell["cell_type"] == "code"]
+def precision_key(notebook: Path, parameters: dict) -> str | None:
+    """The precision a job's forward passes will run at, for its id: None for a notebook
+    without a ``precision`` parameter; an explicit setting as it is; ``auto`` as it resolves on
+    this machine (``auto=bf16`` on a CPU with native bf16, ``auto=fp32`` on one without,
+    ``auto=gpu`` where an NVIDIA GPU is visible), so that results of the two never share an id."""
+    defaults = notebook_parameters(notebook)
+    if "precision" not in defaults:
+        return None
+    value = parameters.get("precision", defaults["precision"])
+    if value != "auto":
+        return str(value)
+    return "auto=gpu" if gpu_names() else f"auto={auto_cpu_precision()}"
 
 
-def notebook_code(notebook: Path) -> str:
-    """SHA-256 of what a notebook computes: the sources of its code cells, in order. Outputs,
-    execution counts, metadata and markdown cells are left out, so a notebook run in Jupyter and
-    saved there keeps its hash, and its grids' jobs keep their ids."""
-    return hashlib.sha256(json.dumps(code_cells(notebook)).encode()).hexdigest()
+def job_code(notebook: Path, parameters: dict) -> dict:
+    """What a job runs besides its parameters: the notebook's code cells and the normalised
+    source of every mtnb module in their import closure (``mtnb.core.code_version.code_key``),
+    and the precision ``auto`` resolves to here (``precision_key``)."""
+    return {**code_key(notebook), "precision": precision_key(notebook, parameters)}
 
 
-def job_id(notebook: Path, parameters: dict, deps: list[str]) -> str:
-    """12 hex digits of SHA-256 over the notebook's code (``notebook_code``), the parameters and
-    the deps."""
-    key = json.dumps({"notebook": notebook_code(notebook), "parameters": parameters, "deps": sorted(deps)},
-                     sort_keys=True, default=str)
+def job_id(code: dict, parameters: dict, deps: list[str]) -> str:
+    """12 hex digits of SHA-256 over the job's code (``job_code``: notebook, modules, precision),
+    its parameters and its dependencies' ids. A change to a module outside the notebook's import
+    closure, or to a docstring or comment anywhere, leaves it as it is."""
+    key = json.dumps({"code": code, "parameters": parameters, "deps": sorted(deps)}, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def make_job(grid: Grid, kind: str, parameters: dict, deps: list[Job] = (), inputs: dict | None = None) -> Job:
+def make_job(grid: Grid, kind: str, parameters: dict, deps: list[Job] = (), inputs: dict | None = None,
+             reused: dict | None = None) -> Job:
     """The job running notebooks/<kind>.ipynb with ``parameters`` after ``deps``; ``inputs``
-    are parameters naming dependencies' folders (left out of the id: the deps' ids are in)."""
+    are parameters naming dependencies' folders (left out of the id: the deps' ids are in).
+    ``reused`` ({id: id of a finished job kept in its place}, ``mtnb run --reuse-finished``)
+    puts an older finished job of the same parameters and dependencies in the job's place."""
     notebook = notebook_path(kind)
     dep_ids = [dep.id for dep in deps]
-    jid = job_id(notebook, parameters, dep_ids)
+    code = job_code(notebook, parameters)
+    jid = job_id(code, parameters, dep_ids)
+    kept = (reused or {}).get(jid)
+    if kept and (grid.runs_dir / kind / kept / "done.json").is_file():
+        jid = kept
     folder = grid.runs_dir / kind / jid
     paths = {**(inputs or {}), "output_dir": str(folder / "out")}
-    return Job(kind=kind, notebook=notebook, parameters=parameters, deps=dep_ids, id=jid, folder=folder, paths=paths)
+    return Job(kind=kind, notebook=notebook, parameters=parameters, deps=dep_ids, id=jid, folder=folder, paths=paths,
+               code=code)
 
 
 def expand(grid: Grid) -> list[Job]:
@@ -137,6 +157,7 @@ def expand(grid: Grid) -> list[Job]:
     member it starts from), finetune (all the grid's seeds) then its zeroshot for every
     (model, task), then the layer sweep, cka and svd when the grid has them (after their models'
     pretraining)."""
+    reused = reused_jobs(grid)
     pretrain = pretrain_jobs(grid)
     registry = grid_registry_name(grid) if pretrain else grid.registry
     shared = {"registry": registry, "mini_root": grid.mini_root}
@@ -153,20 +174,21 @@ def expand(grid: Grid) -> list[Job]:
             for task in grid.tasks:
                 finetune = make_job(grid, "finetune", {"model": name, "task": task, "seeds": list(grid.seeds),
                                                        **_given(shared, "finetune"),
-                                                       **grid.parameters("finetune", model, task)}, deps=built([name]))
+                                                       **grid.parameters("finetune", model, task)}, deps=built([name]),
+                                    reused=reused)
                 zeroshot = make_job(grid, "zeroshot", grid.parameters("zeroshot", model, task),
-                                    deps=[finetune], inputs={"run_dir": finetune.paths["output_dir"]})
+                                    deps=[finetune], inputs={"run_dir": finetune.paths["output_dir"]}, reused=reused)
                 jobs += [finetune, zeroshot]
     if "layer_sweep" in grid.sections:
         section = grid.sections["layer_sweep"]
         jobs.append(make_job(grid, "layer_sweep", {**_given(shared, "layer_sweep"), **section},
-                             deps=built([section["model"]])))
+                             deps=built([section["model"]]), reused=reused))
     if "cka" in grid.sections:
         section = grid.sections["cka"]
-        jobs.append(make_job(grid, "cka", {**_given(shared, "cka"), **section}, deps=built(section["models"])))
+        jobs.append(make_job(grid, "cka", {**_given(shared, "cka"), **section}, deps=built(section["models"]), reused=reused))
     for section in grid.sections.get("svd", []):
         jobs.append(make_job(grid, "svd", {**_given(shared, "svd"), **section},
-                             deps=built([section["base"], *section["models"]])))
+                             deps=built([section["base"], *section["models"]]), reused=reused))
     return jobs
 
 
@@ -177,6 +199,7 @@ def pretrain_jobs(grid: Grid) -> dict[str, Job]:
     job folder of the same seed (``base_dir``)."""
 
     several = len(grid.pretrain_seeds) > 1
+    reused = reused_jobs(grid)
     jobs: dict[str, Job] = {}
     for member in grid.zoo_members:
         base = ZOO[member].base if member in ZOO else None
@@ -187,8 +210,14 @@ def pretrain_jobs(grid: Grid) -> dict[str, Job]:
                       **grid.sections["pretrain"], **({"seed": seed} if seed != 0 else {})}
             deps = [jobs[base_name]] if base_name in jobs else []
             inputs = {"base_dir": jobs[base_name].paths["output_dir"]} if deps else {}
-            jobs[name] = make_job(grid, "pretrain", params, deps=deps, inputs=inputs)
+            jobs[name] = make_job(grid, "pretrain", params, deps=deps, inputs=inputs, reused=reused)
     return jobs
+
+
+def reused_jobs(grid: Grid) -> dict[str, str]:
+    """{id a job has with the checkout's code: id of the older finished job kept in its place},
+    as ``mtnb run --reuse-finished`` last wrote it (``runs/<grid>/reused.json``); {} without it."""
+    return (read_json(grid.runs_dir / REUSED) or {}).get("jobs", {})
 
 
 def grid_registry_name(grid: Grid) -> str:
@@ -316,12 +345,16 @@ def grid_lock(grid: Grid):
 # Running
 # --------------------------------------------------------------------------------------------
 
-def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool = False) -> int:
+def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool = False,
+        reuse_finished: bool = False) -> int:
     """Run the grid's jobs that are not done yet; returns the exit status (1 if any failed).
 
     ``jobs``: at most this many local processes at once; ``slurm``: submit to SLURM with the
     grid's slurm section instead (``array_parallelism`` jobs at once); ``dry_run``: print the
-    jobs with their status and parameters, run nothing.
+    jobs with their status, why each will run and their parameters, run nothing;
+    ``reuse_finished``: keep every finished job whose parameters and dependencies match, whatever
+    code made it (``keep_finished``); without it, a run drops what an earlier
+    ``--reuse-finished`` kept, and redoes those jobs with the checkout's code.
     """
     # the preflight and the sizing read model configs and load torch: only a run needs them
     # (``mtnb status`` imports this module too, and starts without torch)
@@ -331,14 +364,16 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
     if not isinstance(jobs, int) or jobs < 1:
         raise MtnbError(f"--jobs {jobs}: give at least 1")
     grid = load_grid(grid_path)
-    todo = expand(grid)
     if dry_run:
+        todo = expand(grid)
         rows = job_states(grid, todo)
+        reasons = run_reasons(grid, todo)
         for row, job in zip(rows, todo):
+            row["why"] = reasons[job.id]
             row["parameters"] = " ".join(f"{k}={v}" for k, v in job.parameters.items())
-        print(format_table(rows, ("kind", "id", "status", "deps", "parameters")))
+        print(format_table(rows, ("kind", "id", "status", "deps", "why", "parameters")))
         print(f"{len(todo)} jobs ({_kind_counts(todo)}); dry run: nothing executed")
-        note = other_code_note(todo)
+        note = reused_note(grid, todo)
         if note:
             print(note)
         for line in sizing_lines(grid):
@@ -348,13 +383,20 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
         return 0
     preflight(grid)
     with grid_lock(grid):
+        if reuse_finished:
+            keep_finished(grid)
+        else:
+            drop_reused(grid)
+        todo = expand(grid)
         busy = running_jobs(todo)
         if busy:
             raise MtnbError(f"{len(busy)} job(s) of grid {grid.name} still run from an earlier 'mtnb run' whose runner "
                             f"ended ({describe_processes(busy)}); stop them with 'mtnb stop {grid.name}', or wait "
                             f"for them to end ('mtnb status {grid.name}')")
         prepare_models(grid, todo)
-        note = other_code_note(todo)
+        for line in reason_lines(grid, todo):
+            print(line, flush=True)
+        note = reused_note(grid, todo)
         if note:
             print(note, flush=True)
         executor, cap, env = make_executor(grid, jobs, slurm)
@@ -364,29 +406,136 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
     return 1 if any(r["status"] == "failed" for r in results.values()) else 0
 
 
-def other_code_note(jobs: list[Job]) -> str | None:
-    """One line when some done jobs were made by other mtnb code than the code running now
-    (their done.json's ``code_hash`` differs), else None.
+# --------------------------------------------------------------------------------------------
+# Why a job runs, and finished jobs kept whatever their code
+# --------------------------------------------------------------------------------------------
 
-    A job's id hashes its notebook's code and its parameters, not the package, so a change inside
-    ``mtnb`` (a fix in a metric, say) does not redo finished jobs: ``mtnb run`` reuses them as
-    they are. The line says how many, with which code, and how to redo one.
-    """
-    current = code_hash()
-    done = [job for job in jobs if (job.folder / "done.json").is_file()]
-    other: dict[str, list[Job]] = {}
-    for job in done:
-        made = (read_json(job.folder / "done.json") or {}).get("code_hash") or "not recorded"
-        if made != current:
-            other.setdefault(made, []).append(job)
-    if not other:
+PATH_PARAMETERS = ("output_dir", "run_dir", "base_dir")    # name job folders: not what a job computes
+IDENTITY = ("member", "model", "task", "seed", "base", "models")
+
+
+def recorded_jobs(grid: Grid) -> dict[str, list[dict]]:
+    """{kind: the job.json of every finished job folder of that kind under runs/<grid>/},
+    each with ``id`` (the folder's name) and ``finished`` (its done.json's)."""
+    found: dict[str, list[dict]] = {}
+    for path in sorted(grid.runs_dir.glob("*/*/done.json")):
+        record = read_json(path.parent / "job.json")
+        if record is None:
+            continue
+        done = read_json(path) or {}
+        found.setdefault(path.parent.parent.name, []).append(
+            {**record, "id": path.parent.name, "finished": done.get("finished", ""), "done": done})
+    return found
+
+
+def computed_parameters(parameters: dict) -> dict:
+    """A job's notebook parameters without the folders the runner names (``PATH_PARAMETERS``)."""
+    return {k: v for k, v in parameters.items() if k not in PATH_PARAMETERS}
+
+
+def why_rerun(job: Job, record: dict) -> str:
+    """Why ``job`` does not reuse ``record``, a finished job of the same parameters: its
+    notebook's code cells, the mtnb modules that changed (by name), its precision, a dependency."""
+    code = record.get("code")
+    if not code:
+        return "code: not recorded (finished before job ids followed the mtnb code)"
+    reasons = []
+    if code.get("notebook") != job.code["notebook"]:
+        reasons.append("notebook cells")
+    modules = changed_modules(code.get("modules", {}), job.code["modules"])
+    if modules:
+        reasons.append("code: " + ", ".join(modules))
+    if code.get("precision") != job.code["precision"]:
+        reasons.append(f"precision: {code.get('precision')} -> {job.code['precision']}")
+    if sorted(record.get("deps", [])) != sorted(job.deps):
+        reasons.append("a dependency")
+    return "; ".join(reasons) or "rerun"
+
+
+def run_reasons(grid: Grid, jobs: list[Job]) -> dict[str, str]:
+    """{job id: why it will run}: ``done`` (it will not), ``new``, ``parameters: <keys>`` (a
+    finished job of the same model, task, ... had other values), or ``why_rerun`` against a
+    finished job of the same parameters (``code: <modules>``, ``notebook cells``, ``precision``,
+    ``a dependency``); ``reused`` for a finished job kept by ``--reuse-finished``."""
+    finished = recorded_jobs(grid)
+    reused = set(reused_jobs(grid).values())
+    reasons = {}
+    for job in jobs:
+        if (job.folder / "done.json").is_file():
+            reasons[job.id] = "reused (other code)" if job.id in reused else "done"
+            continue
+        ours = computed_parameters(job.notebook_parameters())
+        others = [r for r in finished.get(job.kind, []) if r["id"] != job.id]
+        same = [r for r in others if computed_parameters(r.get("parameters", {})) == ours]
+        if same:
+            reasons[job.id] = why_rerun(job, max(same, key=lambda r: r["finished"]))
+            continue
+        similar = [r for r in others if all(r.get("parameters", {}).get(k) == ours.get(k) for k in IDENTITY)]
+        if similar:
+            theirs = computed_parameters(max(similar, key=lambda r: r["finished"])["parameters"])
+            keys = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+            reasons[job.id] = "parameters: " + ", ".join(keys)
+        else:
+            reasons[job.id] = "new"
+    return reasons
+
+
+def reason_lines(grid: Grid, jobs: list[Job], limit: int = 30) -> list[str]:
+    """One line per job that will run, with why (``run_reasons``); past ``limit`` lines, a count."""
+    reasons = run_reasons(grid, jobs)
+    todo = [job for job in jobs if reasons[job.id] not in ("done", "reused (other code)")]
+    lines = [f"will run {job.kind} {job.id}: {reasons[job.id]}" for job in todo[:limit]]
+    if len(todo) > limit:
+        lines.append(f"... and {len(todo) - limit} more ('mtnb run {grid.name} --dry-run' lists them all)")
+    return lines
+
+
+def keep_finished(grid: Grid) -> dict[str, str]:
+    """``--reuse-finished``: for every job not done, a finished job folder of the same kind, the
+    same parameters and the same dependencies (as kept) is put in its place, whatever code made
+    it; written to ``runs/<grid>/reused.json`` and returned ({id with this code: kept id}).
+    Dependencies first: a kept pretraining job lets the jobs after it be kept too."""
+    finished = recorded_jobs(grid)
+    kept = dict(reused_jobs(grid))
+    while True:
+        write_json_atomic(grid.runs_dir / REUSED, {"written": timestamp(), "jobs": kept})
+        added = {}
+        for job in expand(grid):
+            if (job.folder / "done.json").is_file():
+                continue
+            ours = computed_parameters(job.notebook_parameters())
+            match = [r for r in finished.get(job.kind, [])
+                     if computed_parameters(r.get("parameters", {})) == ours
+                     and sorted(r.get("deps", [])) == sorted(job.deps)]
+            if match:
+                added[job.id] = max(match, key=lambda r: r["finished"])["id"]
+        if not added:
+            break
+        kept.update(added)
+    if not kept:
+        (grid.runs_dir / REUSED).unlink()
+    return kept
+
+
+def drop_reused(grid: Grid) -> int:
+    """A run without ``--reuse-finished``: forget the finished jobs an earlier one kept, so that
+    they are redone with this code (their folders stay, as every older job folder does); prints
+    how many, and returns it."""
+    kept = reused_jobs(grid)
+    if kept:
+        print(f"dropping the {len(kept)} finished job(s) an earlier --reuse-finished kept: they are redone with "
+              "this code (their folders stay)", flush=True)
+        (grid.runs_dir / REUSED).unlink()
+    return len(kept)
+
+
+def reused_note(grid: Grid, jobs: list[Job]) -> str | None:
+    """One line when finished jobs made by other code are kept (``--reuse-finished``), else None."""
+    kept = set(reused_jobs(grid).values()) & {job.id for job in jobs}
+    if not kept:
         return None
-    count = sum(len(group) for group in other.values())
-    hashes = ", ".join(f"{made} ({len(group)})" for made, group in other.items())
-    first = next(iter(other.values()))[0]
-    return (f"note: {count} of the {len(done)} done jobs were made by other mtnb code (code_hash {hashes}; "
-            f"this code is {current}) and are reused as they are; to redo one, delete its folder "
-            f"(e.g. {shown(first.folder)})")
+    return (f"note: {len(kept)} finished job(s) made by other mtnb code are kept (--reuse-finished); the book marks "
+            f"their results; 'mtnb run {grid.name}' without the flag redoes them")
 
 
 def running_jobs(jobs: list[Job]) -> list[Job]:
@@ -517,7 +666,8 @@ def submit(executor, job: Job, env: dict):
         shutil.rmtree(job.folder)
     job.folder.mkdir(parents=True)
     write_json_atomic(job.folder / "job.json", {"kind": job.kind, "id": job.id, "notebook": shown(job.notebook),
-                                                "parameters": job.notebook_parameters(), "deps": job.deps})
+                                                "parameters": job.notebook_parameters(), "deps": job.deps,
+                                                "code": job.code})
     executor.update_parameters(name=f"{job.kind}-{job.id}")
     return executor.submit(execute_job, str(job.folder), str(job.notebook), job.kind, job.notebook_parameters(),
                            str(project_root()), env, time.time())

@@ -17,7 +17,7 @@ from mtnb.core.paths import SOURCE_ROOT, project_root
 from mtnb.study.book.cka import cka_page
 from mtnb.study.book.collect import Study, collect
 from mtnb.study.book.notebooks import write_notebooks
-from mtnb.study.book.overview import overview_page
+from mtnb.study.book.overview import other_code_mark, overview_page
 from mtnb.study.book.performance import performance_page
 from mtnb.study.book.pretraining import pretraining_page
 from mtnb.study.book.results import results_page
@@ -26,6 +26,16 @@ from mtnb.study.grids import Grid, shown
 
 
 PAGES = ("overview", "results", "pretraining", "cka", "svd", "performance", "about")
+PAGE_KINDS = {"results": ("finetune", "zeroshot", "layer_sweep"), "pretraining": ("pretrain",), "cka": ("cka",),
+              "svd": ("svd",)}   # the jobs whose outputs each page's tables show
+
+
+def marked(page: str, mark: str) -> str:
+    """``page`` with ``mark`` placed under its title (the first line), above every table."""
+    if not mark:
+        return page
+    title, _, rest = page.partition("\n")
+    return f"{title}\n{mark}\n{rest}"
 
 
 def build_book(grid_name: str | Path, build: bool = True, quiet: bool = False) -> Path:
@@ -61,6 +71,8 @@ def write_source(study: Study, src: Path) -> None:
         "performance": performance_page(study),
         "about": about_page(),
     }
+    for name, kinds in PAGE_KINDS.items():
+        pages[name] = marked(pages[name], other_code_mark(study, kinds))
     for name, text in pages.items():
         (src / f"{name}.md").write_text(text, encoding="utf-8")
     notebooks = write_notebooks(study, src / "notebooks")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtnb.core.code_version import changed_modules
 from mtnb.core.errors import MtnbError
 from mtnb.core.paths import project_root
 from mtnb.models.registry import load_registry
@@ -37,6 +38,7 @@ class Study:
     svds: dict[str, Path] = field(default_factory=dict)   # {base: output folder} of finished SVD jobs
     roles: dict[str, str] = field(default_factory=dict)
     stale: int = 0
+    other_code: dict[str, str] = field(default_factory=dict)   # {job id: what of its code differs from the checkout's}
 
     def done(self, kind: str | None = None) -> list[Job]:
         """The finished jobs (of one kind)."""
@@ -72,10 +74,30 @@ def collect(grid_name: str | Path) -> Study:
         study.cka = study.done("cka")[0].folder / "out"
     study.svds = {job.parameters["base"]: job.folder / "out" for job in study.done("svd")}
     study.roles = roles(grid)
+    study.other_code = {job.id: differs for job in study.done()
+                        if (differs := code_difference(study.records[job.id].get("code"), job.code))}
     ours = {j.folder for j in jobs}
     study.stale = sum(1 for f in grid.runs_dir.glob("*/*") if f.is_dir() and (f / "job.json").is_file()
                       and f not in ours)
     return study
+
+
+def code_difference(recorded: dict | None, current: dict) -> str:
+    """What differs between the code a finished job ran (its done.json's ``code``) and the code
+    its job has in this checkout (``Job.code``): the notebook's cells, the mtnb modules by name,
+    the precision; "" when nothing does, "code not recorded" for a job finished before jobs
+    recorded it."""
+    if not recorded:
+        return "code not recorded"
+    parts = []
+    if recorded.get("notebook") != current.get("notebook"):
+        parts.append("notebook cells")
+    modules = changed_modules(recorded.get("modules", {}), current.get("modules", {}))
+    if modules:
+        parts.append("modules " + ", ".join(modules))
+    if recorded.get("precision") != current.get("precision"):
+        parts.append(f"precision {recorded.get('precision')} (now {current.get('precision')})")
+    return "; ".join(parts)
 
 
 def roles(grid: Grid) -> dict[str, str]:

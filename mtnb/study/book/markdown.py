@@ -38,6 +38,11 @@ def note(text: str) -> str:
     return f"```{{note}}\n{text}\n```\n"
 
 
+def warning(text: str) -> str:
+    """A MyST warning box."""
+    return f"```{{warning}}\n{text}\n```\n"
+
+
 def figure(path: Path, alt: str) -> str:
     """A Markdown image of a file in figures/."""
     return f"![{alt}](figures/{path.name})\n"

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 
 import pandas as pd
 
+from mtnb.core.code_version import short_hash
 from mtnb.study.book.collect import Study
-from mtnb.study.book.markdown import md_table, note, prose, seconds
+from mtnb.study.book.markdown import md_table, note, prose, seconds, warning
 from mtnb.study.grids import shown
 from mtnb.study.runner import Job
 
@@ -26,10 +28,11 @@ def overview_page(study: Study) -> str:
         parts.append("\n" + prose("overview", "parameters") + "\n\n")
         parts += [f"- **{kind}**: " + ", ".join(f"`{k}={v}`" for k, v in params.items()) + "\n" for kind, params in sections]
     parts += ["\n## Jobs\n\n", md_table(_job_rows(study), index=False)]
-    code = _code_rows(study)
-    if code is not None:
-        parts += ["\n" + prose("overview", "code-versions") + "\n\n",
-                  md_table(code, index=False)]
+    parts += ["\n## Provenance\n\n" + prose("overview", "provenance") + "\n\n",
+              md_table(provenance_rows(study), index=False)]
+    other = other_code_rows(study)
+    if other is not None:
+        parts.append("\n" + warning(prose("overview", "other-code", grid=grid.name) + "\n\n" + md_table(other, index=False)))
     failed = [(j, study.states[j.id]["note"]) for j in study.jobs if study.states[j.id]["status"] == "failed"]
     if failed:
         parts.append("\n" + prose("overview", "failed") + "\n\n")
@@ -73,19 +76,50 @@ def _job_rows(study: Study):
     return pd.DataFrame(rows)
 
 
-def _code_rows(study: Study):
-    """Per mtnb code hash of the finished jobs: how many, of which kinds, the last finish; None
-    when they all ran the same code."""
-    by_code: dict[str, list[Job]] = {}
+def code_version(record: dict) -> str:
+    """A finished job's code version, as the book shows it: the git commit (12 digits, "+ uncommitted
+    changes" when the checkout had some), else a hash of the module hashes it recorded."""
+    git = record.get("git") or {}
+    if git.get("commit"):
+        return f"`{git['commit'][:12]}`" + (" + uncommitted changes" if git.get("dirty") else "")
+    modules = (record.get("code") or {}).get("modules")
+    return f"code hash `{short_hash(json.dumps(modules, sort_keys=True))}`" if modules else "(not recorded)"
+
+
+def provenance_rows(study: Study):
+    """Per (code version, packages, machine, precision) of the finished jobs: how many, of which
+    kinds, the last finish."""
+    groups: dict[tuple, list[Job]] = {}
     for job in study.done():
-        by_code.setdefault(study.records[job.id].get("code_hash") or "(not recorded)", []).append(job)
-    if len(by_code) < 2:
-        return None
-    rows = [{"mtnb code": f"`{code}`" if code[0] != "(" else code, "jobs": len(jobs),
-             "kinds": ", ".join(dict.fromkeys(j.kind for j in jobs)),
+        record = study.records[job.id]
+        packages = record.get("packages") or {k: record.get(k) for k in ("torch", "transformers")}
+        machine = (record.get("machine") or {}).get("text") or f"{record.get('cpus', '?')} CPUs (flags not recorded)"
+        precision = (record.get("code") or {}).get("precision") or "-"
+        key = (code_version(record), ", ".join(f"{k} {v}" for k, v in packages.items() if v), machine, precision)
+        groups.setdefault(key, []).append(job)
+    rows = [{"code version": code, "packages": packages, "machine": machine, "precision": precision,
+             "jobs": len(jobs), "kinds": ", ".join(dict.fromkeys(j.kind for j in jobs)),
              "last finished": max(study.records[j.id].get("finished", "") for j in jobs)[:19].replace("T", " ")}
-            for code, jobs in by_code.items()]
+            for (code, packages, machine, precision), jobs in groups.items()]
     return pd.DataFrame(rows).sort_values("last finished")
+
+
+def other_code_rows(study: Study, kinds: tuple[str, ...] | None = None):
+    """The finished jobs (of ``kinds``) whose code differs from the checkout's: kind, id, what
+    differs; None when there are none."""
+    rows = [{"kind": job.kind, "job": f"`{job.id}`", "computed by other code than this checkout's": differs}
+            for job in study.done() if (differs := study.other_code.get(job.id)) and (kinds is None or job.kind in kinds)]
+    return pd.DataFrame(rows) if rows else None
+
+
+def other_code_mark(study: Study, kinds: tuple[str, ...]) -> str:
+    """The warning a page carries above its tables when some of its jobs (of ``kinds``) were
+    computed by code other than the checkout's (kept by ``mtnb run --reuse-finished``): a note
+    box naming the jobs and the modules; "" when none were."""
+    rows = other_code_rows(study, kinds)
+    if rows is None:
+        return ""
+    return "\n" + warning(prose("overview", "other-code-mark", grid=study.grid.name) + "\n\n" + md_table(rows, index=False))
 
 
 def _where_rows(study: Study):
