@@ -15,9 +15,11 @@ from pathlib import Path
 import pandas as pd
 import papermill as pm
 import pytest
+from transformers import AutoTokenizer
 
 from mtnb.cli import main
 from mtnb.core.errors import MtnbError
+from mtnb.data.inputs import encode
 from mtnb.data.loading import eval_subset, load_task, ud_unit_sentences
 from mtnb.data.tasks import get_task
 from mtnb.data.ud import (POS_FOLDER, PUD_TREEBANKS, TREEBANKS, build_ud, download_treebanks, pud_halves,
@@ -332,10 +334,13 @@ def test_a_probe_job_on_ud_pos_end_to_end(tiny_checkpoint, tmp_path, monkeypatch
         assert sorted(rows.unit, key=int) == [str(i) for i in range(40)], (system, lang)
         value = results.query("system == @system and language == @lang")["value"].item()
         assert 100 * rows.num.sum() / rows.den.sum() == pytest.approx(value)
-    # unit i is sentence ids[i] in every language: its scored words are (at most) that sentence's words
-    for lang in ("en", "de"):
-        words = dict(zip(ud_unit_sentences(lang, "test"), load_task("ud-pos", lang, "test")["words"]))
+    # unit i is sentence ids[i] in every language: its scored words are those of that sentence encoded alone
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    for lang in ("en", "de", "ru"):
+        records = load_task("ud-pos", lang, "test")
+        position = {sent_id: k for k, sent_id in enumerate(ud_unit_sentences(lang, "test"))}
         rows = units.query("system == 'model' and language == @lang").set_index("unit")
-        dens = [rows.loc[str(i), "den"] for i in range(40)]
-        assert all(0 < d <= len(words[s]) for d, s in zip(dens, ids))
-        assert sum(d == len(words[s]) for d, s in zip(dens, ids)) >= 30, "most sentences fit max_length whole"
+        for i, sent_id in enumerate(ids):
+            [example] = encode(records.select([position[sent_id]]), get_task("ud-pos"), tokenizer, 128,
+                               tuple(record.get("prefixes", ("", ""))))
+            assert rows.loc[str(i), "den"] == sum(label != -100 for label in example["labels"]), (lang, i)
