@@ -115,8 +115,8 @@ def test_page_role_is_a_pure_function_of_the_page():
 def test_split_units_does_not_depend_on_the_order_of_units(tmp_path):
     tree = make_tree(tmp_path / "tree")
     pages, _ = mc.parse_all(mc.find_help_root(tree), workers=1, progress=False)
-    units, _, _ = mc.align(pages)
-    forward, backward = mc.split_units(units), mc.split_units(units[::-1])
+    units, titles, _ = mc.align(pages)
+    forward, backward = mc.split_units(units, titles), mc.split_units(units[::-1], titles)
     for side in ("task", "pretraining"):
         for split in mc.SPLITS:
             assert ({u.uid for u in getattr(forward, side)[split]}

@@ -330,7 +330,7 @@ class Splits:
     before: list[Unit]   # every unit of the training pages: the pretraining text before the split
 
 
-def split_units(units: list[Unit]) -> Splits:
+def split_units(units: list[Unit], titles: dict[str, dict[str, str]]) -> Splits:
     """Units by ``page_role``, with shared text (boilerplate such as "Related Topics", copied
     paragraphs; compared up to spacing, see ``text_key``) dropped so that no paragraph a task
     trains, selects or tests on, nor its translation, is ever trained on:
@@ -338,8 +338,8 @@ def split_units(units: list[Unit]) -> Splits:
     1. a task dev or test unit whose text, in any language, occurs on a training page (task
        training or pretraining page) is dropped (as before the pretraining split, so task dev
        and test are unchanged by it);
-    2. a pretraining unit whose text, in any language, occurs on any task page (any split) is
-       dropped;
+    2. a pretraining unit whose text, in any language, occurs on any task page (any split), or
+       is the title of one (``titles[key][lang]``: mini-rank's queries), is dropped;
     3. a pretraining dev or test unit whose text occurs in the pretraining training units is
        dropped (the held-out losses and chrF read unseen text).
     """
@@ -348,6 +348,8 @@ def split_units(units: list[Unit]) -> Splits:
     pretraining = {s: [u for u in units if roles[u.key] == ("pretraining", s)] for s in SPLITS}
     before = [u for u in units if split_of(u.key) == "train"]
     on_task_pages = unit_texts([u for s in SPLITS for u in task[s]])
+    on_task_pages |= {text_key(t) for key, by_lang in titles.items() if page_role(key)[0] == "task"
+                      for t in by_lang.values()}
     trained = unit_texts(before)
     dropped = {}
     for split in ("dev", "test"):
@@ -557,7 +559,7 @@ def build_corpus(out: Path, source: Path | None = None, cache: Path | None = Non
                        for lang in LANGS}
         pages, failures = parse_all(help_root, workers=workers, progress=progress)
         units, titles, untranslated = align(pages)
-        splits = split_units(units)
+        splits = split_units(units, titles)
         files = build_tables(splits, titles, seed=seed)
         _check_sizes(files, MIN_RECORDS if min_records is None else min_records)
         staging = tmp / "corpus"
