@@ -43,6 +43,23 @@ the short length-grouped steps hardest. OMP_WAIT_POLICY=ACTIVE python ... measur
     (the whole call minus the time inside predict and score). overhead = ours / bare - 1.
     Goal: <= 10%.
 
+(c) The peer: Hugging Face's ``transformers.Trainer``, the tool a user would otherwise pick, on
+    the same fine-tuning: the same model (reset to the same weights and torch seed), the same
+    examples and batch size, the same --steps, length grouping (``TrainingArguments``'s
+    ``train_sampling_strategy="group_by_length"``, transformers 5's name for ``group_by_length``:
+    its ``LengthGroupedSampler``, whose groups differ from ``length_grouped_batches``'s, so the
+    mean padded tokens per step of each is printed), mtnb's own ``collate`` as the data collator,
+    and the same optimizer and schedule objects (``optimizer_and_schedule``: AdamW without decay on
+    biases and norms, linear warmup and decay) handed to the Trainer (``optimizers=``), clipping
+    at 1.0 (``max_grad_norm``), the loss cross-entropy on float32 logits as in ``ft.train``. The
+    Trainer logs, saves and evaluates nothing (``report_to="none"``, strategies "no"), runs on the
+    CPU (``use_cpu``) at --precision (bf16: ``bf16=True``); it needs the ``accelerate`` package
+    (transformers' Trainer imports it; (c) is skipped without it). Timed: each loop's whole call divided
+    by its steps, ``ft.train`` without the time inside its evaluation (as in (b)); the two are
+    interleaved (the order alternating per repeat), after one untimed warm-up call of each.
+    Reports the median s/step of each and the ratio mtnb / Trainer, and the same ratio per padded
+    token (the two samplers group differently). Bar: <= 1 (mtnb's step no slower than Trainer's).
+
 Repeats alternate which mode or loop runs first. The machine is shared (2 cores, other jobs may
 run): figures are medians over repeats of wall time, and comparisons are ratios measured in the
 same run. The same ratios in CPU time (``time.process_time``, all threads of this process), less
@@ -51,13 +68,18 @@ sensitive to other jobs taking the cores, are reported beside them.
     python benchmarks/bench_finetune.py [--repeats 3] [--steps 8] [--examples 256] [--dev 16]
                                         [--corpus runs/data/mini] [--model small-bert] [--threads 2]
                                         [--out runs/benchmarks/finetune.json]
-Goals: (a) >= 3x examples/s with length-grouped batches; (b) train's overhead <= 10%.
+                                        [--precision fp32] [--no-peer]
+Goals: (a) >= 3x examples/s with length-grouped batches; (b) train's overhead <= 10%;
+(c) mtnb's step / Trainer's step <= 1. Every figure is printed beside the machine's flags
+(``mtnb.core.machine.machine_summary``), which the JSON records as ``machine_summary``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -82,13 +104,14 @@ from mtnb.models.training import optimizer_and_schedule, seed_everything  # noqa
 from mtnb.data.mini.datasets import load_mini  # noqa: E402
 from mtnb.models.loading import load_encoder  # noqa: E402
 from mtnb.data.tasks import get_task  # noqa: E402
+from mtnb.core.machine import machine_summary  # noqa: E402
 
 DEFAULT_CORPUS = "/work/main/runs/data/mini"
 FALLBACK_CORPUS = "/tmp/corpus-a"
 ME5_SMALL = "/work/main/runs/models/me5-small"
 SMALL_BERT = dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024)
 PAD_TO = 256
-GOAL_SPEEDUP, GOAL_OVERHEAD = 3.0, 0.10
+GOAL_SPEEDUP, GOAL_OVERHEAD, GOAL_PEER = 3.0, 0.10, 1.0
 
 
 def corpus_root(path: str) -> Path:
@@ -279,6 +302,97 @@ def bench_loop(model, state, examples, dev, task, pad_id, config, repeats) -> di
                      "'without eval' subtracts the time inside predict + score"}
 
 
+# --------------------------------------------------------------------------------------------
+# (c) ft.train against Hugging Face's Trainer
+# --------------------------------------------------------------------------------------------
+
+class LossModel(torch.nn.Module):
+    """The Trainer's view of a task model: forward(input_ids, attention_mask, labels) ->
+    {"loss", "logits"}, the loss as ``ft.train`` takes it (cross-entropy over float32 logits,
+    -100 ignored)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, labels):
+        logits = self.model(input_ids, attention_mask)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                                 ignore_index=-100)
+        return {"loss": loss, "logits": logits}
+
+
+def hf_trainer(model, examples, pad_id, config, folder: Path):
+    """A ``transformers.Trainer`` set up to run ``config``'s fine-tuning as ``ft.train`` does
+    (see (c) in the docstring); ``config.max_steps`` steps."""
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(folder), per_device_train_batch_size=config.batch_size, max_steps=config.max_steps,
+        train_sampling_strategy="group_by_length", max_grad_norm=1.0, seed=config.seed, use_cpu=True,
+        bf16=config.precision == "bf16", report_to="none", save_strategy="no", eval_strategy="no",
+        logging_strategy="no", disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0)
+    wrapped = LossModel(model)
+    optimizer, scheduler = optimizer_and_schedule(model, config, config.max_steps)
+    return Trainer(model=wrapped, args=args, train_dataset=examples, data_collator=lambda rows: collate(rows, pad_id),
+                   optimizers=(optimizer, scheduler))
+
+
+def padded_tokens_per_step(batches) -> float:
+    return statistics.mean(b["input_ids"].numel() for b in batches)
+
+
+def bench_peer(model, state, examples, dev, task, pad_id, config, repeats, folder: Path) -> dict:
+    total = config.max_steps
+    times = {"mtnb": [], "trainer": []}
+    losses = {}
+
+    def run(which: str) -> float:
+        reset(model, state, config.seed)
+        if which == "mtnb":
+            with EvalTimer() as timer:
+                start = time.perf_counter()
+                _, _, curve = ft.train(model, examples, dev, task, pad_id, config, progress=False)
+                seconds = time.perf_counter() - start - timer.seconds
+            losses["mtnb"] = curve.loss
+            return seconds / total
+        trainer = hf_trainer(model, examples, pad_id, config, folder)
+        start = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - start
+        losses["trainer"] = result.training_loss
+        return seconds / total
+
+    run("mtnb"), run("trainer")                       # warm-up, untimed (imports, allocator, kernels)
+    for r in range(repeats):
+        for which in (("mtnb", "trainer") if r % 2 == 0 else ("trainer", "mtnb")):
+            times[which].append(run(which))
+    # the batches each loop saw: mtnb's (train_batches, as ft.train draws them) and the Trainer's
+    # sampler's, seeded as in its run
+    ours = [collate([examples[i] for i in rows], pad_id)
+            for rows in train_batches([len(e["input_ids"]) for e in examples], config, total)]
+    reset(model, state, config.seed)
+    trainer = hf_trainer(model, examples, pad_id, config, folder)
+    theirs = []
+    for batch in trainer.get_train_dataloader():
+        theirs.append(batch)
+        if len(theirs) == total:
+            break
+    median = {which: statistics.median(t) for which, t in times.items()}
+    ratio = median["mtnb"] / median["trainer"]
+    tokens = {"mtnb": padded_tokens_per_step(ours), "trainer": padded_tokens_per_step(theirs)}
+    # the samplers group differently (the Trainer's first batch is its longest), so the same
+    # ratio per padded token, the work each step actually did, is given too
+    per_token = (median["mtnb"] / tokens["mtnb"]) / (median["trainer"] / tokens["trainer"])
+    return {"steps": total, "batch_size": config.batch_size, "precision": config.precision, "per_step_s": times,
+            "median_per_step_s": median, "mtnb_over_trainer": ratio, "goal": GOAL_PEER, "goal_met": ratio <= GOAL_PEER,
+            "padded_tokens_per_step": tokens, "mtnb_over_trainer_per_padded_token": per_token,
+            "mean_loss": {"mtnb": statistics.mean(losses["mtnb"]), "trainer": losses["trainer"]},
+            "trainer": "transformers.Trainer, train_sampling_strategy=group_by_length, mtnb's collate, optimizer "
+                       "and schedule; no logging, saving or evaluation",
+            "timed": "each loop's whole call / steps; ft.train without the time inside its evaluation"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -291,8 +405,12 @@ def main() -> None:
                         help="small-bert (built here, random) or a checkpoint folder for load_encoder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (torch.set_num_threads)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="(c): both loops' precision")
+    parser.add_argument("--no-peer", action="store_true", help="skip (c), the Trainer")
     parser.add_argument("--out", default="runs/benchmarks/finetune.json")
     args = parser.parse_args()
+    machine = machine_summary()
+    flags = f"[{machine['text']}]"
     torch.set_num_threads(args.threads)
     root = corpus_root(args.corpus)
     task = get_task("mini-spans")
@@ -331,6 +449,7 @@ def main() -> None:
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "me5_small_available": os.path.exists(ME5_SMALL),
               "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+              "machine_summary": machine,
               "load_average_at_start": list(os.getloadavg())}
 
     a = bench_batching(model, state, examples, pad_id, config, args.steps, args.repeats)
@@ -342,7 +461,7 @@ def main() -> None:
               f"{a['mean_padded_length'][mode]:.0f} (real {a['mean_real_length']:.0f})")
     print(f"    length-grouped / padded: {a['speedup']:.2f}x in wall time ({a['speedup_cpu_time']:.2f}x in CPU time) "
           f"(goal >= {GOAL_SPEEDUP:.0f}x: "
-          f"{'met' if a['goal_met'] else 'NOT met'})")
+          f"{'met' if a['goal_met'] else 'NOT met'}) {flags}")
 
     b = bench_loop(model, state, examples, dev, task, pad_id, config, args.repeats)
     record["loop"] = b
@@ -353,7 +472,7 @@ def main() -> None:
           f"{100 * b['overhead_with_eval']:+.1f}%), without its evaluation {m['ours_without_eval']:.3f} s/step "
           f"(overhead {100 * b['overhead_without_eval']:+.1f}%); goal <= {100 * GOAL_OVERHEAD:.0f}%: "
           f"{'met' if b['goal_met_with_eval'] else 'NOT met'} with, "
-          f"{'met' if b['goal_met_without_eval'] else 'NOT met'} without evaluation")
+          f"{'met' if b['goal_met_without_eval'] else 'NOT met'} without evaluation {flags}")
     print(f"    without evaluation, per repeat (the two loops back to back): "
           f"{', '.join(f'{100 * x:+.1f}%' for x in b['overhead_without_eval_per_repeat'])}; "
           f"in CPU time (process_time, all threads): {100 * b['overhead_without_eval_cpu_time']:+.1f}%")
@@ -361,6 +480,18 @@ def main() -> None:
     print(f"    evaluation inside train: {', '.join(f'{s:.2f}' for s in b['eval_s_per_train_call'])} s per call "
           f"(the first imports evaluate), of which in score (loading an evaluate metric, computing it): "
           f"{in_score} s; same losses in both loops: max |diff| {b['same_losses_max_abs_diff']:.1e}")
+    if not args.no_peer and importlib.util.find_spec("accelerate") is None:
+        print("(c) skipped: transformers.Trainer needs accelerate (pip install 'accelerate>=1.1.0'; or --no-peer)")
+    elif not args.no_peer:
+        peer_config = dataclasses.replace(config, precision=args.precision)
+        c = bench_peer(model, state, examples, dev, task, pad_id, peer_config, args.repeats, Path(tmp.name) / "hf")
+        record["peer"] = c
+        m, tokens = c["median_per_step_s"], c["padded_tokens_per_step"]
+        print(f"(c) {c['steps']} steps of {args.batch_size} at {args.precision}, median of {args.repeats}: mtnb "
+              f"{m['mtnb']:.3f} s/step ({tokens['mtnb']:.0f} padded tokens/step), transformers.Trainer "
+              f"{m['trainer']:.3f} s/step ({tokens['trainer']:.0f} padded tokens/step): mtnb / Trainer "
+              f"{c['mtnb_over_trainer']:.2f} (bar <= {GOAL_PEER:g}: {'met' if c['goal_met'] else 'NOT met'}); per padded "
+              f"token {c['mtnb_over_trainer_per_padded_token']:.2f} {flags}")
     record["load_average_at_end"] = list(os.getloadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
