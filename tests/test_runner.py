@@ -333,6 +333,23 @@ def test_job_ids_follow_the_code_each_job_runs(root, package_copy):
     assert all(after[k] != before[k] for k in before)
 
 
+def test_a_rebuilt_data_set_makes_new_jobs_of_the_jobs_that_read_it(root):
+    corpus = root / "corpus"
+    corpus.mkdir()
+    (corpus / "manifest.json").write_text(json.dumps({"files": {"mini-topic/train.en.parquet": "aaaa"}}))
+    path = write_grid(root, "data", mini_root=str(corpus), **ANALYSIS_GRID)
+    before = {job.kind: job for job in expand(load_grid(path))}
+    assert before["finetune"].code["data"] == {"mini": runner.manifest_hash(corpus)}
+    assert before["svd"].code["data"] == {}, "SVD reads weights only"
+    (corpus / "manifest.json").write_text(json.dumps({"files": {"mini-topic/train.en.parquet": "bbbb"},
+                                                      "built": "another day"}))
+    after = {job.kind: job.id for job in expand(load_grid(path))}
+    assert {k for k in before if after[k] != before[k].id} == {"finetune", "zeroshot", "cka"}
+    finish(before["finetune"])
+    job = next(j for j in expand(load_grid(path)) if j.kind == "finetune")
+    assert runner.why_rerun(job, json.loads((before["finetune"].folder / "job.json").read_text())) == "data: mini"
+
+
 def test_the_closure_follows_imports_anywhere_and_only_mtnb(tmp_path):
     package = tmp_path / "mtnb"
     (package / "sub").mkdir(parents=True)

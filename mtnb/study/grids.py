@@ -108,6 +108,7 @@ class Grid:
     sections: dict[str, dict] = field(default_factory=dict)
     slurm: dict = field(default_factory=dict)
     task_languages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    task_sources: dict[str, str] = field(default_factory=dict)   # {task of the table: its source (mini, ud, xglue)}
     book: dict = field(default_factory=dict)
     per_model: dict[str, dict] = field(default_factory=dict)  # {finetune|zeroshot: {model: parameters}}
     per_task: dict[str, dict] = field(default_factory=dict)   # {finetune|zeroshot: {task: parameters}}
@@ -256,6 +257,7 @@ def load_grid(path: str | Path) -> Grid:
                 models=models, tasks=task_names, seeds=seeds, sections=sections,
                 slurm=_slurm(where, doc.get("slurm")),
                 task_languages={t: tasks[t].languages for t in task_names},
+                task_sources={t: spec.source for t, spec in tasks.items()},
                 book=_book(where, doc.get("book"), models), per_model=per_model, per_task=per_task,
                 zoo_members=zoo_members(named_models(models, sections)), pretrain_seeds=pretrain_seeds)
 

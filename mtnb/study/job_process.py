@@ -74,7 +74,7 @@ def _execute_notebook(folder: Path, notebook: str, kind: str, parameters: dict, 
     planned = json.loads((folder / "job.json").read_text(encoding="utf-8")).get("code", {})
     record = {"kind": kind, "host": socket.gethostname(), "started": timestamp(),
               "start_delay_seconds": round(time.time() - submitted, 3), **job_environment(),
-              "code": {**code_key(Path(notebook)), "precision": planned.get("precision")}}
+              "code": {**code_key(Path(notebook)), "precision": planned.get("precision"), "data": planned.get("data", {})}}
     start = time.perf_counter()
     try:
         papermill = import_papermill()

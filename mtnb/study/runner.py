@@ -118,11 +118,40 @@ def precision_key(notebook: Path, parameters: dict) -> str | None:
     return "auto=gpu" if gpu_names() else f"auto={auto_cpu_precision()}"
 
 
-def job_code(notebook: Path, parameters: dict) -> dict:
+def job_code(notebook: Path, parameters: dict, data: dict | None = None) -> dict:
     """What a job runs besides its parameters: the notebook's code cells and the normalised
     source of every mtnb module in their import closure (``mtnb.core.code_version.code_key``),
-    and the precision ``auto`` resolves to here (``precision_key``)."""
-    return {**code_key(notebook), "precision": precision_key(notebook, parameters)}
+    the precision ``auto`` resolves to here (``precision_key``), and the version of the data sets
+    it reads (``data``, from ``data_key``)."""
+    return {**code_key(notebook), "precision": precision_key(notebook, parameters), "data": data or {}}
+
+
+def manifest_hash(folder: Path) -> str | None:
+    """The version of a data set built by ``mtnb data``: 12 hex digits of SHA-256 over its
+    manifest's ``files`` (each file's checksum; the whole manifest where it lists none); None
+    where the folder has no manifest yet (the preflight or the job then says how to build it)."""
+    manifest = read_json(folder / "manifest.json")
+    if manifest is None:
+        return None
+    files = manifest.get("files", manifest)
+    return hashlib.sha256(json.dumps(files, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def data_key(grid: Grid, kind: str, parameters: dict) -> dict[str, str | None]:
+    """{data set: ``manifest_hash``} of the local data sets a job reads, so that rebuilding one
+    with other contents (another corpus split, another treebank commit) makes new jobs: the mini
+    corpus (``grid.mini_root``, default runs/data/mini as ``mtnb data mini`` writes it) for
+    pretraining, CKA on its samples and its tasks; runs/data/ud (``mtnb data ud``) for ud-pos.
+    XGLUE is read at a pinned revision, so it has no entry; a zero-shot job inherits its
+    finetune job's through the dependency."""
+    folders = {"mini": project_root() / (grid.mini_root or "runs/data/mini"),
+               "ud": project_root() / "runs" / "data" / "ud"}
+    tasks = [parameters["task"]] if "task" in parameters else list(parameters.get("tasks") or [])
+    sources = {grid.task_sources.get(task) for task in tasks}
+    if kind == "pretrain" or (kind == "cka" and parameters.get("sample_set", "cka-samples") != "xnli"
+                              and parameters.get("sample_set") != "nc"):
+        sources.add("mini")
+    return {name: manifest_hash(folder) for name, folder in folders.items() if name in sources}
 
 
 def job_id(code: dict, parameters: dict, deps: list[str]) -> str:
@@ -141,7 +170,7 @@ def make_job(grid: Grid, kind: str, parameters: dict, deps: list[Job] = (), inpu
     puts an older finished job of the same parameters and dependencies in the job's place."""
     notebook = notebook_path(kind)
     dep_ids = [dep.id for dep in deps]
-    code = job_code(notebook, parameters)
+    code = job_code(notebook, parameters, data_key(grid, kind, parameters))
     jid = job_id(code, parameters, dep_ids)
     kept = (reused or {}).get(jid)
     if kept and (grid.runs_dir / kind / kept / "done.json").is_file():
@@ -435,7 +464,8 @@ def computed_parameters(parameters: dict) -> dict:
 
 def why_rerun(job: Job, record: dict) -> str:
     """Why ``job`` does not reuse ``record``, a finished job of the same parameters: its
-    notebook's code cells, the mtnb modules that changed (by name), its precision, a dependency."""
+    notebook's code cells, the mtnb modules that changed (by name), its precision, the data sets
+    rebuilt since, a dependency."""
     code = record.get("code")
     if not code:
         return "code: not recorded (finished before job ids followed the mtnb code)"
@@ -447,6 +477,10 @@ def why_rerun(job: Job, record: dict) -> str:
         reasons.append("code: " + ", ".join(modules))
     if code.get("precision") != job.code["precision"]:
         reasons.append(f"precision: {code.get('precision')} -> {job.code['precision']}")
+    data = [name for name in sorted(set(code.get("data", {})) | set(job.code["data"]))
+            if code.get("data", {}).get(name) != job.code["data"].get(name)]
+    if data:
+        reasons.append("data: " + ", ".join(data))
     if sorted(record.get("deps", [])) != sorted(job.deps):
         reasons.append("a dependency")
     return "; ".join(reasons) or "rerun"

@@ -85,7 +85,7 @@ def collect(grid_name: str | Path) -> Study:
 def code_difference(recorded: dict | None, current: dict) -> str:
     """What differs between the code a finished job ran (its done.json's ``code``) and the code
     its job has in this checkout (``Job.code``): the notebook's cells, the mtnb modules by name,
-    the precision; "" when nothing does, "code not recorded" for a job finished before jobs
+    the precision, the data sets; "" when nothing does, "code not recorded" for a job finished before jobs
     recorded it."""
     if not recorded:
         return "code not recorded"
@@ -97,6 +97,10 @@ def code_difference(recorded: dict | None, current: dict) -> str:
         parts.append("modules " + ", ".join(modules))
     if recorded.get("precision") != current.get("precision"):
         parts.append(f"precision {recorded.get('precision')} (now {current.get('precision')})")
+    data = [name for name in sorted(set(recorded.get("data", {})) | set(current.get("data", {})))
+            if recorded.get("data", {}).get(name) != current.get("data", {}).get(name)]
+    if data:
+        parts.append("data " + ", ".join(data) + " rebuilt since")
     return "; ".join(parts)
 
 
