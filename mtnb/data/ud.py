@@ -74,30 +74,28 @@ class Treebank:
         return f"UD_{self.name}"
 
 
-TREEBANKS: dict[str, Treebank] = {t.name: t for t in (
-    Treebank("English-EWT", "en", "15d613d8447b3478787d4c278730a1e48a945efb",
-             (("en_ewt-ud-dev.conllu", "531a54ff90d6ab12201c5a50c3e78e6ddac4de69abc4bce5d275d3cd29efe2b6"),
-              ("en_ewt-ud-test.conllu", "e266e515a0a7547657ed3d90d9ba46487d6bd251f27ad4269d4e8a427c8555cd")),
-             "CC BY-SA 4.0"),
-    Treebank("English-PUD", "en", "f16eba4ae7f3d161870ed320676c5088b8fa476c",
-             (("en_pud-ud-test.conllu", "c80584f2bc2b31d5bada78a1136f9feec7ac49e5e18898db02dea434b5b8f0aa"),),
-             "CC BY-SA 3.0"),
-    Treebank("German-PUD", "de", "ff80846ae60a0a70fc4d6251ef73e6a483a620ee",
-             (("de_pud-ud-test.conllu", "a530bdb50349bbd7c13706b6a759a9d73e8f514fff41fbf27149e914b0c3e723"),),
-             "CC BY-SA 3.0"),
-    Treebank("Spanish-PUD", "es", "818a82b8628c9cbec78750c7e83ccba34b9ce22b",
-             (("es_pud-ud-test.conllu", "48a7b5c7f409100b24eba90c7397e01f6fecaaf3207315a9a1bda029f77e98d3"),),
-             "CC BY-SA 3.0"),
-    Treebank("French-PUD", "fr", "c245786cfb3020d43bcfc96215ae531a1b07bcbc",
-             (("fr_pud-ud-test.conllu", "793540702db111d2bfe04f846edddb23e7a2a432294fe17cb612dd795fb0301f"),),
-             "CC BY-SA 3.0"),
-    Treebank("Russian-PUD", "ru", "da5b3816eeaa24283c1d81a48bb1de4d062fc5d5",
-             (("ru_pud-ud-test.conllu", "a37e076d24f0c3cfd5d48a11bbfec36026da5dc46180b7a12dc991dc372de1ea"),),
-             "CC BY-SA 3.0"),
-)}
-TRAIN_TREEBANK = "English-EWT"
-PUD_TREEBANKS = {"en": "English-PUD", "de": "German-PUD", "es": "Spanish-PUD", "fr": "French-PUD",
-                 "ru": "Russian-PUD"}
+EWT = Treebank("English-EWT", "en", "15d613d8447b3478787d4c278730a1e48a945efb",
+               (("en_ewt-ud-dev.conllu", "531a54ff90d6ab12201c5a50c3e78e6ddac4de69abc4bce5d275d3cd29efe2b6"),
+                ("en_ewt-ud-test.conllu", "e266e515a0a7547657ed3d90d9ba46487d6bd251f27ad4269d4e8a427c8555cd")),
+               "CC BY-SA 4.0")
+# the PUD treebanks: name, language, commit, SHA-256 of {lang}_pud-ud-test.conllu (CC BY-SA 3.0)
+PUD_PINS = (
+    ("English-PUD", "en", "f16eba4ae7f3d161870ed320676c5088b8fa476c",
+     "c80584f2bc2b31d5bada78a1136f9feec7ac49e5e18898db02dea434b5b8f0aa"),
+    ("German-PUD", "de", "ff80846ae60a0a70fc4d6251ef73e6a483a620ee",
+     "a530bdb50349bbd7c13706b6a759a9d73e8f514fff41fbf27149e914b0c3e723"),
+    ("Spanish-PUD", "es", "818a82b8628c9cbec78750c7e83ccba34b9ce22b",
+     "48a7b5c7f409100b24eba90c7397e01f6fecaaf3207315a9a1bda029f77e98d3"),
+    ("French-PUD", "fr", "c245786cfb3020d43bcfc96215ae531a1b07bcbc",
+     "793540702db111d2bfe04f846edddb23e7a2a432294fe17cb612dd795fb0301f"),
+    ("Russian-PUD", "ru", "da5b3816eeaa24283c1d81a48bb1de4d062fc5d5",
+     "a37e076d24f0c3cfd5d48a11bbfec36026da5dc46180b7a12dc991dc372de1ea"),
+)
+TREEBANKS: dict[str, Treebank] = {EWT.name: EWT, **{
+    name: Treebank(name, lang, commit, ((f"{lang}_pud-ud-test.conllu", digest),), "CC BY-SA 3.0")
+    for name, lang, commit, digest in PUD_PINS}}
+TRAIN_TREEBANK = EWT.name
+PUD_TREEBANKS = {lang: name for name, lang, _, _ in PUD_PINS}   # language -> PUD treebank
 
 ATTRIBUTION = (
     "Universal Dependencies treebanks (https://universaldependencies.org), unmodified except for the "
