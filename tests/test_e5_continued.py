@@ -21,6 +21,7 @@ from mtnb.pretraining.members import LANGS, E5Budget, check_e5_request
 from mtnb.models import me5
 from mtnb.core.errors import MtnbError
 from mtnb.models.loading import load_encoder
+from mtnb.models.random_checkpoints import character_tokenizer
 from conftest import patch_everywhere
 
 BUDGET = E5Budget(steps=12, batch_size=8, max_length=24, encoder_lr=1e-3, head_lr=3e-3, eval_pairs=4, heldout=8,
@@ -195,8 +196,6 @@ class ConceptEncoder(torch.nn.Module):
 
 
 def test_retrieval_finds_translations_only_where_the_encoder_aligns_them():
-    from mtnb.models.random_checkpoints import character_tokenizer
-
     tokenizer = character_tokenizer("xlm-roberta")
     directions = {f"{x}-en" for x in PARALLEL_TEST} | {f"en-{x}" for x in PARALLEL_TEST}
     aligned = e5c.retrieval_accuracy(ConceptEncoder(tokenizer, 64, shift=0), tokenizer, PARALLEL_TEST, N_TEST, 64)
