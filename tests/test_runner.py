@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import os
 import pickle
 import shutil
@@ -23,7 +24,7 @@ import yaml
 
 from mtnb.cli import main
 from mtnb.core.errors import MtnbError
-from mtnb.study.grids import load_grid
+from mtnb.study.grids import load_grid, verdict_pairs
 from mtnb.models.registry import load_registry
 from mtnb.core import code_version
 from mtnb.core.code_version import notebook_cells
@@ -182,6 +183,48 @@ def test_a_layer_sweep_section_makes_one_job_after_its_models_pretraining(root):
     assert sweep.deps == [pretrain.id] and sweep.parameters["layers"] == [0, 6, 12]
     assert sweep.parameters["registry"] == "runs/sweep/models.yaml"
     assert sweep.notebook.name == "layer_sweep.ipynb"
+
+
+VERDICT_PLAN = {"base": "me5-small", "control": "me5-mlm", "translation": ["me5-m2o"], "alignment": "me5-align"}
+
+
+def test_a_grid_runs_both_protocols_with_paired_replica_seeds(root):
+    path = write_grid(root, "both", registry=None, models=["me5-small", "me5-mlm", "me5-m2o", "me5-align"],
+                      tasks=["mini-topic", "mini-spans"], seeds=[0, 1, 2], pretrain={"budget": "smoke", "seeds": [0, 1, 2]},
+                      finetune={"replica_seeds": "paired", "tasks": ["mini-topic"], "max_train": 64},
+                      probe={"max_train": 32, "models": ["me5-small", "me5-mlm"], "per_task": {"mini-spans": {"probe_layer": 6}}},
+                      verdict=VERDICT_PLAN)
+    grid = load_grid(path)
+    jobs = [j for j in expand(grid) if j.kind == "finetune"]
+    tuned = {j.parameters["model"]: j.parameters for j in jobs if j.parameters.get("mode") != "probe"}
+    probed = {(j.parameters["model"], j.parameters["task"]): j.parameters for j in jobs if j.parameters.get("mode") == "probe"}
+    assert tuned["me5-small"]["seeds"] == [0, 1, 2], "the base has no replicas: every seed"
+    assert [tuned[f"me5-m2o@p{k}"]["seeds"] for k in (0, 1, 2)] == [[0], [1], [2]], "replica k, seed k"
+    assert {p["task"] for p in tuned.values()} == {"mini-topic"} and len(tuned) == 1 + 3 * 3
+    assert {m for m, _ in probed} == {"me5-small", "me5-mlm@p0", "me5-mlm@p1", "me5-mlm@p2"}
+    assert all(p["seeds"] == [0, 1, 2] and p["max_train"] == 32 for p in probed.values())
+    assert probed[("me5-small", "mini-spans")]["probe_layer"] == 6 and "probe_layer" not in probed[("me5-small", "mini-topic")]
+    assert sum(j.kind == "zeroshot" for j in expand(grid)) == len(jobs)
+    assert verdict_pairs(grid.verdict) == [
+        ("me5-mlm", "me5-small", "member − base"), ("me5-m2o", "me5-small", "member − base"),
+        ("me5-align", "me5-small", "member − base"), ("me5-m2o", "me5-mlm", "translation − masked LM"),
+        ("me5-align", "me5-mlm", "alignment − masked LM"), ("me5-align", "me5-m2o", "alignment − translation")]
+    assert grid.verdict["alpha"] == 0.05 and grid.verdict["tasks"] == ["mini-topic", "mini-spans"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"probe": {"mode": "finetune"}}, "probe.mode: 'finetune'"),
+    ({"probe": {"models": ["tiny", "nope"]}}, "probe.models: 'nope' is not in the grid's models"),
+    ({"finetune": {"replica_seeds": "some"}}, "finetune.replica_seeds: 'some'; use all or paired"),
+    ({"verdict": {"control": "tiny"}}, "verdict.base: missing"),
+    ({"verdict": {"base": "tiny", "translation": ["huge"]}}, "verdict: 'huge' is not in the grid's models"),
+    ({"verdict": {"base": "tiny", "n_boot": 2000}}, "verdict.n_boot: 2000; give at least 10000 draws"),
+    ({"verdict": {"base": "tiny", "alfa": 0.05}}, "verdict.alfa: unknown key"),
+])
+def test_protocol_and_verdict_sections_are_checked(root, fields, message):
+    path = write_grid(root, "bad", **fields)
+    with pytest.raises(MtnbError, match=re.escape(message)):
+        load_grid(path)
 
 
 def test_zoo_members_are_pretrained_by_the_grid_before_their_users(root):

@@ -14,6 +14,8 @@ params/grids/smoke.yaml; a path works too), read with ``yaml.safe_load``:
     finetune: {learning_rate: 1.0e-3, max_steps: 10,   # finetune.ipynb parameters
                per_task: {mini-spans: {probe_layer: 6}},   # ... per task, over the section's,
                per_model: {a: {mode: probe}}}          # ... and per model, over both
+    probe: {max_train: 500, models: [a], tasks: [mini-topic]}   # optional: a second protocol, linear probes
+                              # (finetune.ipynb with mode probe) beside the fine-tuning section's jobs
     zeroshot: {max_eval: 100, per_model: {a: {max_eval: 50}}}   # zeroshot.ipynb parameters (per_task, per_model too)
     layer_sweep: {model: a, tasks: [mini-spans], layers: [0, 2, 4]}   # layer_sweep.ipynb parameters:
                               # a probe per layer, to choose finetune.probe_layer; omit to skip
@@ -37,6 +39,25 @@ grid (a replica of a continued zoo member starts from its base's replica of the 
 member's own name stays registered for the first seed's checkpoint, which CKA, SVD and the
 book's pretraining page read; the results tables pool the replicas back into their member
 (``summary.pool_pretraining_seeds``).
+
+Protocols. The ``finetune`` section's jobs are one protocol (fine-tuning, or probing where it
+sets ``mode: probe``); a ``probe`` section adds linear probes as a second protocol, with
+finetune.ipynb's parameters (``mode`` is probe). Either section may narrow what it covers with
+``models`` and ``tasks`` (subsets of the grid's), ``seeds`` (instead of the grid's), and
+``replica_seeds``: ``all`` (default: every replica of a member is trained with every seed) or
+``paired`` (replica ``<member>@p<k>`` is trained with seed k alone, so that a member's runs
+draw pretraining and fine-tuning seeds together while a model without replicas, the base, gets
+every seed; the verdict's fine-tuning then costs one run per replica).
+
+The verdict (``verdict``, optional) is the analysis plan, fixed before any result: the models
+compared (``base``; ``control``, continued on masked LM; ``translation``, the members continued on
+translation; ``alignment``, the member continued on sentence alignment), the comparisons they
+imply (each member − base, each translation member − control, alignment − control, alignment −
+each translation member: ``verdict_pairs``), ``tasks`` (default: the grid's), ``alpha`` (default
+0.05), ``n_boot`` (default: enough draws that Holm's smallest attainable p stays ten times below
+alpha), ``margin`` (points by which the base must beat the bag-of-subwords control on English
+dev for a task to enter the verdict; default 10), and ``probe_layers`` (a sentence saying how the
+probes' layers were chosen, printed with the plan). The book prints the plan above the verdict.
 
 ``models``, ``tasks`` and ``seeds`` are required lists. Each notebook section holds parameters of
 that notebook's ``parameters`` cell (its defaults apply to the rest); the runner sets the others
@@ -74,7 +95,11 @@ from mtnb.models.registry import load_registry
 from mtnb.pretraining.members import BUDGETS, E5_BUDGETS, E5_MEMBERS, ZOO, training_order
 
 KEYS = ("name", "registry", "mini_root", "models", "tasks", "seeds",
-        "pretrain", "finetune", "zeroshot", "layer_sweep", "cka", "svd", "slurm", "book")
+        "pretrain", "finetune", "probe", "zeroshot", "layer_sweep", "cka", "svd", "slurm", "book", "verdict")
+PROTOCOLS = ("finetune", "probe")             # sections of finetune.ipynb jobs: the two protocols
+PROTOCOL_KEYS = ("models", "tasks", "seeds", "replica_seeds")   # what a protocol section narrows
+VERDICT_KEYS = ("base", "control", "translation", "alignment", "tasks", "alpha", "n_boot", "margin",
+                "probe_layers")
 KINDS = ("pretrain", "finetune", "zeroshot", "layer_sweep", "cka", "svd")   # notebooks/<kind>.ipynb
 OPTIONAL = ("layer_sweep", "cka", "svd")         # run only when the grid has the section
 # the parameters the runner sets in each notebook (from the grid's top level, or job folders)
@@ -110,22 +135,39 @@ class Grid:
     task_languages: dict[str, tuple[str, ...]] = field(default_factory=dict)
     task_sources: dict[str, str] = field(default_factory=dict)   # {task of the table: its source (mini, ud, xglue)}
     book: dict = field(default_factory=dict)
-    per_model: dict[str, dict] = field(default_factory=dict)  # {finetune|zeroshot: {model: parameters}}
-    per_task: dict[str, dict] = field(default_factory=dict)   # {finetune|zeroshot: {task: parameters}}
+    per_model: dict[str, dict] = field(default_factory=dict)  # {finetune|probe|zeroshot: {model: parameters}}
+    per_task: dict[str, dict] = field(default_factory=dict)   # {finetune|probe|zeroshot: {task: parameters}}
+    protocols: dict[str, dict] = field(default_factory=dict)  # {finetune|probe: {models, tasks, seeds, replica_seeds}}
+    verdict: dict = field(default_factory=dict)               # the analysis plan (VERDICT_KEYS), or {}
     zoo_members: list[str] = field(default_factory=list)      # trained by the grid, bases first
     pretrain_seeds: list[int] = field(default_factory=lambda: [0])  # each zoo member trained once per seed
 
     def replicas(self, model: str) -> list[str]:
         """The registry names ``model`` is fine-tuned under: itself, or, when the grid trains it
         with several pretraining seeds, one replica per seed (``replica_name``)."""
+        return [name for name, _ in self.replica_seeds(model)]
+
+    def replica_seeds(self, model: str) -> list[tuple[str, int | None]]:
+        """(registry name, pretraining seed) of each replica of ``model``; the seed is None for a
+        model the grid does not train with several pretraining seeds."""
         if model not in self.zoo_members or len(self.pretrain_seeds) < 2:
-            return [model]
-        return [replica_name(model, seed) for seed in self.pretrain_seeds]
+            return [(model, None)]
+        return [(replica_name(model, seed), seed) for seed in self.pretrain_seeds]
+
+    def training_seeds(self, protocol: str, pretrain_seed: int | None) -> list[int]:
+        """The fine-tuning (probe) seeds of one replica's job under ``protocol``: the protocol's
+        seeds, or with ``replica_seeds: paired`` the replica's own pretraining seed alone."""
+        spec = self.protocols[protocol]
+        if spec["replica_seeds"] == "paired" and pretrain_seed is not None:
+            return [pretrain_seed]
+        return list(spec["seeds"])
 
     def parameters(self, kind: str, model: str, task: str) -> dict:
-        """The finetune or zeroshot parameters of ``model``'s job on ``task``: the section's,
-        then ``per_task``'s for the task over them, then ``per_model``'s for the model over both."""
-        return {**self.sections[kind], **self.per_task[kind].get(task, {}), **self.per_model[kind].get(model, {})}
+        """The finetune, probe or zeroshot parameters of ``model``'s job on ``task``: the
+        section's, then ``per_task``'s for the task over them, then ``per_model``'s for the model
+        over both (a probe job's ``mode`` is probe)."""
+        params = {**self.sections[kind], **self.per_task[kind].get(task, {}), **self.per_model[kind].get(model, {})}
+        return {**params, "mode": "probe"} if kind == "probe" else params
 
     @property
     def runs_dir(self) -> Path:
@@ -213,11 +255,21 @@ def load_grid(path: str | Path) -> Grid:
     _known(where, "tasks", task_names, tasks, "params/tasks.yaml")
     seeds = _seeds(where, "seeds", doc["seeds"])
 
-    per_model, per_task = {}, {}
-    for kind in ("finetune", "zeroshot"):
+    per_model, per_task, protocols = {}, {}, {}
+    for kind in ("finetune", "probe", "zeroshot"):
+        if kind == "probe" and "probe" not in doc:
+            continue
         section = dict(doc.get(kind) or {})
-        per_model[kind] = _overrides(where, kind, "per_model", section.pop("per_model", None), models)
-        per_task[kind] = _overrides(where, kind, "per_task", section.pop("per_task", None), task_names)
+        notebook_kind = "finetune" if kind == "probe" else kind
+        if kind in PROTOCOLS:
+            protocols[kind] = _protocol(where, kind, section, models, task_names, seeds)
+            if kind == "probe" and section.get("mode", "probe") != "probe":
+                raise MtnbError(f"{where}: probe.mode: {section['mode']!r}; the probe section's jobs are probes "
+                                "(put fine-tuning in the finetune section)")
+        per_model[kind] = _overrides(where, notebook_kind, "per_model", section.pop("per_model", None), models,
+                                     label=kind)
+        per_task[kind] = _overrides(where, notebook_kind, "per_task", section.pop("per_task", None), task_names,
+                                    label=kind)
         doc = {**doc, kind: section}
     pretrain = dict(doc.get("pretrain") or {})
     if "seed" in pretrain and "seeds" in pretrain:
@@ -226,6 +278,8 @@ def load_grid(path: str | Path) -> Grid:
     doc = {**doc, "pretrain": pretrain}
     sections = {kind: _section(where, kind, doc.get(kind)) for kind in KINDS
                 if kind != "svd" and (kind not in OPTIONAL or kind in doc)}
+    if "probe" in doc:
+        sections["probe"] = _section(where, "finetune", doc["probe"], label="probe")
     _check_budget(where, sections["pretrain"].get("budget", "mini"))
     for lang in sections["zeroshot"].get("languages") or []:
         for task in task_names:
@@ -259,7 +313,8 @@ def load_grid(path: str | Path) -> Grid:
                 task_languages={t: tasks[t].languages for t in task_names},
                 task_sources={t: spec.source for t, spec in tasks.items()},
                 book=_book(where, doc.get("book"), models), per_model=per_model, per_task=per_task,
-                zoo_members=zoo_members(named_models(models, sections)), pretrain_seeds=pretrain_seeds)
+                zoo_members=zoo_members(named_models(models, sections)), pretrain_seeds=pretrain_seeds,
+                protocols=protocols, verdict=_verdict(where, doc.get("verdict"), models, task_names))
 
 
 def replica_name(member: str, seed: int) -> str:
@@ -319,20 +374,79 @@ def _check_budget(where: str, budget) -> None:
         raise MtnbError(f"{where}: pretrain.budget: {budget!r} is not a budget; use one of {', '.join(names)}")
 
 
-def _overrides(where: str, kind: str, key: str, value, names: list[str]) -> dict[str, dict]:
+def _overrides(where: str, kind: str, key: str, value, names: list[str], label: str | None = None) -> dict[str, dict]:
     """<kind>.per_model or <kind>.per_task: {model (task) of the grid: <kind>.ipynb parameters
-    for that model's (task's) jobs}."""
+    for that model's (task's) jobs} (``label``: the section's name, when not ``kind``)."""
     what = "model" if key == "per_model" else "task"
+    label = label or kind
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise MtnbError(f"{where}: {kind}.{key}: expected a mapping of {what} -> parameters, got {value!r}")
+        raise MtnbError(f"{where}: {label}.{key}: expected a mapping of {what} -> parameters, got {value!r}")
     out = {}
     for name, params in value.items():
         if name not in names:
-            raise MtnbError(f"{where}: {kind}.{key}.{name}: not a {what} of this grid ({what}s: {', '.join(names)})")
-        out[name] = _section(where, kind, params, label=f"{kind}.{key}.{name}")
+            raise MtnbError(f"{where}: {label}.{key}.{name}: not a {what} of this grid ({what}s: {', '.join(names)})")
+        out[name] = _section(where, kind, params, label=f"{label}.{key}.{name}")
     return out
+
+
+def _protocol(where: str, kind: str, section: dict, models: list[str], tasks: list[str], seeds: list[int]) -> dict:
+    """What a protocol section covers (its ``PROTOCOL_KEYS``, popped from ``section``): models,
+    tasks and seeds (default: the grid's) and replica_seeds (all | paired)."""
+    spec = {"models": _names(where, f"{kind}.models", section.pop("models", list(models))),
+            "tasks": _names(where, f"{kind}.tasks", section.pop("tasks", list(tasks))),
+            "seeds": _seeds(where, f"{kind}.seeds", section.pop("seeds", list(seeds))),
+            "replica_seeds": section.pop("replica_seeds", "all")}
+    _known(where, f"{kind}.models", spec["models"], dict.fromkeys(models), "the grid's models")
+    _known(where, f"{kind}.tasks", spec["tasks"], dict.fromkeys(tasks), "the grid's tasks")
+    if spec["replica_seeds"] not in ("all", "paired"):
+        raise MtnbError(f"{where}: {kind}.replica_seeds: {spec['replica_seeds']!r}; use all or paired")
+    return spec
+
+
+def _verdict(where: str, value, models: list[str], tasks: list[str]) -> dict:
+    """The verdict section, the analysis plan (``VERDICT_KEYS``; see the module docstring),
+    checked and with its defaults; {} without one."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MtnbError(f"{where}: verdict: expected a mapping with base, control, translation, alignment, ...")
+    for key in value:
+        if key not in VERDICT_KEYS:
+            raise MtnbError(f"{where}: verdict.{key}: unknown key; allowed keys are {', '.join(VERDICT_KEYS)}")
+    plan = {"tasks": list(tasks), "alpha": 0.05, "n_boot": None, "margin": 10.0, "translation": [],
+            "control": None, "alignment": None, "probe_layers": "", **value}
+    if "base" not in value:
+        raise MtnbError(f"{where}: verdict.base: missing; name the model the members were continued from")
+    named = [plan["base"], *([plan["control"]] if plan["control"] else []),
+             *_names(where, "verdict.translation", plan["translation"]),
+             *([plan["alignment"]] if plan["alignment"] else [])]
+    _known(where, "verdict", named, dict.fromkeys(models), "the grid's models")
+    _known(where, "verdict.tasks", _names(where, "verdict.tasks", plan["tasks"]), dict.fromkeys(tasks), "the grid's tasks")
+    if not (isinstance(plan["alpha"], float) and 0 < plan["alpha"] < 1):
+        raise MtnbError(f"{where}: verdict.alpha: {plan['alpha']!r}; give a level such as 0.05")
+    if plan["n_boot"] is not None and not (isinstance(plan["n_boot"], int) and plan["n_boot"] >= 10_000):
+        raise MtnbError(f"{where}: verdict.n_boot: {plan['n_boot']!r}; give at least 10000 draws, or null for enough")
+    if not isinstance(plan["margin"], (int, float)) or isinstance(plan["margin"], bool):
+        raise MtnbError(f"{where}: verdict.margin: {plan['margin']!r}; give points, e.g. 10.0")
+    return plan
+
+
+def verdict_pairs(plan: dict) -> list[tuple[str, str, str]]:
+    """The comparisons an analysis plan implies, as (a, b, what a - b tests): each continued
+    member − the base; each translation member − the masked-LM control; alignment − the control;
+    alignment − each translation member."""
+    base, control, alignment, translation = plan["base"], plan.get("control"), plan.get("alignment"), plan["translation"]
+    members = [m for m in [control, *translation, alignment] if m]
+    pairs = [(m, base, "member − base") for m in members]
+    if control:
+        pairs += [(m, control, "translation − masked LM") for m in translation]
+        if alignment:
+            pairs.append((alignment, control, "alignment − masked LM"))
+    if alignment:
+        pairs += [(alignment, m, "alignment − translation") for m in translation]
+    return pairs
 
 
 def _read_yaml(path: Path, where: str) -> dict:

@@ -183,9 +183,10 @@ def make_job(grid: Grid, kind: str, parameters: dict, deps: list[Job] = (), inpu
 
 def expand(grid: Grid) -> list[Job]:
     """The grid's jobs, each after its dependencies: a pretrain job per zoo member (after the
-    member it starts from), finetune (all the grid's seeds) then its zeroshot for every
-    (model, task), then the layer sweep, cka and svd when the grid has them (after their models'
-    pretraining)."""
+    member it starts from), then for each protocol (fine-tuning, and probing where the grid has
+    a probe section) a finetune job (the protocol's seeds) and its zeroshot for every (model,
+    task) it covers, then the layer sweep, cka and svd when the grid has them (after their
+    models' pretraining)."""
     reused = reused_jobs(grid)
     pretrain = pretrain_jobs(grid)
     registry = grid_registry_name(grid) if pretrain else grid.registry
@@ -198,16 +199,19 @@ def expand(grid: Grid) -> list[Job]:
         """The pretrain jobs of ``names`` (a member's own name: its first seed's job)."""
         return [pretrain.get(name) or first[name] for name in names if name in pretrain or name in first]
 
-    for model in grid.models:
-        for name in grid.replicas(model):
-            for task in grid.tasks:
-                finetune = make_job(grid, "finetune", {"model": name, "task": task, "seeds": list(grid.seeds),
-                                                       **_given(shared, "finetune"),
-                                                       **grid.parameters("finetune", model, task)}, deps=built([name]),
-                                    reused=reused)
-                zeroshot = make_job(grid, "zeroshot", grid.parameters("zeroshot", model, task),
-                                    deps=[finetune], inputs={"run_dir": finetune.paths["output_dir"]}, reused=reused)
-                jobs += [finetune, zeroshot]
+    for protocol, spec in grid.protocols.items():
+        for model in spec["models"]:
+            for name, pretrain_seed in grid.replica_seeds(model):
+                for task in spec["tasks"]:
+                    seeds = grid.training_seeds(protocol, pretrain_seed)
+                    finetune = make_job(grid, "finetune", {"model": name, "task": task, "seeds": seeds,
+                                                           **_given(shared, "finetune"),
+                                                           **grid.parameters(protocol, model, task)},
+                                        deps=built([name]), reused=reused)
+                    zeroshot = make_job(grid, "zeroshot", grid.parameters("zeroshot", model, task),
+                                        deps=[finetune], inputs={"run_dir": finetune.paths["output_dir"]},
+                                        reused=reused)
+                    jobs += [finetune, zeroshot]
     if "layer_sweep" in grid.sections:
         section = grid.sections["layer_sweep"]
         jobs.append(make_job(grid, "layer_sweep", {**_given(shared, "layer_sweep"), **section},
