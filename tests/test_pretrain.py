@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from mtnb.core.errors import MtnbError
 from mtnb.models.loading import load_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "pretrain.ipynb"
 
 
 def test_span_infilling_masks_about_35_percent_in_spans():
@@ -108,8 +110,32 @@ def test_bad_requests_fail_before_training(real_corpus, tmp_path, monkeypatch):
 
 
 def test_pretrain_notebook(real_corpus, tmp_path):
-    pm.execute_notebook(str(ROOT / "notebooks" / "pretrain.ipynb"), str(tmp_path / "pretrain.ipynb"),
-                        parameters=dict(member="mini-mbart", corpus=str(real_corpus), budget="smoke",
-                                        output_dir=str(tmp_path / "zoo")),
+    """The notebook trains the member it is given, with the seed and budget it is given, into a
+    checkpoint load_encoder reads at the zoo's shape, and prints the record's figures."""
+    executed = tmp_path / "pretrain.ipynb"
+    pm.execute_notebook(str(NOTEBOOK), str(executed),
+                        parameters=dict(member="mini-mbart", corpus=str(real_corpus), budget="smoke", seed=3,
+                                        precision="fp32", output_dir=str(tmp_path / "zoo")),
                         kernel_name="python3", cwd=str(ROOT), progress_bar=False)
-    assert (tmp_path / "zoo" / "mini-mbart" / "model.safetensors").is_file()
+    folder = tmp_path / "zoo" / "mini-mbart"
+    record = json.loads((folder / "pretrain.json").read_text())
+    assert (record["member"], record["family"], record["objective"]) == ("mini-mbart", "mbart", "denoise")
+    assert record["seed"] == 3 and record["precision"] == "fp32"
+    assert record["budget"] == json.loads(json.dumps(asdict(members.BUDGETS["smoke"])))
+    assert record["trained"]["tokens"] >= members.BUDGETS["smoke"].lm_tokens and record["trained"]["steps"] > 0
+    before, after = record["heldout_loss_before"], record["heldout_loss_after"]
+    assert np.isfinite([before, after]).all() and after < before, f"held-out loss {before} -> {after}"
+    assert set(record["chrf"]) == {f"{a}-{b}" for l in ("de", "es", "fr", "ru") for a, b in (("en", l), (l, "en"))}
+    assert all(0 <= v <= 100 for v in record["chrf"].values())
+    enc = load_encoder(str(folder))
+    assert enc.spec.family == "mbart"
+    assert (enc.shape.n_layers, enc.shape.hidden_size) == (members.SHAPE["layers"], members.SHAPE["hidden"])
+    batch = enc.tokenizer(["Click the OK button."], return_tensors="pt")
+    with torch.no_grad():
+        hidden = enc.model(**batch, output_hidden_states=True).hidden_states
+    assert len(hidden) == members.SHAPE["layers"] + 1 and all(torch.isfinite(h).all() for h in hidden)
+    printed = "".join("".join(out.get("text", "")) for cell in json.loads(executed.read_text())["cells"]
+                      for out in cell.get("outputs", []))         # nbformat: text is a string or a list of lines
+    assert (f"mini-mbart, training: {record['trained']['steps']} steps, {record['trained']['tokens']:,} input tokens"
+            in printed), printed
+    assert f"held-out loss {before:.3f} -> {after:.3f}" in printed, printed
