@@ -18,6 +18,9 @@ or figure a new analysis writes, a page reads) is added to ``OUTPUTS`` first.
                   separability_samples.csv   model layer measure sample score
                   mutual_knn.csv             model_a model_b lang layer k value low high
     svd           svd.csv                    layer model matrix sigma_norm distance
+    verdict       verdict.csv                protocol task a b comparison a_score b_score difference low high
+                                             p p_holm at_floor floor n_boot n_clusters runs_a runs_b
+                  verdict_filter.csv         protocol task base_dev bag_of_subwords_dev margin bar enters
 
 Each table and figure above is written into the job's ``out/`` folder; the pretraining jobs'
 records (``pretrain.json``, ``continued.json``) are written beside their checkpoints by
@@ -36,6 +39,9 @@ from mtnb.core.files import atomic_file
 from mtnb.transfer.layer_sweep import COLUMNS as SWEEP_COLUMNS
 from mtnb.transfer.zeroshot import COLUMNS, COUNT_COLUMNS, UNIT_COLUMNS
 
+VERDICT_COLUMNS = ("protocol", "task", "a", "b", "comparison", "a_score", "b_score", "difference", "low", "high",
+                   "p", "p_holm", "at_floor", "floor", "n_boot", "n_clusters", "runs_a", "runs_b")
+FILTER_COLUMNS = ("protocol", "task", "base_dev", "bag_of_subwords_dev", "margin", "bar", "enters")
 INTERVAL_COLUMNS = ("debiased", "biased", "low", "high", "null_debiased", "null_biased")  # with uncertainty
 
 
@@ -80,6 +86,11 @@ OUTPUTS = {
     "svd": Output("svd", "svd.csv", "‖σ‖ and its distance to the base per layer, model and matrix",
                   ("layer", "model", "matrix", "sigma_norm", "distance")),
     "svd_figure": Output("svd", "svd.png", "singular-value norms and distances per layer"),
+    "verdict": Output("verdict", "verdict.csv", "the plan's paired comparisons per protocol and task, with the "
+                      "cluster bootstrap's intervals and Holm's p", VERDICT_COLUMNS),
+    "verdict_filter": Output("verdict", "verdict_filter.csv", "which tasks entered the verdict, read on English dev",
+                             FILTER_COLUMNS),
+    "verdict_figure": Output("verdict", "verdict.png", "the verdict's forest plot"),
 }
 
 # what a pretraining job leaves beside its checkpoint: the zoo's record, the e5 family's record
