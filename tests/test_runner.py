@@ -205,6 +205,10 @@ def test_a_grid_runs_both_protocols_with_paired_replica_seeds(root):
     assert all(p["seeds"] == [0, 1, 2] and p["max_train"] == 32 for p in probed.values())
     assert probed[("me5-small", "mini-spans")]["probe_layer"] == 6 and "probe_layer" not in probed[("me5-small", "mini-topic")]
     assert sum(j.kind == "zeroshot" for j in expand(grid)) == len(jobs)
+    verdict = expand(grid)[-1]
+    assert verdict.kind == "verdict" and verdict.parameters["base"] == "me5-small"
+    compared = [j for j in expand(grid) if j.kind == "zeroshot"]
+    assert set(verdict.deps) == {j.id for j in compared} and len(verdict.paths["zeroshot_dirs"]) == len(compared)
     assert verdict_pairs(grid.verdict) == [
         ("me5-mlm", "me5-small", "member − base"), ("me5-m2o", "me5-small", "member − base"),
         ("me5-align", "me5-small", "member − base"), ("me5-m2o", "me5-mlm", "translation − masked LM"),

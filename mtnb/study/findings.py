@@ -438,3 +438,128 @@ def retrieval_evidence(records: dict[str, dict], family: list[str]) -> str:
                    "is that its objective eroded the sentence-level geometry that e5's contrastive training built and "
                    "that the probes read from the last layer." if len(lowered) < len(members) else
                    "Every continued objective lowered it.")
+
+
+# --------------------------------------------------------------------------------------------
+# The verdict: the answer per protocol, from the plan's comparisons (mtnb.study.verdict)
+# --------------------------------------------------------------------------------------------
+
+PROTOCOL_PHRASES = {
+    "finetune": "By fine-tuning, the paper's protocol (every weight trained on English, the model chosen on English dev)",
+    "probe": "By linear probes on the frozen encoders (a finding about representations, not the paper's protocol)",
+}
+
+
+def holm_text(row) -> str:
+    """Holm's p of a verdict row as printed: ``Holm p = 0.031``, or ``Holm p ≤ 0.0027`` where no
+    bootstrap draw crossed zero (the p-value is then only bounded by the number of draws)."""
+    return f"Holm p ≤ {row.p_holm:.2g}" if row.at_floor else f"Holm p = {p_text(row.p_holm)}"
+
+
+def cite_row(row, with_task: bool = True) -> str:
+    """One comparison: ``mini-topic +1.2 [-0.5, +2.9], Holm p = 0.41``."""
+    where = f"{row.task} " if with_task else ""
+    return f"{where}{row.difference:+.1f} [{row.low:+.1f}, {row.high:+.1f}], {holm_text(row)}"
+
+
+def comparison_sentence(rows, a: str, b: str, alpha: float) -> str:
+    """Every task of one comparison a − b in one sentence, resolved gains and losses named with
+    the same weight: ``me5-m2o − me5-small: higher on ud-pos (...); lower on mini-topic (...).``
+    or ``... : no resolved difference (mini-topic ..., ud-pos ...).``"""
+    up = rows[(rows["p_holm"] < alpha) & (rows["difference"] > 0)]
+    down = rows[(rows["p_holm"] < alpha) & (rows["difference"] < 0)]
+    flat = rows.drop(up.index).drop(down.index)
+    parts = []
+    for label, part in (("higher on", up), ("lower on", down), ("no resolved difference on", flat)):
+        if len(part):
+            parts.append(f"{label} " + "; ".join(cite_row(r) for r in part.itertuples()))
+    return f"{a} − {b}: " + "; ".join(parts) + "."
+
+
+def excluded_bound(rows) -> float:
+    """The largest |interval end| among unresolved rows: the effects their intervals exclude lie
+    beyond it."""
+    return float(np.max(np.abs(rows[["low", "high"]].to_numpy()))) if len(rows) else 0.0
+
+
+def protocol_verdict(verdict, plan: dict, protocol: str) -> list[str]:
+    """The short sentences of one protocol's verdict: the protocol and what was compared, one
+    sentence per comparison of the plan (resolved gains and losses alike), a family-wide
+    sentence only where every translation member agrees, and, for fine-tuning alone, whether the
+    paper's finding holds. ``verdict``: ``mtnb.study.verdict.verdict_table``'s rows."""
+    rows = verdict[verdict["protocol"] == protocol]
+    alpha, base = plan["alpha"], plan["base"]
+    if rows.empty:
+        return [f"{PROTOCOL_PHRASES.get(protocol, protocol)}: no task entered the verdict, so it gives no answer."]
+    tasks = list(dict.fromkeys(rows["task"]))
+    lines = [f"{PROTOCOL_PHRASES.get(protocol, protocol)}, on {', '.join(tasks)}: the difference in non-English "
+             f"mean score (points), its 95% interval and Holm's p over the {len(rows)} comparisons of this protocol."]
+    for (a, b), sub in rows.groupby(["a", "b"], sort=False):
+        lines.append(comparison_sentence(sub, a, b, alpha))
+    vs_base = rows[rows["a"].isin(plan["translation"]) & (rows["b"] == base)]
+    if len(vs_base):
+        resolved = vs_base["p_holm"] < alpha
+        signs = set(np.sign(vs_base.loc[resolved, "difference"]))
+        members = list(dict.fromkeys(vs_base["a"]))
+        if resolved.all() and signs == {1.0}:
+            family = f"Every translation member ({', '.join(members)}) transfers better than {base} on every task."
+        elif resolved.all() and signs == {-1.0}:
+            family = f"Every translation member ({', '.join(members)}) transfers worse than {base} on every task."
+        elif not resolved.any():
+            family = (f"No translation member differs resolvably from {base}; the intervals exclude differences "
+                      f"beyond ±{excluded_bound(vs_base):.1f} points, and smaller ones, either way, remain possible.")
+        else:
+            family = (f"The translation members do not agree: no sentence holds for the family "
+                      f"({int((resolved & (vs_base['difference'] > 0)).sum())} resolved gains, "
+                      f"{int((resolved & (vs_base['difference'] < 0)).sum())} resolved losses, "
+                      f"{int((~resolved).sum())} unresolved, of {len(vs_base)} member-task comparisons).")
+        lines.append(family)
+        if protocol == "finetune":
+            lines.append(paper_sentence(vs_base, alpha))
+    return lines
+
+
+def paper_sentence(vs_base, alpha: float) -> str:
+    """Whether the paper's finding (continued pretraining on translation does not improve
+    zero-shot transfer) holds under its own protocol here: unlike the paper where a translation
+    member resolvably gains on some task; like the paper otherwise, as far as the intervals
+    resolve (their bound)."""
+    gains = vs_base[(vs_base["p_holm"] < alpha) & (vs_base["difference"] > 0)]
+    losses = vs_base[(vs_base["p_holm"] < alpha) & (vs_base["difference"] < 0)]
+    if len(gains):
+        return ("Unlike the paper, continued pretraining on translation improves transfer after fine-tuning here: "
+                + "; ".join(f"{r.a} on {r.task}" for r in gains.itertuples()) + ".")
+    unresolved = vs_base.drop(losses.index)
+    bound = (f"; on the rest the intervals exclude gains beyond {excluded_bound(unresolved):.1f} points"
+             if len(unresolved) else "")
+    if len(losses):
+        return ("Like the paper, continued pretraining on translation does not improve transfer after fine-tuning "
+                "here: it lowers it for " + "; ".join(f"{r.a} on {r.task}" for r in losses.itertuples()) + bound + ".")
+    return ("Like the paper, continued pretraining on translation does not resolvably improve transfer after "
+            f"fine-tuning here{bound}.")
+
+
+def plan_lines(plan: dict, filter_table, verdict) -> list[str]:
+    """The analysis plan as the book prints it above the verdict: the comparisons, alpha, the
+    draws, the task filter on English dev (with each task's margin), the probes' layers and
+    what a pretraining seed changes."""
+    from_plan = [f"Base {plan['base']}; masked-LM control {plan.get('control') or '(none)'}; translation "
+                 f"{', '.join(plan['translation']) or '(none)'}; alignment {plan.get('alignment') or '(none)'}.",
+                 "Comparisons: each continued member − the base; each translation member − the masked-LM control; "
+                 "alignment − the control; alignment − each translation member.",
+                 f"Level: Holm-corrected p < {plan['alpha']:g} within each protocol; draws: "
+                 + (f"{int(verdict['n_boot'].max()):,}" if len(verdict) else "as planned")
+                 + " (enough that the smallest attainable Holm p stays at least ten times below the level).",
+                 "Intervals draw each member's pretraining replicas, then the fine-tuning seeds (shared by the two "
+                 "models of a comparison), then the test clusters (a help page, or a UD sentence, one draw for every "
+                 "language)."]
+    if len(filter_table):
+        margins = "; ".join(f"{r.task} {r.margin:+.1f} ({'enters' if r.enters else 'left out'})"
+                            for r in filter_table.drop_duplicates(["task", "protocol"]).itertuples())
+        from_plan.append(f"Tasks: {', '.join(plan['tasks'])}; a task enters when the base beats the bag-of-subwords "
+                         f"control on English dev by at least {plan['margin']:g} points (test scores are never read "
+                         f"for this): {margins}.")
+    for key in ("probe_layers", "pretraining_seeds"):
+        if plan.get(key):
+            from_plan.append(plan[key])
+    return from_plan

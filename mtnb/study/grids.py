@@ -23,8 +23,9 @@ params/grids/smoke.yaml; a path works too), read with ``yaml.safe_load``:
     svd: {base: a}            # svd.ipynb parameters (base required; models default: the grid's
                               # others); a list of such mappings runs one SVD job each; omit to skip SVD
     slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 120, array_parallelism: 16}
-    book: {family: [a, b], base: a, title: ...}   # optional: the family that leads the book's
-                              # results page (mtnb book); family and base are models of the grid
+    book: {family: [a, b], base: a, title: ...,   # optional: the family that leads the book's
+           note: ...}         # results page (mtnb book); family and base are models of the grid;
+                              # note: a sentence the book's first page opens with (what the grid is)
 
 Models of the mini zoo (``mtnb.pretraining.members.ZOO``) and of the e5 family (``mtnb.pretraining.members.E5_MEMBERS``)
 are trained by the grid itself: a pretrain job per member the grid names anywhere (models, cka,
@@ -56,8 +57,9 @@ imply (each member − base, each translation member − control, alignment − 
 each translation member: ``verdict_pairs``), ``tasks`` (default: the grid's), ``alpha`` (default
 0.05), ``n_boot`` (default: enough draws that Holm's smallest attainable p stays ten times below
 alpha), ``margin`` (points by which the base must beat the bag-of-subwords control on English
-dev for a task to enter the verdict; default 10), and ``probe_layers`` (a sentence saying how the
-probes' layers were chosen, printed with the plan). The book prints the plan above the verdict.
+dev for a task to enter the verdict; default 10), ``probe_layers`` (a sentence saying how the
+probes' layers were chosen) and ``pretraining_seeds`` (a sentence saying what a pretraining seed
+changes), both printed with the plan. The book prints the plan above the verdict.
 
 ``models``, ``tasks`` and ``seeds`` are required lists. Each notebook section holds parameters of
 that notebook's ``parameters`` cell (its defaults apply to the rest); the runner sets the others
@@ -99,9 +101,9 @@ KEYS = ("name", "registry", "mini_root", "models", "tasks", "seeds",
 PROTOCOLS = ("finetune", "probe")             # sections of finetune.ipynb jobs: the two protocols
 PROTOCOL_KEYS = ("models", "tasks", "seeds", "replica_seeds")   # what a protocol section narrows
 VERDICT_KEYS = ("base", "control", "translation", "alignment", "tasks", "alpha", "n_boot", "margin",
-                "probe_layers")
-KINDS = ("pretrain", "finetune", "zeroshot", "layer_sweep", "cka", "svd")   # notebooks/<kind>.ipynb
-OPTIONAL = ("layer_sweep", "cka", "svd")         # run only when the grid has the section
+                "probe_layers", "pretraining_seeds")
+KINDS = ("pretrain", "finetune", "zeroshot", "layer_sweep", "cka", "svd", "verdict")   # notebooks/<kind>.ipynb
+OPTIONAL = ("layer_sweep", "cka", "svd", "verdict")   # run only when the grid has the section
 # the parameters the runner sets in each notebook (from the grid's top level, or job folders)
 RUNNER_SET = {
     "pretrain": ("member", "corpus", "base_dir", "output_dir"),
@@ -110,6 +112,7 @@ RUNNER_SET = {
     "layer_sweep": ("registry", "mini_root", "output_dir"),
     "cka": ("registry", "mini_root", "output_dir"),
     "svd": ("registry", "output_dir"),
+    "verdict": ("zeroshot_dirs", "output_dir"),
 }
 # list parameters whose notebook default is None: a list or null
 NULLABLE_LISTS = {"zeroshot": ("languages",), "cka": ("pairs",), "svd": ("layers",)}
@@ -277,7 +280,7 @@ def load_grid(path: str | Path) -> Grid:
     pretrain_seeds = _seeds(where, "pretrain.seeds", pretrain.pop("seeds", [pretrain.pop("seed", 0)]))
     doc = {**doc, "pretrain": pretrain}
     sections = {kind: _section(where, kind, doc.get(kind)) for kind in KINDS
-                if kind != "svd" and (kind not in OPTIONAL or kind in doc)}
+                if kind not in ("svd", "verdict") and (kind not in OPTIONAL or kind in doc)}
     if "probe" in doc:
         sections["probe"] = _section(where, "finetune", doc["probe"], label="probe")
     _check_budget(where, sections["pretrain"].get("budget", "mini"))
@@ -416,7 +419,7 @@ def _verdict(where: str, value, models: list[str], tasks: list[str]) -> dict:
         if key not in VERDICT_KEYS:
             raise MtnbError(f"{where}: verdict.{key}: unknown key; allowed keys are {', '.join(VERDICT_KEYS)}")
     plan = {"tasks": list(tasks), "alpha": 0.05, "n_boot": None, "margin": 10.0, "translation": [],
-            "control": None, "alignment": None, "probe_layers": "", **value}
+            "control": None, "alignment": None, "probe_layers": "", "pretraining_seeds": "", **value}
     if "base" not in value:
         raise MtnbError(f"{where}: verdict.base: missing; name the model the members were continued from")
     named = [plan["base"], *([plan["control"]] if plan["control"] else []),
@@ -530,8 +533,8 @@ def _book(where: str, value, models: list[str]) -> dict:
     if not isinstance(value, dict):
         raise MtnbError(f"{where}: book: expected a mapping with family, base and title, got {value!r}")
     for key in value:
-        if key not in ("family", "base", "title"):
-            raise MtnbError(f"{where}: book.{key}: unknown key; allowed keys are family, base, title")
+        if key not in ("family", "base", "title", "note"):
+            raise MtnbError(f"{where}: book.{key}: unknown key; allowed keys are family, base, title, note")
     family = _names(where, "book.family", value.get("family", []))
     base = value.get("base")
     if family and base is None:
@@ -542,8 +545,9 @@ def _book(where: str, value, models: list[str]) -> dict:
                 raise MtnbError(f"{where}: {key}: {name!r} is not a model of this grid (models: {', '.join(models)})")
     if family and base not in family:
         raise MtnbError(f"{where}: book.base: {base!r} is not in book.family ({', '.join(family)})")
-    if not isinstance(value.get("title", ""), str):
-        raise MtnbError(f"{where}: book.title: expected a string, got {value['title']!r}")
+    for key in ("title", "note"):
+        if not isinstance(value.get(key, ""), str):
+            raise MtnbError(f"{where}: book.{key}: expected a string, got {value[key]!r}")
     return dict(value)
 
 

@@ -186,7 +186,8 @@ def expand(grid: Grid) -> list[Job]:
     member it starts from), then for each protocol (fine-tuning, and probing where the grid has
     a probe section) a finetune job (the protocol's seeds) and its zeroshot for every (model,
     task) it covers, then the layer sweep, cka and svd when the grid has them (after their
-    models' pretraining)."""
+    models' pretraining), and the verdict last (after the zero-shot jobs of the models and tasks
+    its plan compares)."""
     reused = reused_jobs(grid)
     pretrain = pretrain_jobs(grid)
     registry = grid_registry_name(grid) if pretrain else grid.registry
@@ -199,6 +200,8 @@ def expand(grid: Grid) -> list[Job]:
         """The pretrain jobs of ``names`` (a member's own name: its first seed's job)."""
         return [pretrain.get(name) or first[name] for name in names if name in pretrain or name in first]
 
+    verdict_models = verdict_model_names(grid.verdict)
+    verdict_inputs: list[Job] = []
     for protocol, spec in grid.protocols.items():
         for model in spec["models"]:
             for name, pretrain_seed in grid.replica_seeds(model):
@@ -212,6 +215,8 @@ def expand(grid: Grid) -> list[Job]:
                                         deps=[finetune], inputs={"run_dir": finetune.paths["output_dir"]},
                                         reused=reused)
                     jobs += [finetune, zeroshot]
+                    if model in verdict_models and task in grid.verdict["tasks"]:
+                        verdict_inputs.append(zeroshot)
     if "layer_sweep" in grid.sections:
         section = grid.sections["layer_sweep"]
         jobs.append(make_job(grid, "layer_sweep", {**_given(shared, "layer_sweep"), **section},
@@ -222,7 +227,17 @@ def expand(grid: Grid) -> list[Job]:
     for section in grid.sections.get("svd", []):
         jobs.append(make_job(grid, "svd", {**_given(shared, "svd"), **section},
                              deps=built([section["base"], *section["models"]]), reused=reused))
+    if grid.verdict and verdict_inputs:
+        jobs.append(make_job(grid, "verdict", dict(grid.verdict), deps=verdict_inputs, reused=reused,
+                             inputs={"zeroshot_dirs": [job.paths["output_dir"] for job in verdict_inputs]}))
     return jobs
+
+
+def verdict_model_names(plan: dict) -> set[str]:
+    """The models an analysis plan compares (base, control, translation, alignment)."""
+    if not plan:
+        return set()
+    return {plan["base"], *plan["translation"], *(m for m in (plan.get("control"), plan.get("alignment")) if m)}
 
 
 def pretrain_jobs(grid: Grid) -> dict[str, Job]:
@@ -443,7 +458,7 @@ def run(grid_path: str | Path, jobs: int = 1, dry_run: bool = False, slurm: bool
 # Why a job runs, and finished jobs kept whatever their code
 # --------------------------------------------------------------------------------------------
 
-PATH_PARAMETERS = ("output_dir", "run_dir", "base_dir")    # name job folders: not what a job computes
+PATH_PARAMETERS = ("output_dir", "run_dir", "base_dir", "zeroshot_dirs")   # name job folders: not what a job computes
 IDENTITY = ("member", "model", "task", "seed", "base", "models")
 
 

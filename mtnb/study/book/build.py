@@ -14,6 +14,7 @@ import yaml
 
 from mtnb.core.errors import MtnbError
 from mtnb.core.paths import SOURCE_ROOT, project_root
+from mtnb.study.book.answer import answer_page
 from mtnb.study.book.cka import cka_page
 from mtnb.study.book.collect import Study, collect
 from mtnb.study.book.notebooks import write_notebooks
@@ -25,9 +26,9 @@ from mtnb.study.book.svd import svd_page
 from mtnb.study.grids import Grid, shown
 
 
-PAGES = ("overview", "results", "pretraining", "cka", "svd", "performance", "about")
-PAGE_KINDS = {"results": ("finetune", "zeroshot", "layer_sweep"), "pretraining": ("pretrain",), "cka": ("cka",),
-              "svd": ("svd",)}   # the jobs whose outputs each page's tables show
+PAGES = ("answer", "overview", "results", "pretraining", "cka", "svd", "performance", "about")
+PAGE_KINDS = {"answer": ("finetune", "zeroshot", "verdict"), "results": ("finetune", "zeroshot", "layer_sweep"),
+              "pretraining": ("pretrain",), "cka": ("cka",), "svd": ("svd",)}   # the jobs whose outputs each page's tables show
 
 
 def marked(page: str, mark: str) -> str:
@@ -63,6 +64,7 @@ def write_source(study: Study, src: Path) -> None:
         shutil.rmtree(src)
     (src / "figures").mkdir(parents=True)
     pages = {
+        **({"answer": answer_page(study, src / "figures")} if study.grid.verdict else {}),
         "overview": overview_page(study),
         "results": results_page(study, src / "figures"),
         "pretraining": pretraining_page(study),
@@ -77,7 +79,7 @@ def write_source(study: Study, src: Path) -> None:
         (src / f"{name}.md").write_text(text, encoding="utf-8")
     notebooks = write_notebooks(study, src / "notebooks")
     write_config(src, study.grid)
-    write_toc(src, notebooks)
+    write_toc(src, notebooks, root="answer" if "answer" in pages else "overview")
 
 
 def about_page() -> str:
@@ -103,10 +105,12 @@ def write_config(src: Path, grid: Grid) -> None:
                                      + yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
-def write_toc(src: Path, notebooks: dict[str, list[str]]) -> None:
-    """_toc.yml: the pages, then a part with the executed notebooks by kind."""
-    toc = {"format": "jb-book", "root": "overview",
-           "parts": [{"caption": "The study", "chapters": [{"file": p} for p in PAGES if p != "overview"]}]}
+def write_toc(src: Path, notebooks: dict[str, list[str]], root: str = "overview") -> None:
+    """_toc.yml: the ``root`` page first (the answer, where the grid has a verdict), the other
+    pages, then a part with the executed notebooks by kind."""
+    pages = [p for p in PAGES if p != root and (src / f"{p}.md").is_file()]
+    toc = {"format": "jb-book", "root": root,
+           "parts": [{"caption": "The study", "chapters": [{"file": p} for p in pages]}]}
     if notebooks:
         toc["parts"].append({"caption": "Executed notebooks", "chapters": [
             {"file": f"notebooks/{kind}", "sections": [{"file": page} for page in pages]}

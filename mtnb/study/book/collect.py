@@ -36,6 +36,7 @@ class Study:
     layer_sweep: Path | None = None  # the finished layer-sweep job's output folder
     cka: Path | None = None         # the finished CKA job's output folder
     svds: dict[str, Path] = field(default_factory=dict)   # {base: output folder} of finished SVD jobs
+    verdict: Path | None = None     # the finished verdict job's output folder
     roles: dict[str, str] = field(default_factory=dict)
     stale: int = 0
     other_code: dict[str, str] = field(default_factory=dict)   # {job id: what of its code differs from the checkout's}
@@ -73,6 +74,8 @@ def collect(grid_name: str | Path) -> Study:
     if study.done("cka"):
         study.cka = study.done("cka")[0].folder / "out"
     study.svds = {job.parameters["base"]: job.folder / "out" for job in study.done("svd")}
+    if study.done("verdict"):
+        study.verdict = study.done("verdict")[0].folder / "out"
     study.roles = roles(grid)
     study.other_code = {job.id: differs for job in study.done()
                         if (differs := code_difference(study.records[job.id].get("code"), job.code))}

@@ -19,6 +19,7 @@ def overview_page(study: Study) -> str:
     """The grid, its jobs by state, wall time per kind, and where things are."""
     grid = study.grid
     parts = [prose("overview", "intro", grid=grid.name, runs=shown(grid.runs_dir)) + "\n",
+             *(["\n" + note(grid.book["note"])] if grid.book.get("note") and not grid.verdict else []),
              "\n## The grid\n\n", md_table(_grid_rows(study), index=False)]
     sections = [(kind, item) for kind, params in grid.sections.items()
                 for item in (params if isinstance(params, list) else [params]) if item]
