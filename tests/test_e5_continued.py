@@ -363,3 +363,23 @@ def test_info_nce_is_low_for_matching_rows_only():
     shuffled = torch.cat([u, u[[1, 2, 3, 0]]])
     mask2 = torch.cat([mask, mask])
     assert heads.info_nce(matched, mask2, 0.05) < 0.01 < heads.info_nce(shuffled, mask2, 0.05)
+
+
+def test_replicas_sharing_a_warmup_seed_share_the_warmed_head_and_differ_in_stage_two(trained, tiny_e5, real_corpus,
+                                                                                      tmp_path):
+    """A grid's pretrain.warmup_seed: replica seeds 1 and 2 load the head that seed 0's stage 1
+    warmed up (the same warm-up key, so the same weights), and their stage 2 differs."""
+    cache = trained["me5-mlm"].parent / "warmup"
+    records, weights = {}, {}
+    for seed in (1, 2):
+        out = tmp_path / f"mlm-p{seed}"
+        records[seed] = e5c.continue_member("me5-mlm", real_corpus, out, budget=BUDGET, base=tiny_e5, progress=False,
+                                            vocab_cache=tmp_path / "cache", warmup_cache=cache, seed=seed, warmup_seed=0)
+        weights[seed] = load_file(str(out / "model.safetensors"))
+    assert all(r["stages"]["warmup"]["loaded"].endswith(".safetensors") for r in records.values())
+    assert records[1]["warmup_seed"] == records[2]["warmup_seed"] == 0 and records[1]["seed"] == 1
+    assert records[1]["stages"]["warmup"]["heldout_loss_after"] == records[2]["stages"]["warmup"]["heldout_loss_after"]
+    assert any(not torch.equal(weights[1][k], weights[2][k]) for k in weights[1]), "stage 2 follows the seed"
+    own = e5c.continue_member("me5-mlm", real_corpus, tmp_path / "own", budget=BUDGET, base=tiny_e5, progress=False,
+                              vocab_cache=tmp_path / "cache", warmup_cache=cache, seed=1)
+    assert "loaded" not in own["stages"]["warmup"], "without warmup_seed a replica warms its own head up"

@@ -436,14 +436,21 @@ def warm_up_or_load(model, key: str, pool: list, dev_batches: list[dict], budget
 def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *, budget: str | E5Budget = "mini",
                     seed: int = 0, base: str | Path | None = None, progress: bool = True,
                     vocab_cache: str | Path | None = None, warmup_cache: str | Path | None = None,
-                    precision: str = "fp32") -> dict:
+                    precision: str = "fp32", warmup_seed: int | None = None) -> dict:
     """Continue me5-small (or the checkpoint folder ``base``) on ``member``'s objective through
     both stages and write its encoder to ``out_dir`` (a BERT checkpoint folder with
     ``continued.json``); returns the record. ``vocab_cache``: where the corpus vocabulary is
     cached (runs/cache/e5-vocabulary); ``warmup_cache``: where warmed-up heads are kept
     (runs/cache/e5-warmup; see ``warm_up_or_load``). Training runs on the CPU, both stages'
-    forward passes at ``precision`` (fp32, bf16 or auto: ``mtnb.core.precision``)."""
+    forward passes at ``precision`` (fp32, bf16 or auto: ``mtnb.core.precision``).
+
+    ``warmup_seed``: the seed of stage 1 (the head's initial weights and its warm-up batches),
+    when it is to differ from ``seed``. Pretraining replicas that share one (a grid's
+    ``pretrain.warmup_seed``) share one warmed-up head, computed once and loaded by the others,
+    and differ only in stage 2: its batches, masks and dropout. None: ``seed`` (each replica
+    warms its own head up)."""
     dtype = resolve_precision(precision, "cpu")
+    stage1_seed = seed if warmup_seed is None else warmup_seed
     corpus_root, out_dir = Path(corpus_root), Path(out_dir)
     budget = check_e5_request(member, corpus_root, budget)
     objective = E5_MEMBERS[member]
@@ -460,7 +467,7 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
 
     bert.embeddings.word_embeddings.weight.requires_grad_(False)
     kept_rows = bert.embeddings.word_embeddings.weight.detach()[torch.from_numpy(vocab.kept)]
-    torch.manual_seed(seed)
+    torch.manual_seed(stage1_seed)
     head = (MaskedLMHead(kept_rows, bert.config.num_attention_heads) if objective == "mlm" else
             Decoder(kept_rows, len(LANGS), budget.decoder_layers, bert.config.num_attention_heads, budget.max_length)
             if objective in TRANSLATION else None)
@@ -478,8 +485,8 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     stages = {}
     if head is not None and budget.warmup_steps:
         warm_pool = training_items("m2m" if objective in TRANSLATION else objective, parallel)
-        key = warmup_key(objective, head, base_folder, corpus_root, vocab, budget, seed, precision_name(dtype))
-        stages["warmup"] = warm_up_or_load(model, key, warm_pool, dev_batches, budget, tokenizer, vocab, seed,
+        key = warmup_key(objective, head, base_folder, corpus_root, vocab, budget, stage1_seed, precision_name(dtype))
+        stages["warmup"] = warm_up_or_load(model, key, warm_pool, dev_batches, budget, tokenizer, vocab, stage1_seed,
                                            Path(warmup_cache) if warmup_cache else None, progress, member, dtype)
     elif objective in TRANSLATION:  # no warm-up: standardize from the held-out batches' states
         with torch.no_grad():
@@ -519,7 +526,7 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     first = stages.get("warmup", stages["joint"])
     record = {
         "member": member, "base": str(base_folder), "objective": "translate" if objective in TRANSLATION else objective,
-        "directions": objective if objective in TRANSLATION else None, "seed": seed,
+        "directions": objective if objective in TRANSLATION else None, "seed": seed, "warmup_seed": stage1_seed,
         "precision": precision_name(dtype), "budget": asdict(budget),
         "output_vocabulary": len(vocab.kept), "training_items": len(pool),
         "frozen": "encoder word embeddings (250k rows) and the heads' copies of them; heads predict only the "
