@@ -238,7 +238,8 @@ def test_every_seed_is_scored_on_the_same_test_examples(tiny_checkpoint, real_co
         "a second seed adds its own training and dev subsample to the forward pass, not more test examples"
     drawn = []
     draw = zeroshot.eval_subset
-    monkeypatch.setattr(zeroshot, "eval_subset", lambda rows, n: drawn.append(draw(rows, n)["text"]) or draw(rows, n))
+    monkeypatch.setattr(zeroshot, "eval_subset",
+                        lambda rows, n, ids=None: drawn.append(draw(rows, n, ids)["text"]) or draw(rows, n, ids))
     patch_everywhere(monkeypatch, "mtnb.models.loading", "load_encoder", no_weights)  # the job computed these features already
     results, _, units, _ = zeroshot.evaluate_runs(tmp_path / "job", max_eval=20, progress=False)
     assert set(results.seed) == {0, 1} and len(drawn) == 10 and all(len(d) == 20 for d in drawn)

@@ -11,6 +11,7 @@ or figure a new analysis writes, a page reads) is added to ``OUTPUTS`` first.
     zeroshot      results.csv                model task seed mode system language split metric value n
                   predicted_counts.csv       seed language split label count
                   units.csv.gz               model task seed mode system language split unit num den
+                                             (+ cluster: older files lack it)
     layer_sweep   layer_sweep.csv            task layer seed english_dev english_test non_english_test
     cka           cka_model_pairs.csv        model_a model_b lang layer cka (+ interval columns)
                   cka_language_pairs.csv     model lang_a lang_b layer cka (+ interval columns)
@@ -42,6 +43,7 @@ from mtnb.transfer.zeroshot import COLUMNS, COUNT_COLUMNS, UNIT_COLUMNS
 VERDICT_COLUMNS = ("protocol", "task", "a", "b", "comparison", "a_score", "b_score", "difference", "low", "high",
                    "p", "p_holm", "at_floor", "floor", "n_boot", "n_clusters", "runs_a", "runs_b")
 FILTER_COLUMNS = ("protocol", "task", "base_dev", "bag_of_subwords_dev", "margin", "bar", "enters")
+OPTIONAL_UNIT_COLUMNS = ("cluster",)  # units files from before clusters lack it: each unit is its own cluster
 INTERVAL_COLUMNS = ("debiased", "biased", "low", "high", "null_debiased", "null_biased")  # with uncertainty
 
 
@@ -63,7 +65,8 @@ OUTPUTS = {
     "predicted_counts": Output("zeroshot", "predicted_counts.csv", "how often each label was predicted",
                                tuple(COUNT_COLUMNS)),
     "units": Output("zeroshot", "units.csv.gz", "the metric's numerator and denominator per test example (or "
-                    "query): what paired bootstraps resample", tuple(UNIT_COLUMNS), {"unit": str}),
+                    "query) and its cluster (help page, UD sentence): what paired bootstraps resample",
+                    tuple(c for c in UNIT_COLUMNS if c not in OPTIONAL_UNIT_COLUMNS), {"unit": str, "cluster": str}),
     "results_figure": Output("zeroshot", "results.png", "scores per language"),
     "predicted_counts_figure": Output("zeroshot", "predicted_counts.png", "predicted labels per language"),
     "layer_sweep": Output("layer_sweep", "layer_sweep.csv", "a probe's English dev and zero-shot test scores "

@@ -58,7 +58,7 @@ from mtnb.analysis.features import POOLINGS, FeatureExtractor
 from mtnb.core.errors import MtnbError
 from mtnb.core.precision import default_device, recorded_precision
 from mtnb.data.inputs import encode, input_prefixes, set_language
-from mtnb.data.loading import eval_subset, load_task, subsample
+from mtnb.data.loading import aligned_eval_ids, eval_subset, load_task, subsample
 from mtnb.data.tasks import get_task
 from mtnb.models.registry import load_registry
 from mtnb.transfer.run_folders import resolved, run_folders, save_run, unlabelled
@@ -349,7 +349,8 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
 
     One forward pass covers every input the job needs: each seed's English train and dev
     subsample and, for the zero-shot evaluation to come, each language's ``eval_splits``
-    (at most ``max_eval`` examples each, ``mtnb.data.loading.eval_subset``). Names, the
+    (at most ``max_eval`` examples each, drawn as ``mtnb.transfer.zeroshot`` draws them:
+    ``mtnb.data.loading.eval_subset``, ``aligned_eval_ids``). Names, the
     layer, the pooling and the output folders are checked before any weights load.
     """
     config = config or ProbeConfig()
@@ -368,6 +369,7 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
     dev_records = load_task(task_spec, "en", "dev", **kw)
     evaluation = []
     for split in eval_splits:
+        drawn = aligned_eval_ids(task_spec, task_spec.languages, split, max_eval, **kw)  # as zeroshot draws
         for lang in task_spec.languages:
             try:
                 records = load_task(task_spec, lang, split, **kw)
@@ -375,7 +377,7 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
                 continue  # zeroshot notes the language as skipped
             if len(records) and not (task_spec.label_field in records.column_names
                                      and unlabelled(records[task_spec.label_field])):
-                evaluation.append((lang, records))
+                evaluation.append((lang, eval_subset(records, max_eval, drawn)))
 
     tokenizer, head = extractor.tokenizer, task_spec.head
     prefixes = input_prefixes(extractor.spec.inputs, head)
@@ -386,7 +388,7 @@ def probe_run(model: str, task: str, output_dir: str | Path, *, seeds=(0,), conf
 
     train_in = {seed: inputs(subsample(train_records, max_train, seed), "en") for seed in folders}
     dev_in = {seed: inputs(subsample(dev_records, max_dev, seed), "en") for seed in folders}
-    eval_in = [inputs(eval_subset(records, max_eval), lang) for lang, records in evaluation]
+    eval_in = [inputs(records, lang) for lang, records in evaluation]
     start = time.perf_counter()
     everything = [*train_in.values(), *dev_in.values(), *eval_in]
     if head == "token":

@@ -1,6 +1,7 @@
 """Scores of predictions against gold labels, by the task's metric (``mtnb.transfer.metrics``):
-entity F1 for token tasks, accuracy for classification, nDCG for ranking; and the per-unit
-counts (``metric_units``) that paired bootstraps resample.
+entity F1 for token tasks, accuracy for classification, nDCG for ranking; the per-unit
+counts (``metric_units``) that paired bootstraps resample, and the units' names and clusters
+(``unit_clusters``).
 """
 
 from __future__ import annotations
@@ -61,3 +62,22 @@ def metric_units(task, predictions: list, gold: list, examples: list[dict]):
         else:
             num[i], den[i] = float(p == g and g not in IGNORED), float(g not in IGNORED)
     return [str(i) for i in range(len(gold))], num, den
+
+
+def unit_clusters(task, records, units: list[str]) -> tuple[list[str], list[str]]:
+    """The name and the cluster of each of ``metric_units``' units of ``records`` (the records
+    evaluated, in the order scored; ``units`` as ``metric_units`` returns them).
+
+    Records of an aligned task (``mtnb.data.loading.aligned``) carry ``id`` and ``cluster``: an
+    example's unit is named by its ``id`` (the same example in every language), a ranking query
+    keeps its query id (the same query in every language), and each takes its record's
+    ``cluster`` (a query's rows share its page). Other tasks' units keep ``metric_units``' names
+    (the example's position) and are each their own cluster. Returns two lists of strings."""
+    if "cluster" not in records.column_names:
+        return list(units), list(units)
+    clusters = records["cluster"]
+    if task.metric == "ndcg":
+        page = {str(q): c for q, c in zip(records["query_id"], clusters)}
+        return list(units), [page[u] for u in units]
+    ids = records["id"]
+    return [str(ids[int(u)]) for u in units], [str(clusters[int(u)]) for u in units]

@@ -14,11 +14,19 @@ and, for classification tasks, the count of each predicted class per language, s
 sending one language to one class shows; and the metric per unit (example, or ranking query),
 as ``mtnb.transfer.scoring.metric_units`` splits it:
 
-    model, task, seed, mode, system, language, split, unit, num, den
+    model, task, seed, mode, system, language, split, unit, cluster, num, den
 
 so that two systems scored on the same examples compare example for example (a paired
-bootstrap, ``mtnb.analysis.paired_bootstrap``). ``evaluate_runs(run_dir)`` takes a run folder or a job's
-folder of ``seed-<k>`` run folders and stacks their tables.
+bootstrap, ``mtnb.analysis.paired_bootstrap``). For a task whose examples are the same in every
+language (the mini tasks, ``ud-pos``: ``mtnb.data.loading.aligned``) every language is scored on
+the same drawn examples (``aligned_eval_ids``), a unit is named by its example's id (a query by
+its query id), the same in every language, and ``cluster`` is its help page (a query's page; for
+``ud-pos`` the sentence itself): a cluster bootstrap draws a page once for every language. For
+other tasks (XGLUE) each language draws its own examples, a unit is the example's position and
+its own cluster (``mtnb.transfer.scoring.unit_clusters``).
+
+``evaluate_runs(run_dir)`` takes a run folder or a job's folder of ``seed-<k>`` run folders and
+stacks their tables.
 """
 
 from __future__ import annotations
@@ -34,18 +42,18 @@ from tqdm.auto import tqdm
 from mtnb.core.errors import MtnbError
 from mtnb.core.precision import recorded_precision, resolve_precision
 from mtnb.data.inputs import encode, set_language
-from mtnb.data.loading import eval_subset, load_task, subsample
+from mtnb.data.loading import aligned_eval_ids, eval_subset, load_task, subsample
 from mtnb.data.tasks import get_task
 from mtnb.transfer.controls import BagOfSubwords, majority
 from mtnb.transfer.finetune import load_finetuned, predict
 from mtnb.transfer.probe import load_probe
 from mtnb.transfer.run_folders import run_folders_in, unlabelled
-from mtnb.transfer.scoring import metric_units, references, score
+from mtnb.transfer.scoring import metric_units, references, score, unit_clusters
 
 SYSTEMS = ("model", "majority", "bag-of-subwords")
 COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "metric", "value", "n"]
 COUNT_COLUMNS = ["seed", "language", "split", "label", "count"]
-UNIT_COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "unit", "num", "den"]
+UNIT_COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "unit", "cluster", "num", "den"]
 
 
 def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
@@ -73,7 +81,9 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
                  shared: dict | None = None):
     """Score the run in ``run_dir`` per language and split; returns (results, predicted counts,
     units, notes). ``notes`` lists languages skipped for lack of data. ``max_eval`` caps the
-    examples per language (``eval_subset``: the same examples for every model and seed).
+    examples per language (``eval_subset``: the same examples for every model and seed; for an
+    aligned task, the same examples in every language too, drawn over all of the task's
+    languages whichever ``languages`` are evaluated: ``aligned_eval_ids``).
     ``shared``: a dict that carries a probe run's feature extractor (key ``extractor``) to the
     next call, so that the runs of one job load their encoder once (``evaluate_runs`` passes
     one and closes the extractor at the end)."""
@@ -115,6 +125,7 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
 
     groups, notes = [], []
     for split in splits:
+        drawn = aligned_eval_ids(task, task.languages, split, max_eval, **data)   # None: per language
         for lang in languages:
             try:
                 records = load_task(task, lang, split, **data)
@@ -125,7 +136,7 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
                                      unlabelled(records[task.label_field])):
                 notes.append(f"{lang} {split}: skipped (no labelled examples)")
                 continue
-            groups.append((split, lang, eval_subset(records, max_eval)))
+            groups.append((split, lang, eval_subset(records, max_eval, drawn)))
     if mode == "probe":
         run.prepare([(records, lang) for _, lang, records in groups])  # one forward pass for what is not stored
 
@@ -144,8 +155,10 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
                              language=lang, split=split, metric=task.metric,
                              value=100 * score(task, predictions, gold, examples), n=len(examples)))
             ids, num, den = metric_units(task, predictions, gold, examples)
+            names, clusters = unit_clusters(task, records, ids)
             units.append(pd.DataFrame(dict(model=record["model"], task=task.name, seed=seed, mode=mode, system=system,
-                                           language=lang, split=split, unit=ids, num=num, den=den),
+                                           language=lang, split=split, unit=names, cluster=clusters, num=num,
+                                           den=den),
                                       columns=UNIT_COLUMNS))
             if task.head in ("sequence", "pair") and system == "model":
                 tally = pd.Series(predictions).value_counts()
