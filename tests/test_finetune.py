@@ -16,6 +16,7 @@ from mtnb.core.errors import MtnbError
 from mtnb.transfer.finetune import finetune_run, load_finetuned, task_model, train, TrainConfig
 from mtnb.data.inputs import collate, encode, length_grouped_batches
 from mtnb.models.loading import load_encoder
+from mtnb.models.training import NO_DECAY, linear_schedule, optimizer_and_schedule, optimizer_step
 from mtnb.data.tasks import get_task
 from conftest import patch_everywhere
 
@@ -53,6 +54,52 @@ def _run(tiny_checkpoint, real_corpus, out, task="mini-topic", seed=0, **kw):
     config = TrainConfig(lr=1e-3, epochs=1, batch_size=16, max_length=48, seed=seed, max_steps=kw.pop("max_steps", 6))
     return finetune_run(str(tiny_checkpoint), task, out, config=config, max_train=96, max_dev=32,
                         mini_root=real_corpus, progress=False, **kw)
+
+
+def _adamw_trained(optimizer_for, steps=30):
+    """A 2-layer, 64-wide task model (embeddings, attention, layer norms, head) after ``steps``
+    AdamW steps on random token batches through optimizer_step, in eval mode."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    net = task_model(BertModel(config), 64, 5, "sequence")
+    optimizer, scheduler = optimizer_for(net)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        ids = torch.randint(0, 300, (8, 12), generator=gen)
+        loss = torch.nn.functional.cross_entropy(net(ids, torch.ones_like(ids)), ids[:, 1] % 5)
+        optimizer_step(net, optimizer, scheduler, loss)
+    return net.eval()
+
+
+def test_adamw_matches_the_per_tensor_update():
+    config = TrainConfig(lr=1e-3, weight_decay=0.01, warmup=0.1)
+
+    def per_tensor(net):  # the update as it ran before issue 30: torch's per-tensor loop on a CPU
+        named = list(net.named_parameters())
+        optimizer = torch.optim.AdamW(
+            [{"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": 0.01},
+             {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0}],
+            lr=1e-3, foreach=False)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, 30, 3))
+
+    start = dict(_adamw_trained(per_tensor, steps=0).named_parameters())
+    nets = {"per-tensor": _adamw_trained(per_tensor),
+            "foreach": _adamw_trained(lambda net: optimizer_and_schedule(net, config, 30)),
+            "fused": _adamw_trained(lambda net: optimizer_and_schedule(net, config, 30, fused=True))}
+    weights = {k: dict(net.named_parameters()) for k, net in nets.items()}
+    words = "encoder.embeddings.word_embeddings.weight"
+    assert not torch.equal(start[words], weights["per-tensor"][words]), "the steps moved the weights"
+    assert all(torch.equal(w, weights["foreach"][n]) for n, w in weights["per-tensor"].items()), \
+        "fp32's foreach AdamW gives the per-tensor loop's bits"
+    # the fused kernel rounds differently (up to 1e-5 of a tensor's largest value here): the same
+    # predictions, logits within 1e-5 of their scale
+    ids = torch.randint(0, 300, (64, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits = {k: net(ids, torch.ones_like(ids)) for k, net in nets.items()}
+    assert torch.equal(logits["per-tensor"].argmax(1), logits["fused"].argmax(1))
+    assert (logits["per-tensor"] - logits["fused"]).abs().max() <= 1e-5 * logits["per-tensor"].abs().max()
 
 
 def test_same_seed_same_weights(tiny_checkpoint, real_corpus, tmp_path):

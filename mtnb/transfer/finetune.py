@@ -170,9 +170,10 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
     lengths = [len(e["input_ids"]) for e in train_examples]
     per_epoch = math.ceil(len(train_examples) / config.batch_size)
     total = per_epoch * config.epochs if config.max_steps is None else min(per_epoch * config.epochs, config.max_steps)
-    optimizer, scheduler = optimizer_and_schedule(model, config, total)
     device = next(model.parameters()).device
     dtype = resolve_precision(config.precision, device)
+    # the fused AdamW kernel at bf16/fp16, the bit-identical foreach at fp32 (optimizer_and_schedule)
+    optimizer, scheduler = optimizer_and_schedule(model, config, total, fused=dtype is not None)
     scaler = grad_scaler(dtype, device)
     eval_every = max(1, per_epoch // max(1, config.evals_per_epoch))
     gold = references(dev_examples, task)
