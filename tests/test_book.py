@@ -845,22 +845,40 @@ def test_a_seed_that_moves_both_models_alike_leaves_the_paired_interval_narrow()
     assert (drawn_apart["b"].sum(axis=1) == 2).all() and (drawn_apart["a"].sum(axis=1) == 4).all()
 
 
-def test_the_verdict_leaves_out_tasks_where_the_base_barely_beats_the_bag_of_subwords():
+def test_the_verdict_leaves_out_tasks_where_the_base_barely_beats_the_bag_of_subwords_on_english_dev():
     from mtnb.study.summary import normalize, paired_comparisons
     from mtnb.study.findings import paired_finding, tasks_that_resolve
 
-    raw = fake_results({("m", "mini-topic"): {"de": [50.0, 51.0, 52.0]}, ("m", "mini-spans"): {"de": [50.0, 51.0, 52.0]},
-                        ("m-o2m", "mini-topic"): {"de": [40.0, 41.0, 42.0]},
-                        ("m-o2m", "mini-spans"): {"de": [40.0, 41.0, 42.0]}})
-    bag = raw[raw.system == "majority"].assign(system="bag-of-subwords")
-    bag["value"] = np.where(bag["task"] == "mini-topic", 30.0, 48.0)
-    table = normalize(pd.concat([raw, bag], ignore_index=True))
-    kept, dropped = tasks_that_resolve(table, "m")
+    scores = {("m", "mini-topic"): {"de": [50.0, 51.0, 52.0], "en": [70.0, 71.0, 72.0]},
+              ("m", "mini-spans"): {"de": [50.0, 51.0, 52.0], "en": [60.0, 61.0, 62.0]},
+              ("m-o2m", "mini-topic"): {"de": [40.0, 41.0, 42.0], "en": [70.0, 70.0, 70.0]},
+              ("m-o2m", "mini-spans"): {"de": [40.0, 41.0, 42.0], "en": [60.0, 60.0, 60.0]}}
+    test = fake_results(scores)
+    dev = fake_results({key: {"en": langs["en"]} for key, langs in scores.items()}).assign(split="dev")
+
+    def with_bag(raw, topic, spans):
+        bag = raw[raw.system == "majority"].assign(system="bag-of-subwords")
+        bag["value"] = np.where(bag["task"] == "mini-topic", topic, spans)
+        return pd.concat([raw, bag], ignore_index=True)
+
+    table = normalize(pd.concat([with_bag(test, 30.0, 48.0), with_bag(dev, 50.0, 58.0)], ignore_index=True))
+    kept, dropped = tasks_that_resolve(table, "m", ["mini-topic", "mini-spans"])
     assert kept == ["mini-topic"]
-    assert dropped.startswith("mini-spans is left out of this verdict: there m's non-English mean beats the "
-                              "bag-of-subwords control by only +3.0 points (the bar is 10)")
+    assert dropped.startswith("mini-spans is left out of this verdict: there m beats the bag-of-subwords control "
+                              "on English dev by only +3.0 points (the bar is 10)")
+    # test scores never enter: a bag-of-subwords far above the model on test changes nothing
+    moved = normalize(pd.concat([with_bag(test, 99.0, 0.0), with_bag(dev, 50.0, 58.0)], ignore_index=True))
+    assert tasks_that_resolve(moved, "m", ["mini-topic", "mini-spans"]) == (kept, dropped)
+    # English dev does: the same bag-of-subwords on dev leaves mini-topic out too
+    lowered = normalize(pd.concat([with_bag(test, 30.0, 48.0), with_bag(dev, 65.0, 58.0)], ignore_index=True))
+    assert tasks_that_resolve(lowered, "m", ["mini-topic", "mini-spans"])[0] == []
+    unjudged = tasks_that_resolve(normalize(with_bag(test, 30.0, 48.0)), "m", ["mini-topic"])
+    assert unjudged[0] == ["mini-topic"] and "kept without the English dev check" in unjudged[1]
     paired = paired_comparisons(_units({"m": 0.6, "m-o2m": 0.45}), [("m-o2m", "m")], n_boot=500)
     assert set(paired.task) == {"mini-topic", "mini-spans"}
     text = paired_finding(paired, "m", ["m-o2m"], tasks=kept, dropped=dropped)
     assert "corrects the 2 comparisons together" in text and "mini-spans is left out" in text
     assert "of 1 member-task comparison," in text and "on mini-spans:" not in text
+    probed = paired_finding(paired, "m", ["m-o2m"], tasks=kept, dropped=dropped, protocol="probe")
+    assert "paper" not in probed.replace("The paper fine-tunes", "").replace("test its claim", ""), probed
+    assert probed.startswith("These are linear probes on frozen encoders")

@@ -29,7 +29,7 @@ from mtnb.analysis.separability import last_layer
 from mtnb.study.summary import cross_lingual, overlap
 
 
-def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) -> str:
+def family_finding(table, base: str, mt: list[str], controls: list[str] = (), protocol: str = "finetune") -> str:
     """One paragraph comparing a family with the paper's finding from overlapping intervals
     (``paired_finding`` is the paired test, used when per-example scores exist): continued
     pretraining on translation (the ``mt`` variants of ``base``) does not help zero-shot
@@ -39,7 +39,8 @@ def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) ->
     model name. Transfer is the mean score over the non-English languages; two models differ
     only where their 95% intervals do not overlap. ``controls`` are variants continued on their
     own objective for the same steps (e.g. masked LM); translation variants are compared with
-    them too.
+    them too. ``protocol`` (``finetune`` or ``probe``): only fine-tuning, the paper's protocol,
+    is compared with the paper; a probe paragraph says that it is about representations.
     """
     scores = cross_lingual(table[~table["control"]])
     ci = {(row.task, row.system): row.ci for row in scores.itertuples()}
@@ -58,8 +59,10 @@ def family_finding(table, base: str, mt: list[str], controls: list[str] = ()) ->
     if pooled > 1:
         parts.append(f"Each continued variant was pretrained with {pooled} seeds: a replica's score is first "
                      "averaged over its fine-tuning seeds, and the variant's interval is over its pretraining seeds.")
-    parts.append(_first_finding(ci, tasks, base, mt))
-    parts.append(_second_finding(ci, tasks, base, mt))
+    if protocol != "finetune":
+        parts.insert(0, PROBE_CAVEAT)
+    parts.append(_first_finding(ci, tasks, base, mt, protocol))
+    parts.append(_second_finding(ci, tasks, base, mt, protocol))
     for control in controls:
         if any((t, control) in ci for t in tasks):
             parts.append(_control_against_base(ci, tasks, control, base))
@@ -77,27 +80,28 @@ def cite_intervals(ci: dict, task: str, a: str, b: str) -> str:
     return f"on {task}, {a} {ci[(task, a)].bracket()} against {b} {ci[(task, b)].bracket()}"
 
 
-def _first_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
+def _first_finding(ci: dict, tasks: list[str], base: str, mt: list[str], protocol: str = "finetune") -> str:
     """Whether any translation variant transfers better than the base."""
     verdicts = [(m, t, v) for m in mt for t, v in compare_intervals(ci, tasks, m, base)]
     better = [(m, t) for m, t, v in verdicts if v == "higher"]
     worse = [(m, t) for m, t, v in verdicts if v == "lower"]
     if better:
         cites = "; ".join(cite_intervals(ci, t, m, base) for m, t in better[:3])
-        return (f"The paper's first finding does not hold here: continued pretraining on translation helps "
+        lead = ("The paper's first finding does not hold here: continued" if protocol == "finetune" else "Continued")
+        return (f"{lead} pretraining on translation helps "
                 f"transfer in {len(better)} of {count(len(verdicts), 'model-task comparison')} ({cites}).")
     m, t = max(((m, t) for m, t, _ in verdicts), key=lambda pair: abs(ci[(pair[1], pair[0])].mean - ci[(pair[1], base)].mean))
     unresolved = len(verdicts) - len(worse)
     half = max((ci[(t, x)].half for x in [*mt, base] for t in tasks if (t, x) in ci and not math.isnan(ci[(t, x)].half)),
                default=float("nan"))
     width = f" (intervals up to ±{half:.1f} points wide)" if not math.isnan(half) else ""
-    return (f"No translation variant scores above {base} beyond the intervals, as the paper found: of "
+    return (f"No translation variant scores above {base} beyond the intervals{as_paper(protocol, ', as the paper found')}: of "
             f"{count(len(verdicts), 'model-task comparison')}, {len(worse)} lower and {unresolved} overlapping (no "
             f"difference we can resolve{width}); the largest difference is {cite_intervals(ci, t, m, base)}. Overlapping "
             "intervals do not show that there is no effect, only that none this large was resolved.")
 
 
-def _second_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str:
+def _second_finding(ci: dict, tasks: list[str], base: str, mt: list[str], protocol: str = "finetune") -> str:
     """Whether the one-to-many variant loses most against the base."""
     o2m = next((m for m in mt if "o2m" in m), None)
     if o2m is None:
@@ -110,14 +114,14 @@ def _second_finding(ci: dict, tasks: list[str], base: str, mt: list[str]) -> str
     if worst == o2m and drop[o2m] > 0:
         resolved = (f"its interval lies below {base}'s on {below} of {count(len(verdicts), 'task')}" if below else
                     f"but its intervals overlap {base}'s on every task, so this is not a drop we can resolve")
-        return (f"As in the paper, one-to-many hurts most: {o2m} {points(drop[o2m])} against {base} on average "
+        return (f"{as_paper(protocol, 'As in the paper, o', 'O')}ne-to-many hurts most: {o2m} {points(drop[o2m])} against {base} on average "
                 f"over the tasks" + (f" ({others})" if others else "") + f"; {resolved}.")
     resolved = (f"its interval lies above {base}'s on {above} and below on {below} of {count(len(verdicts), 'task')}"
                 if above or below else f"its intervals overlap {base}'s on every task: no difference we can resolve")
     if drop[worst] <= 0:
-        return (f"Unlike the paper, no translation variant loses against {base} on average over the tasks: {o2m} "
+        return (f"{as_paper(protocol, 'Unlike the paper, n', 'N')}o translation variant loses against {base} on average over the tasks: {o2m} "
                 f"{points(drop[o2m])}" + (f" ({others})" if others else "") + f"; {resolved}.")
-    return (f"Unlike the paper, one-to-many does not hurt most here: {worst} {points(drop[worst])} against {base} "
+    return (f"{as_paper(protocol, 'Unlike the paper, o', 'O')}ne-to-many does not hurt most here: {worst} {points(drop[worst])} against {base} "
             f"on average over the tasks, {o2m} {points(drop[o2m])}; for {o2m}, {resolved}.")
 
 
@@ -147,39 +151,55 @@ def p_text(p: float) -> str:
     return f"{p:.2g}"
 
 
+PROBE_CAVEAT = ("These are linear probes on frozen encoders: a finding about representations. The paper fine-tunes "
+                "whole models, so this paragraph does not test its claim; the fine-tuning verdict does.")
+
+
+def as_paper(protocol: str, finetune: str, other: str = "") -> str:
+    """``finetune``'s words where the protocol is fine-tuning, the paper's, else ``other``: only
+    a fine-tuning result is compared with the paper."""
+    return finetune if protocol == "finetune" else other
+
+
 MARGIN = 10.0   # points by which the base must beat the bag-of-subwords control on a task for the verdict to use it
 
 
-def tasks_that_resolve(table, base: str, margin: float = MARGIN) -> tuple[list[str], str]:
-    """The tasks on which ``base``'s non-English mean beats the bag-of-subwords control's by at
-    least ``margin`` points (on the others the probe measures little beyond shared words, so a
-    difference between encoders there says little about their representations), and a sentence
-    naming the tasks left out with their margins ('' when none is). ``table``: normalized rows of
-    one mode with the controls. Without a bag-of-subwords row every task is kept."""
-    scores = cross_lingual(table)
-    mean = {(row.task, row.system): row.mean for row in scores.itertuples()}
-    tasks = list(dict.fromkeys(scores["task"]))
+def tasks_that_resolve(dev, base: str, tasks: list[str], margin: float = MARGIN) -> tuple[list[str], str]:
+    """The ``tasks`` on which ``base`` beats the bag-of-subwords control by at least ``margin``
+    points on English dev (on the others a probe or a fine-tuned model measures little beyond
+    shared words, so a difference between encoders there says little about their
+    representations), and a sentence naming the tasks left out with their margins ('' when none
+    is). ``dev``: normalized rows of one mode with the controls; only its English dev rows (split
+    dev, language en) are read, never a test score, so no test result can change the tasks
+    chosen. A task without English dev scores of both is kept, and the sentence says so."""
+    en = dev[(dev["split"] == "dev") & (dev["language"] == "en")] if len(dev) else dev
+    mean = en.groupby(["task", "system"])["value"].mean().to_dict() if len(en) else {}
     gap = {t: mean[(t, base)] - mean[(t, "bag-of-subwords")] for t in tasks
            if (t, base) in mean and (t, "bag-of-subwords") in mean}
     dropped = [t for t in tasks if t in gap and gap[t] < margin]
-    if not dropped:
-        return tasks, ""
-    return ([t for t in tasks if t not in dropped],
-            f"{' and '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} left out of this verdict: there "
-            f"{base}'s non-English mean beats the bag-of-subwords control by only "
-            + " and ".join(f"{gap[t]:+.1f}" for t in dropped) + f" points (the bar is {margin:g}), so "
-            + ("it measures" if len(dropped) == 1 else "they measure") + " little of what an encoder adds.")
+    unjudged = [t for t in tasks if t not in gap]
+    said = []
+    if dropped:
+        said.append(f"{' and '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} left out of this verdict: there "
+                    f"{base} beats the bag-of-subwords control on English dev by only "
+                    + " and ".join(f"{gap[t]:+.1f}" for t in dropped) + f" points (the bar is {margin:g}), so "
+                    + ("it measures" if len(dropped) == 1 else "they measure") + " little of what an encoder adds.")
+    if unjudged:
+        said.append(f"{' and '.join(unjudged)} {'is' if len(unjudged) == 1 else 'are'} kept without the English dev "
+                    "check (no English dev scores: add dev to the zero-shot section's splits).")
+    return [t for t in tasks if t not in dropped], " ".join(said)
 
 
 def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), alpha: float = 0.05,
-                   tasks: list[str] | None = None, dropped: str = "") -> str:
+                   tasks: list[str] | None = None, dropped: str = "", protocol: str = "finetune") -> str:
     """The family paragraph from paired comparisons (``paired_comparisons``): whether a
     translation member transfers better or worse than ``base``, whether one-to-many loses most,
     whether each control keeps ``base``'s transfer, and how the translation members compare with
     the controls. A difference counts when its Holm-adjusted p is below ``alpha``; where none
     does, the paragraph says how large a difference the intervals exclude, never that there is
     no effect. ``tasks``: the tasks the verdict uses (``tasks_that_resolve``; None: all), and
-    ``dropped`` the sentence on those it leaves out."""
+    ``dropped`` the sentence on those it leaves out. ``protocol``: only fine-tuning, the paper's
+    protocol, is compared with the paper; a probe paragraph says that it is about representations."""
     if table is None or table.empty or not (table["b"] == base).any():
         return (f"The results hold no paired comparison with {base} (no per-example scores, or no continued member "
                 "beside it), so the paper's finding cannot be tested here.")
@@ -207,6 +227,8 @@ def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), al
              f"counts at Holm p < {alpha:g}). The bootstrap draws the runs as well as the examples, so an interval "
              "also spans what another seed could have given; a fine-tuning seed trains both models of a comparison "
              "on the same English subsample, so both draw the same seeds.", resolution(table, base)]
+    if protocol != "finetune":
+        parts.insert(0, PROBE_CAVEAT)
     if dropped:
         parts.append(dropped)
     vs_base = table[table["a"].isin(mt) & (table["b"] == base)]
@@ -214,15 +236,15 @@ def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), al
     flat = vs_base.drop(better.index).drop(worse.index)
     if len(better):
         parts.append(f"Continued pretraining on translation helps transfer in {len(better)} of "
-                     f"{count(len(vs_base), 'member-task comparison')}, unlike the paper ("
+                     f"{count(len(vs_base), 'member-task comparison')}{as_paper(protocol, ', unlike the paper')} ("
                      + "; ".join(cite(r) for r in better.head(3).itertuples()) + ").")
     else:
         parts.append(f"No translation member transfers better than {base}: of "
                      f"{count(len(vs_base), 'member-task comparison')}, {len(worse)} lower and {len(flat)} without a "
                      "resolved difference" + (f" (their intervals exclude differences beyond ±{bound(flat):.1f} "
                                              "points; smaller effects, either way, remain possible)" if len(flat)
-                                             else "") + ". This agrees with the paper's first finding as far as "
-                     "that resolution goes.")
+                                             else "") + "." + as_paper(protocol, " This agrees with the paper's "
+                                                                        "first finding as far as that resolution goes."))
     if len(worse):
         parts.append("Lower: " + "; ".join(cite(r) for r in worse.head(3).itertuples()) + ".")
     o2m = next((m for m in mt if "o2m" in m), None)
@@ -233,10 +255,12 @@ def paired_finding(table, base: str, mt: list[str], controls: list[str] = (), al
         below = len(sig(o2m_rows, -1))
         where = (f"{o2m} lies resolvably below {base} on {below} of {count(len(o2m_rows), 'task')}")
         if worst == o2m and below:
-            parts.append(f"As in the paper, one-to-many hurts most: {o2m} {mean_diff[o2m]:+.1f} points against {base} "
+            parts.append(f"{as_paper(protocol, 'As in the paper, o', 'O')}ne-to-many hurts most: {o2m} {mean_diff[o2m]:+.1f} points against {base} "
                          f"on average over the tasks; {where}.")
         else:
-            parts.append(f"The paper's second finding (one-to-many hurts most) is not reproduced: the lowest mean "
+            not_reproduced = as_paper(protocol, "The paper's second finding (one-to-many hurts most) is not reproduced",
+                                      "One-to-many does not hurt most")
+            parts.append(f"{not_reproduced}: the lowest mean "
                          f"difference from {base} over the tasks is {worst}'s ({mean_diff[worst]:+.1f} points; {o2m} "
                          f"{mean_diff[o2m]:+.1f}), and {where}.")
     for control in controls:

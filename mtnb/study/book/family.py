@@ -36,8 +36,8 @@ def family_section(study: Study, split: str, figures: Path) -> str:
              prose("family", "intro", base=base, mt=", ".join(mt) or "none", controls=", ".join(controls) or "none",
                    ci_note=prose("results", "ci-note")) + "\n"]
     raw = study.raw[study.raw["model"].isin(family)]
-    rows = normalize(raw) if len(raw) else study.results.iloc[:0]
-    rows = rows[rows["split"] == split]
+    every_split = normalize(raw) if len(raw) else study.results.iloc[:0]
+    rows = every_split[every_split["split"] == split]
     modes = sorted(set(rows.loc[~rows["control"], "mode"]))
     if not modes:
         return "".join(parts) + "\n" + note(prose("family", "no-results"))
@@ -55,7 +55,8 @@ def family_section(study: Study, split: str, figures: Path) -> str:
         paired = _paired_table(study, family, base, mt, controls, mode, split)
         if paired is not None and len(paired):
             parts.append(prefix + prose("family", "paired-head") + "\n\n" + md_table(_paired_rows(paired), index=False) + "\n")
-        parts.append(prefix + family_paragraph(_one_mode(rows, mode), base, mt, controls, svd, paired) + "\n\n")
+        parts.append(prefix + family_paragraph(_one_mode(rows, mode), base, mt, controls, svd, paired, protocol=mode,
+                                               dev=_one_mode(every_split, mode)) + "\n\n")
     records = pretraining_records(study)
     for evidence in (translation_evidence(records, mt), retrieval_evidence(records, family)):
         if evidence:
@@ -203,14 +204,18 @@ def _paired_rows(paired):
         ["comparison", "task", "scores", "difference", "p_holm"]].rename(columns={"p_holm": "p (Holm)"})
 
 
-def family_paragraph(table, base: str, mt: list[str], controls: list[str], svd=None, paired=None) -> str:
+def family_paragraph(table, base: str, mt: list[str], controls: list[str], svd=None, paired=None,
+                     protocol: str = "finetune", dev=None) -> str:
     """The family's verdict: ``mtnb.study.findings.paired_finding`` when the zero-shot jobs wrote
-    per-example scores (``paired``), else ``family_finding`` from the intervals over seeds; plus,
-    when the SVD table ``svd`` (against ``base``) has the family, which translation variant moved
-    furthest from the base."""
+    per-example scores (``paired``), on the tasks that clear the English dev check
+    (``tasks_that_resolve`` on ``dev``, the rows of every split), else ``family_finding`` from the
+    intervals over seeds; plus, when the SVD table ``svd`` (against ``base``) has the family,
+    which translation variant moved furthest from the base. Only a ``protocol`` of fine-tuning,
+    the paper's, is compared with the paper."""
     if paired is not None and len(paired):
-        kept, dropped = tasks_that_resolve(table, base)
-        text = paired_finding(paired, base, mt, controls, tasks=kept, dropped=dropped)
+        tasks = list(dict.fromkeys(paired["task"]))
+        kept, dropped = tasks_that_resolve(dev if dev is not None else table, base, tasks)
+        text = paired_finding(paired, base, mt, controls, tasks=kept, dropped=dropped, protocol=protocol)
     else:
-        text = family_finding(table, base, mt, controls)
+        text = family_finding(table, base, mt, controls, protocol=protocol)
     return text + svd_finding(svd, base, mt)
