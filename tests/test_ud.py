@@ -20,7 +20,7 @@ from transformers import AutoTokenizer
 from mtnb.cli import main
 from mtnb.core.errors import MtnbError
 from mtnb.data.inputs import encode
-from mtnb.data.loading import eval_subset, load_task, ud_unit_sentences
+from mtnb.data.loading import aligned_eval_ids, eval_subset, load_task, ud_unit_sentences
 from mtnb.data.tasks import get_task
 from mtnb.data.ud import (POS_FOLDER, PUD_TREEBANKS, TREEBANKS, build_ud, download_treebanks, pud_halves,
                           read_conllu, treebank_files)
@@ -284,6 +284,7 @@ def test_ud_pos_loads_through_xglues_pos_loader(tmp_path):
     assert train.features["pos"].feature.names == list(UPOS_TAGS)
     assert train[0]["words"] == ["We", "do", "n't", "cross", f"10{NBSP}000", "."]
     assert [UPOS_TAGS[t] for t in train[0]["pos"]] == ["PRON", "AUX", "PART", "VERB", "NUM", "PUNCT"]
+    assert (train[0]["id"], train[0]["cluster"]) == ("ewt-0001", "ewt-0001"), "records carry their sent_id"
     assert len(load_task("ud-pos", "en", "dev", ud_root=tmp_path / "ud")) == 5
     with pytest.raises(MtnbError, match=r"task ud-pos has no dev split in 'de' \(it has: .*de.test"):
         load_task("ud-pos", "de", "dev", ud_root=tmp_path / "ud")
@@ -327,20 +328,21 @@ def test_a_probe_job_on_ud_pos_end_to_end(tiny_checkpoint, tmp_path, monkeypatch
     results = pd.read_csv(job / "zeroshot" / "results.csv")
     assert set(results.language) == {"en", "de", "es", "fr", "ru"} and (results.n == 40).all()
     assert set(results.system) == {"model", "majority", "bag-of-subwords"} and results.value.between(0, 100).all()
-    units = pd.read_csv(job / "zeroshot" / "units.csv.gz", dtype={"unit": str})
+    units = pd.read_csv(job / "zeroshot" / "units.csv.gz", dtype={"unit": str, "cluster": str})
     ids = ud_unit_sentences("en", "test", 40)
-    assert len(ids) == 40
+    assert len(ids) == 40 and ids == aligned_eval_ids("ud-pos", ("en", "de", "es", "fr", "ru"), "test", 40)
     for (system, lang), rows in units.groupby(["system", "language"]):
-        assert sorted(rows.unit, key=int) == [str(i) for i in range(40)], (system, lang)
+        assert sorted(rows.unit) == sorted(ids), "a unit is a PUD sentence, named by its sent_id in every language"
+        assert (rows.cluster == rows.unit).all(), "the sentence is its own cluster"
         value = results.query("system == @system and language == @lang")["value"].item()
         assert 100 * rows.num.sum() / rows.den.sum() == pytest.approx(value)
-    # unit i is sentence ids[i] in every language: its scored words are those of that sentence encoded alone
+    # unit <sent_id> is that sentence in every language: its scored words are those of the sentence encoded alone
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     for lang in ("en", "de", "ru"):
         records = load_task("ud-pos", lang, "test")
         position = {sent_id: k for k, sent_id in enumerate(ud_unit_sentences(lang, "test"))}
         rows = units.query("system == 'model' and language == @lang").set_index("unit")
-        for i, sent_id in enumerate(ids):
+        for sent_id in ids:
             [example] = encode(records.select([position[sent_id]]), get_task("ud-pos"), tokenizer, 128,
                                tuple(record.get("prefixes", ("", ""))))
-            assert rows.loc[str(i), "den"] == sum(label != -100 for label in example["labels"]), (lang, i)
+            assert rows.loc[sent_id, "den"] == sum(label != -100 for label in example["labels"]), (lang, sent_id)
