@@ -70,6 +70,7 @@ def test_readme_main_command_runs_the_mini_study_and_builds_its_book():
     assert len(lines) == 1, "the README's main command is one line"
     steps = [step.strip() for step in lines[0].split("&&")]
     assert "torch==2.13.0" in steps[1].split() and ".[docs,e5]" in steps[1]
-    assert steps[-3:] == [".venv/bin/mtnb data mini", ".venv/bin/mtnb run mini --jobs 2", ".venv/bin/mtnb book mini"]
+    assert steps[-4:] == [".venv/bin/mtnb data mini", ".venv/bin/mtnb data ud --from ../shared/data/ud",
+                          ".venv/bin/mtnb run mini --jobs 2", ".venv/bin/mtnb book mini"]
     assert (ROOT / "params" / "grids" / "mini.yaml").is_file()
     assert "runs/mini/book/_build/html/index.html" in text
