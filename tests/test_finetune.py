@@ -169,6 +169,12 @@ def test_zeroshot_languages_and_missing_run(tiny_checkpoint, real_corpus, tmp_pa
         assert 100 * sums.loc[(row.system, row.language), "num"] / sums.loc[(row.system, row.language), "den"] \
             == pytest.approx(row.value)
     assert units.groupby(["system", "language"]).size().eq(40).all()
+    # dev scored in English alone (the verdict's task filter), test in every language asked for
+    results, _, _, _ = evaluate_run(tmp_path / "run", languages=["en", "ru"], splits=("dev", "test"), max_eval=12,
+                                    progress=False, dev_languages=["en"])
+    assert set(zip(results.split, results.language)) == {("dev", "en"), ("test", "en"), ("test", "ru")}
+    with pytest.raises(MtnbError, match="has no language 'zh'"):
+        evaluate_run(tmp_path / "run", splits=("dev",), dev_languages=["zh"])
 
 
 def _execute(notebook, out, **parameters):

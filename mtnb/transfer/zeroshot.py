@@ -57,7 +57,8 @@ UNIT_COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", 
 
 
 def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
-                  max_eval: int | None = None, controls: bool = True, progress: bool = True):
+                  max_eval: int | None = None, controls: bool = True, progress: bool = True,
+                  dev_languages: list[str] | None = None):
     """``evaluate_run`` on every run folder of ``run_dir`` (see ``run_folders_in``); returns the
     stacked (results, predicted counts, units, notes). Probe runs of one job share one feature
     extractor, so their encoder loads at most once."""
@@ -65,7 +66,7 @@ def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, split
     tables, counts, units, notes, shared = [], [], [], [], {}
     for folder in folders:
         results, tally, per_unit, more = evaluate_run(folder, languages, splits, max_eval, controls, progress,
-                                                      shared=shared)
+                                                      shared=shared, dev_languages=dev_languages)
         tables.append(results)
         counts.append(tally)
         units.append(per_unit)
@@ -78,7 +79,7 @@ def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, split
 
 def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
                  max_eval: int | None = None, controls: bool = True, progress: bool = True,
-                 shared: dict | None = None):
+                 shared: dict | None = None, dev_languages: list[str] | None = None):
     """Score the run in ``run_dir`` per language and split; returns (results, predicted counts,
     units, notes). ``notes`` lists languages skipped for lack of data. ``max_eval`` caps the
     examples per language (``eval_subset``: the same examples for every model and seed; for an
@@ -86,7 +87,9 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
     languages whichever ``languages`` are evaluated: ``aligned_eval_ids``).
     ``shared``: a dict that carries a probe run's feature extractor (key ``extractor``) to the
     next call, so that the runs of one job load their encoder once (``evaluate_runs`` passes
-    one and closes the extractor at the end)."""
+    one and closes the extractor at the end). ``dev_languages``: the languages the dev split is
+    scored in, when not ``languages`` (``["en"]``: English dev alone, what a task filter read on
+    English dev needs, at a fifth of the cost)."""
     run_dir = Path(run_dir)
     record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else None
     if record is None or not (run_dir / "done.json").is_file():
@@ -94,7 +97,7 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
                         "run notebooks/finetune.ipynb into it first")
     task = get_task(record["task"])
     languages = list(task.languages) if languages is None else languages
-    unknown = [lang for lang in languages if lang not in task.languages]
+    unknown = [lang for lang in [*languages, *(dev_languages or [])] if lang not in task.languages]
     if unknown:
         raise MtnbError(f"task {task.name} has no language {unknown[0]!r}: it has {', '.join(task.languages)}")
     for split in splits:
@@ -126,7 +129,7 @@ def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits
     groups, notes = [], []
     for split in splits:
         drawn = aligned_eval_ids(task, task.languages, split, max_eval, **data)   # None: per language
-        for lang in languages:
+        for lang in (dev_languages if split == "dev" and dev_languages is not None else languages):
             try:
                 records = load_task(task, lang, split, **data)
             except MtnbError as err:
