@@ -150,7 +150,9 @@ def small_grid_run(tmp_path_factory, real_corpus) -> GridRun:
     """The grid ``small``, run once a session by ``mtnb run small --jobs 2`` (a subprocess, with
     OMP_NUM_THREADS=1 for its jobs): two tiny BERTs, ``tiny`` and ``tiny-o2m`` (registered as tiny
     continued on translation, so the two form the grid's book family), mini-topic, seeds 0 and
-    1, zero-shot on 16 examples per language, CKA and SVD; about two minutes on two cores.
+    1, zero-shot on 16 examples per language (and English dev), CKA, SVD and the verdict (a plan
+    comparing tiny-o2m with tiny, its margin set so that the task enters); about two minutes on
+    two cores.
 
     Its project root is a temporary folder with the repository's params/ (grids replaced by this
     one, registry params/tiny.yaml), a link to notebooks/, and a benchmark JSON in
@@ -167,8 +169,10 @@ def small_grid_run(tmp_path_factory, real_corpus) -> GridRun:
     (root / "params" / "tiny.yaml").write_text(yaml.safe_dump({"models": models}))
     grid = {"name": "small", "registry": "params/tiny.yaml", "mini_root": str(real_corpus),
             "models": ["tiny", "tiny-o2m"], "tasks": ["mini-topic"], "seeds": [0, 1],
-            "finetune": SMALL_FINETUNE, "zeroshot": {"max_eval": 16}, "cka": {"n_samples": 8, "max_length": 32},
-            "svd": {"base": "tiny"}, "book": {"family": ["tiny", "tiny-o2m"], "base": "tiny", "title": "The tiny family"}}
+            "finetune": SMALL_FINETUNE, "zeroshot": {"max_eval": 16, "splits": ["dev", "test"], "dev_languages": ["en"]},
+            "cka": {"n_samples": 8, "max_length": 32}, "svd": {"base": "tiny"},
+            "book": {"family": ["tiny", "tiny-o2m"], "base": "tiny", "title": "The tiny family"},
+            "verdict": {"base": "tiny", "translation": ["tiny-o2m"], "tasks": ["mini-topic"], "margin": -100.0}}
     (root / "params" / "grids" / "small.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     (root / "runs" / "benchmarks").mkdir(parents=True)
     (root / "runs" / "benchmarks" / "finetune.json").write_text(
