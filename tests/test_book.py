@@ -118,7 +118,7 @@ def test_book_of_a_grid_run_shows_its_results_and_notebooks(small_grid_run, smal
     assert "From `benchmarks/bench_finetune.py`" in performance and "| batching.speedup | 3.294 |" in performance
     assert "of the job time" in performance
     notebooks = sorted((src / "notebooks").glob("*/*.ipynb"))
-    assert len(notebooks) == 6 == len(list(small_grid_run.runs.glob("*/*/done.json")))
+    assert len(notebooks) == 7 == len(list(small_grid_run.runs.glob("*/*/done.json")))
     finetune = (src / "notebooks" / "finetune.md").read_text()
     assert "Fine-tuning: tiny on mini-topic, seeds 0, 1" in finetune or "Fine-tuning: tiny on mini-topic, seed 0" in finetune
     for notebook in notebooks:
@@ -162,6 +162,35 @@ def test_the_smoke_grids_book_shows_every_job_and_both_modes(smoke_grid_run, smo
         assert (smoke_book.parent / "notebooks" / notebook.parent.name / f"{notebook.stem}.html").is_file()
 
 
+def test_the_book_opens_on_the_verdict_computed_by_the_plan(small_grid_run, small_book):
+    """The small grid's plan (tiny-o2m − tiny on mini-topic): the answer page is the book's root,
+    names its protocol, prints the plan above the table, and its numbers are the verdict job's,
+    which agree with the zero-shot units they came from."""
+    src = small_book.parent.parent.parent
+    toc = yaml.safe_load((src / "_toc.yml").read_text())
+    assert toc["root"] == "answer" and (small_book.parent / "answer.html").is_file()
+    answer = (src / "answer.md").read_text()
+    assert answer.startswith("# Does continued pretraining on machine translation help")
+    assert "## By fine-tuning" in answer and "By fine-tuning, the paper's protocol" in answer
+    assert answer.index("## The plan") < answer.index("## The comparisons")
+    assert "a task enters when the base beats the bag-of-subwords control on English dev" in answer
+    assert "verdict.png" in answer and (src / "figures" / "verdict.png").is_file()
+    verdict = pd.read_csv(next(small_grid_run.runs.glob("verdict/*/out/verdict.csv")))
+    assert list(zip(verdict.a, verdict.b, verdict.task)) == [("tiny-o2m", "tiny", "mini-topic")]
+    row = verdict.iloc[0]
+    assert row.n_boot >= 10_000 and row.low <= row.difference <= row.high and row.runs_a == row.runs_b == 2
+    assert f"{row.difference:+.1f} [{row.low:+.1f}, {row.high:+.1f}]" in answer
+    units = pd.concat([pd.read_csv(p, dtype={"unit": str}) for p in small_grid_run.runs.glob("zeroshot/*/out/units.csv.gz")])
+    test = units[(units.split == "test") & (units.system == "model") & (units.language != "en")]
+    score = {m: float(np.mean([100 * g.num.sum() / g.den.sum() for _, g in sub.groupby(["seed", "language"])]))
+             for m, sub in test.groupby("model")}
+    assert row.difference == pytest.approx(score["tiny-o2m"] - score["tiny"], abs=1e-6)
+    filtered = pd.read_csv(next(small_grid_run.runs.glob("verdict/*/out/verdict_filter.csv")))
+    assert filtered.enters.all() and set(filtered.task) == {"mini-topic"}
+    dev = units[(units.split == "dev")]
+    assert set(dev.language) == {"en"}, "dev is scored in English alone"
+
+
 def test_missing_pieces_give_notes_and_an_unrun_grid_one_line(small_grid_run, tmp_path, monkeypatch, capsys):
     from mtnb.study.book.build import build_book
 
@@ -192,7 +221,7 @@ def test_missing_pieces_give_notes_and_an_unrun_grid_one_line(small_grid_run, tm
     results = (src / "results.md").read_text()
     assert "No finished CKA job: nothing to show" in results and "No finished SVD job" in results
     overview = (src / "overview.md").read_text()
-    assert "2 of 6 jobs are not done" in overview
+    assert "2 of 7 jobs are not done" in overview
     marked = re.findall(r"^\| (\w+) \| `([0-9a-f]{12})` \| (.+) \|$", overview, re.M)
     assert sorted((kind, what) for kind, _, what in marked) == [
         ("finetune", "code not recorded"), ("finetune", "modules mtnb.transfer.probe"),
@@ -822,27 +851,20 @@ def test_paired_intervals_widen_with_the_spread_over_seeds():
 def test_a_seed_that_moves_both_models_alike_leaves_the_paired_interval_narrow():
     """Fine-tuning seed k trains every model on the same English subset: when a seed lifts or
     sinks both models together, drawing the seeds jointly keeps that out of the difference, and
-    the interval is far narrower than with each member's seeds drawn on their own (what the
-    bootstrap does when the two members' seeds differ)."""
-    from mtnb.study.summary import paired_comparisons, run_weights
+    the interval is far narrower than when the seeds are paired wrongly (m's runs relabelled,
+    so that draw k takes m-x's seed k beside another seed of m)."""
+    from mtnb.study.summary import paired_comparisons
 
     parts = [_units({"m": p, "m-x": p + 0.05}, tasks=("mini-topic",), langs=("de",), seeds=(s,), n=300, seed=5 + s)
              for s, p in ((0, 0.35), (1, 0.65), (2, 0.5))]
     units = pd.concat(parts, ignore_index=True)
     joint = paired_comparisons(units, [("m-x", "m")], n_boot=2000).iloc[0]
-    unpaired = units.assign(seed=units.seed + 10 * (units.model == "m"))   # m's seeds renamed: drawn apart
-    apart = paired_comparisons(unpaired, [("m-x", "m")], n_boot=2000).iloc[0]
-    assert joint.difference == apart.difference
+    mispaired = units.assign(seed=np.where(units.model == "m", (units.seed + 1) % 3, units.seed))
+    apart = paired_comparisons(mispaired, [("m-x", "m")], n_boot=2000).iloc[0]
+    assert joint.difference == pytest.approx(apart.difference)
     assert joint.high - joint.low < 0.6 * (apart.high - apart.low), (joint, apart)
-    # the weights: shared seeds, each member's replicas its own; independent when seeds differ
-    a = pd.DataFrame({"model": ["x@p0", "x@p0", "x@p1", "x@p1"], "seed": [0, 1, 0, 1]})
-    b = pd.DataFrame({"model": ["m", "m"], "seed": [0, 1]})
-    w = run_weights(a, b, 50, (0, 0))
-    assert w["a"].shape == (50, 4) and w["b"].shape == (50, 2)
-    np.testing.assert_array_equal(w["a"][:, 0] * w["a"][:, 3], w["a"][:, 1] * w["a"][:, 2])  # P[r] S[k] factorizes
-    np.testing.assert_array_equal(w["b"] > 0, (w["a"][:, [0, 1]] + w["a"][:, [2, 3]]) > 0)   # the same seeds drawn
-    drawn_apart = run_weights(a, b.assign(seed=[0, 2]), 50, (0, 0))
-    assert (drawn_apart["b"].sum(axis=1) == 2).all() and (drawn_apart["a"].sum(axis=1) == 4).all()
+    with pytest.raises(MtnbError, match=r"^mini-topic: m-x lacks fine-tuning seed\(s\) 10, 11, 12 that m has \(m-x: 0, 1, 2; m: 10"):
+        paired_comparisons(units.assign(seed=units.seed + 10 * (units.model == "m")), [("m-x", "m")], n_boot=100)
 
 
 def test_the_verdict_leaves_out_tasks_where_the_base_barely_beats_the_bag_of_subwords_on_english_dev():

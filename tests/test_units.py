@@ -4,7 +4,6 @@ cluster, and the paired comparisons that draw those clusters (``summary.paired_c
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +147,89 @@ def test_a_probe_run_scores_every_language_on_the_same_units_with_their_pages(ti
     else:
         assert sorted(set(units.unit)) == sorted(drawn)
         assert (units.cluster == units.unit.str.split("#").str[0]).all()
+
+
+def _clustered_units(models: dict, langs=("en", "de", "fr"), pages=40, per_page=8, seed=0, task="mini-topic"):
+    """A units table with clusters: ``models`` maps a model name (a replica ``<member>@p<k>``
+    too) to (probability of a right answer, its fine-tuning seeds, its page effect's scale). Each
+    page has a difficulty shared by every model and language and, per member, a gain shared by
+    the page's units in every language: the members' differences are correlated within a page."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.uniform(-0.2, 0.2, pages)
+    gains = {}
+    rows = []
+    for model, (p, seeds, scale) in models.items():
+        member = model.split("@")[0]
+        gain = gains.setdefault(member, rng.normal(0, 1, pages) * scale)
+        for s in seeds:
+            for lang in langs:
+                q = np.clip(p + np.repeat(difficulty + gain, per_page), 0.02, 0.98)
+                right = rng.random(pages * per_page) < q
+                rows += [dict(model=model, task=task, seed=s, mode="probe", system="model", language=lang,
+                              split="test", unit=f"page{k // per_page}#par{k % per_page}", cluster=f"page{k // per_page}",
+                              num=float(r), den=1.0) for k, r in enumerate(right)]
+    return pd.DataFrame(rows)
+
+
+def test_clusters_widen_the_interval_when_a_pages_units_move_together():
+    from mtnb.study.summary import paired_comparisons
+
+    langs = ("en", "de", "fr", "ru")
+    units = _clustered_units({"m": (0.6, (0, 1), 0.0), "m-x": (0.6, (0, 1), 0.3)}, langs=langs, per_page=12)
+    clustered = paired_comparisons(units, [("m-x", "m")], n_boot=2000).iloc[0]
+    singletons = paired_comparisons(units.drop(columns="cluster"), [("m-x", "m")], n_boot=2000).iloc[0]
+    assert clustered.difference == singletons.difference
+    assert clustered.n_clusters == 40 and singletons.n_clusters == 480
+    # 12 units a page in 3 languages: a design effect of about 2 on the width (seeds 0-5 give 2.2-2.5)
+    assert clustered.high - clustered.low > 1.7 * (singletons.high - singletons.low), (clustered, singletons)
+    # without a page effect, pages and single units give about the same interval
+    flat = _clustered_units({"m": (0.6, (0, 1), 0.0), "m-x": (0.6, (0, 1), 0.0)})
+    widths = [row.high - row.low for row in (paired_comparisons(table, [("m-x", "m")], n_boot=2000).iloc[0]
+                                             for table in (flat, flat.drop(columns="cluster")))]
+    assert widths[0] < 1.4 * widths[1], widths
+
+
+def test_the_paired_diagonal_is_drawn_as_one_level_and_a_broken_layout_is_named():
+    from mtnb.study.summary import paired_comparisons
+
+    diagonal = {"m": (0.6, (0, 1, 2), 0.0), **{f"m-x@p{k}": (0.55 + 0.05 * k, (k,), 0.1) for k in range(3)}}
+    units = _clustered_units(diagonal)
+    [row] = paired_comparisons(units, [("m-x", "m")], n_boot=500).itertuples()
+    assert (row.runs_a, row.runs_b) == (3, 3)
+    de_fr = units[units.language.isin(["de", "fr"])]
+    means = de_fr.groupby("model").num.mean()
+    assert row.a_score == pytest.approx(100 * means[[f"m-x@p{k}" for k in range(3)]].mean())
+    assert row.b_score == pytest.approx(100 * means["m"])
+    # two members paired the same way pair run k with run k
+    both = pd.concat([units, _clustered_units({f"m-y@p{k}": (0.6, (k,), 0.1) for k in range(3)}, seed=1)])
+    assert paired_comparisons(both, [("m-x", "m-y")], n_boot=200)[["runs_a", "runs_b"]].values.tolist() == [[3, 3]]
+    # a full grid: every replica with every seed, R x K runs
+    grid = _clustered_units({"m": (0.6, (0, 1), 0.0), "m-x@p0": (0.6, (0, 1), 0.1), "m-x@p1": (0.6, (0, 1), 0.1)})
+    assert paired_comparisons(grid, [("m-x", "m")], n_boot=200)[["runs_a", "runs_b"]].values.tolist() == [[4, 2]]
+    # a replica lacking a seed of the grid
+    broken = grid[~((grid.model == "m-x@p1") & (grid.seed == 1))]
+    with pytest.raises(MtnbError, match=r"^mini-topic: m-x's runs are neither a full grid nor paired: m-x@p1 lacks "
+                                        r"fine-tuning seed\(s\) 1 that m-x's other runs have") as err:
+        paired_comparisons(broken, [("m-x", "m")], n_boot=200)
+    assert "\n" not in str(err.value)
+    # a paired member against a member whose replicas each have every seed
+    mixed = pd.concat([units, _clustered_units({f"m-y@p{k}": (0.6, (0, 1, 2), 0.1) for k in range(2)}, seed=2)])
+    with pytest.raises(MtnbError, match=r"m-y's replicas were each fine-tuned with every seed but m-x's with one"):
+        paired_comparisons(mixed, [("m-x", "m-y")], n_boot=200)
+
+
+def test_enough_draws_by_default_and_a_floor_that_is_said():
+    from mtnb.analysis.paired_bootstrap import draws_needed, resampling_floor
+    from mtnb.study.summary import PAIRED_COLUMNS, paired_comparisons
+
+    units = _clustered_units({"m": (0.3, (0, 1), 0.0), "m-x": (0.9, (0, 1), 0.0), "m-y": (0.32, (0, 1), 0.0)},
+                             pages=20, per_page=4)
+    table = paired_comparisons(units, [("m-x", "m"), ("m-y", "m")])
+    assert list(table.columns) == PAIRED_COLUMNS
+    assert (table.n_boot == draws_needed(2)).all() and table.n_boot.iloc[0] >= 10_000
+    huge, small = table.iloc[0], table.iloc[1]
+    assert huge.at_floor and huge.p == pytest.approx(resampling_floor(huge.n_boot)) and huge.floor == huge.p
+    assert huge.p_holm == pytest.approx(2 * huge.p)
+    assert not small.at_floor and small.p > huge.p
+    assert (table.n_clusters == 20).all() and (table.runs_a == 2).all()
+

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mtnb.analysis.paired_bootstrap import bootstrap_weights, holm, percentile_difference, resampled_ratio
+from mtnb.analysis.paired_bootstrap import (ClusterSums, cluster_difference, cluster_sums_of_rows, draws_needed,
+                                            holm)
 from mtnb.core.errors import MtnbError
 from mtnb.study.paper import AVERAGE_EXCLUDES
 
@@ -299,7 +300,8 @@ def _number(value) -> str:
     return "" if value is None or math.isnan(float(value)) else f"{float(value):.1f}"
 
 
-PAIRED_COLUMNS = ["task", "a", "b", "a_score", "b_score", "difference", "low", "high", "p", "p_holm"]
+PAIRED_COLUMNS = ["task", "a", "b", "a_score", "b_score", "difference", "low", "high", "p", "p_holm", "n_boot",
+                  "at_floor", "floor", "n_clusters", "runs_a", "runs_b"]
 
 
 def family_pairs(base: str, mt: list[str], controls: list[str]) -> list[tuple[str, str]]:
@@ -308,97 +310,160 @@ def family_pairs(base: str, mt: list[str], controls: list[str]) -> list[tuple[st
     return [(m, base) for m in [*mt, *controls]] + [(m, c) for m in mt for c in controls]
 
 
-def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int = 2000, seed: int = 0,
+def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int | None = None, seed: int = 0,
                        runs: bool = True):
-    """The paired bootstrap of each (a, b) in ``pairs`` on every task both were scored on: the
-    difference a - b of their non-English means (points) with its 95% interval, p and Holm's
-    p over all rows. ``units``: the model rows (``system == "model"``) of one split and mode of
-    the zero-shot jobs' ``units.csv.gz``; replicas ``<member>@p<seed>`` count as runs of their
-    member. Columns ``PAIRED_COLUMNS``.
+    """The hierarchical cluster bootstrap (``mtnb.analysis.paired_bootstrap.cluster_difference``)
+    of each (a, b) in ``pairs`` on every task both were scored on: the difference a - b of their
+    non-English mean scores (points), with its 95% interval, p, and Holm's p over all rows.
+    ``units``: the model rows (``system == "model"``) of one split and mode of the zero-shot jobs'
+    ``units.csv.gz``. Columns ``PAIRED_COLUMNS``: ``n_boot`` the draws, ``at_floor`` whether p is
+    the smallest that many draws can give (``floor``, 2 / (n_boot + 1); no draw crossed 0),
+    ``n_clusters`` the clusters drawn, ``runs_a`` / ``runs_b`` the runs (replica, seed) of each.
 
-    Each bootstrap draw resamples the test examples of every language (the same draw for a and
-    b: the examples are shared) and, with ``runs`` (False: the interval over examples alone),
-    the runs, since another fine-tuning seed or pretraining seed could change the difference
-    (``run_weights``). A fine-tuning seed is shared by a and b too: seed k trains both on the
-    same English subset, so a draw takes the same fine-tuning seeds for both, and the
-    difference keeps what that subset does to both models out of its spread. Pretraining
-    replicas are a member's own and are drawn for each member separately."""
+    A score is a ratio of sums per run and language (``metric_units``: sum num / sum den over
+    the units both models hold), averaged over the languages (``averaged_languages`` minus
+    English), then over the runs. A draw takes, in order (``cluster_draws``):
+
+    - each member's pretraining replicas (``<member>@p<seed>``), on their own;
+    - the fine-tuning seeds (the ``seed`` column), one draw for a and b: seed k trains both on
+      the same English sample;
+    - the clusters (the ``cluster`` column: a help page, a UD sentence), one draw for every
+      language and both models; a units table without ``cluster`` makes each unit its own
+      cluster (unit i of every language one cluster).
+
+    Runs come in one of two layouts, else MtnbError naming the model and what is missing:
+    a full grid (every replica of a and of b fine-tuned with the same seeds), or the paired
+    diagonal of ``replica_seeds: paired`` (replica ``@p<k>`` fine-tuned with seed k alone; a
+    model without replicas, the base, with the same seeds k): a member's runs are then one level
+    of K runs labelled by k, and draw k pairs its run k with the other model's run k, so the
+    interval carries pretraining and fine-tuning variation together.
+
+    ``runs=False`` holds every run fixed and draws the clusters alone (the interval over test
+    examples). ``n_boot`` None draws ``draws_needed(rows)``: enough that Holm's smallest
+    attainable p over the family stays ten times below 0.05 (at least 10,000). ``seed`` seeds
+    the draws (each row its own stream)."""
     if units is None or len(units) == 0:
         return pd.DataFrame(columns=PAIRED_COLUMNS)
     u = units.copy()
-    found = u["model"].astype(str).str.extract(REPLICA)
-    u["member"] = found["member"].fillna(u["model"].astype(str))
-    u["run"] = u["model"].astype(str) + "#" + u["seed"].astype(str)
+    u["model"] = u["model"].astype(str)
+    u["member"] = u["model"].str.extract(REPLICA)["member"].fillna(u["model"])
     u["unit"] = u["unit"].astype(str)
-    rows = []
+    u["cluster"] = u["cluster"].astype(str).where(u["cluster"].notna(), u["unit"]) if "cluster" in u else u["unit"]
+    prepared = []
     for t_index, (task, sub) in enumerate(u.groupby("task", sort=False)):
         langs = [lang for lang in averaged_languages(task, list(dict.fromkeys(sub["language"]))) if lang != "en"]
-        for a, b in pairs:
-            both = sub[sub["member"].isin((a, b)) & sub["language"].isin(langs)]
+        sub = sub[sub["language"].isin(langs)]
+        for p_index, (a, b) in enumerate(pairs):
+            both = sub[sub["member"].isin((a, b))]
             if set(both["member"]) != {a, b}:
                 continue
-            stat, point, n_units = {a: [], b: []}, {a: [], b: []}, 0
-            runs_of = {m: both.loc[both["member"] == m, ["run", "model", "seed"]].drop_duplicates("run")
-                       .sort_values("run") for m in (a, b)}
-            run_names = {m: list(runs_of[m]["run"]) for m in (a, b)}
-            R = {a: None, b: None}
-            if runs:
-                drawn = run_weights(runs_of[a], runs_of[b], n_boot, (seed, t_index))
-                R = {a: drawn["a"], b: drawn["b"]}
-            for l_index, lang in enumerate(langs):
-                rows_l = both[both["language"] == lang]
-                shared = sorted(set.intersection(*(set(g["unit"]) for _, g in rows_l.groupby("member"))))
-                if len(shared) < 2 or rows_l["member"].nunique() < 2:
-                    continue
-                W = bootstrap_weights(len(shared), n_boot, (seed, t_index, l_index))
-                n_units += len(shared)
-                for m in (a, b):
-                    table = rows_l[rows_l["member"] == m]
-                    num = table.pivot_table(index="run", columns="unit", values="num",
-                                            aggfunc="mean").reindex(index=run_names[m], columns=shared)
-                    den = table.pivot_table(index="run", columns="unit", values="den",
-                                            aggfunc="mean").reindex(index=run_names[m], columns=shared)
-                    if num.isna().any().any():
-                        raise MtnbError(f"{m} lacks scores of some runs or examples on {task} {lang}; rerun its "
-                                        "zero-shot jobs so that every run is scored on the same examples")
-                    stat[m].append(resampled_ratio(num.to_numpy(), den.to_numpy(), W, R[m]))
-                    point[m].append(resampled_ratio(num.to_numpy(), den.to_numpy(), np.ones((1, len(shared))))[0])
-            if not stat[a]:
-                continue
-            score_a, score_b = float(np.mean(point[a])), float(np.mean(point[b]))
-            draws = np.mean(stat[a], axis=0) - np.mean(stat[b], axis=0)
-            d = percentile_difference(score_a - score_b, draws, n_units)
-            rows.append(dict(task=task, a=a, b=b, a_score=score_a, b_score=score_b, difference=d.mean, low=d.low,
-                             high=d.high, p=d.p))
-    table = pd.DataFrame(rows, columns=PAIRED_COLUMNS[:-1])
-    table["p_holm"] = holm(table["p"].to_numpy()) if len(table) else []
+            sums = comparison_sums(task, both, a, b)
+            if sums is not None:
+                prepared.append((task, a, b, *sums, (seed, t_index, p_index)))
+    B = n_boot if n_boot is not None else draws_needed(max(1, len(prepared)), alpha=0.05)
+    rows = []
+    for task, a, b, sums_a, sums_b, stream in prepared:
+        drawn = (sums_a, sums_b) if runs else runs_held_fixed(sums_a, sums_b)
+        d = cluster_difference(*drawn, n_boot=B, seed=stream)
+        score_a, score_b = sums_score(sums_a), sums_score(sums_b)
+        rows.append(dict(task=task, a=a, b=b, a_score=score_a, b_score=score_b, difference=score_a - score_b,
+                         low=d.low, high=d.high, p=d.p, n_boot=B, at_floor=d.at_floor, floor=d.floor,
+                         n_clusters=len(sums_a.clusters), runs_a=int(np.prod(sums_a.num.shape[:2])),
+                         runs_b=int(np.prod(sums_b.num.shape[:2]))))
+    table = pd.DataFrame(rows, columns=[c for c in PAIRED_COLUMNS if c != "p_holm"])
+    table.insert(PAIRED_COLUMNS.index("p_holm"), "p_holm", holm(table["p"].to_numpy()) if len(table) else [])
     return table
 
 
-def run_weights(runs_a, runs_b, n_boot: int, seed) -> dict[str, np.ndarray]:
-    """How often each run of a and of b is drawn in each of ``n_boot`` draws: {"a": (B, runs of
-    a), "b": (B, runs of b)}, rows in the order of ``runs_a`` / ``runs_b`` (tables with columns
-    model, seed: a run is one fine-tuning seed of one model or replica).
+def comparison_sums(task: str, rows, a: str, b: str) -> tuple[ClusterSums, ClusterSums] | None:
+    """The ``ClusterSums`` of a and of b on the units both hold: ``rows`` are the unit rows of
+    one task's compared languages whose ``member`` is a or b (columns model, member, seed,
+    language, unit, cluster, num, den). Each language keeps the units both members hold, and
+    the clusters present in every language; the runs' layout is ``run_layout``'s. None when no
+    language keeps two units. MtnbError when a run lacks units the other runs hold."""
+    by_member = {m: rows[rows["member"] == m] for m in (a, b)}
+    shared = pd.merge(*(g[["language", "unit"]].drop_duplicates() for g in by_member.values()))
+    rows = rows.merge(shared, on=["language", "unit"])
+    in_every = rows.groupby("cluster")["language"].nunique()
+    rows = rows[rows["cluster"].isin(in_every.index[in_every == rows["language"].nunique()])]
+    if rows.empty or rows.groupby("language")["unit"].nunique().max() < 2:
+        return None
+    layout = run_layout(task, a, rows.loc[rows["member"] == a, ["model", "seed"]].drop_duplicates(),
+                        b, rows.loc[rows["member"] == b, ["model", "seed"]].drop_duplicates())
+    rows = rows.assign(replica=rows["model"] if layout == "full" else rows["member"])
+    sums = []
+    for m in (a, b):
+        own = rows[rows["member"] == m]
+        held = own.groupby(["model", "seed"])["unit"].size()
+        expected = own.groupby("language")["unit"].nunique().sum()
+        if (held != expected).any():
+            (model, run_seed), count = next((k, v) for k, v in held.items() if v != expected)
+            raise MtnbError(f"{task}: {model} seed {run_seed} holds {count} units where {m}'s runs hold {expected} "
+                            "together; rerun its zero-shot jobs so that every run is scored on the same examples")
+        sums.append(cluster_sums_of_rows(own["replica"], own["seed"], own["language"], own["unit"],
+                                         own["cluster"], own["num"], own["den"]))
+    return sums[0], sums[1]
 
-    When a and b have the same fine-tuning seeds, each run of every replica, a draw picks the
-    seeds once for both (S: (B, seeds), a multinomial over the seeds) and each member's
-    replicas on its own (P_m: (B, replicas of m)): run (replica r, seed k) of m gets weight
-    P_m[r] S[k]. Otherwise (the seeds differ, or some run is missing) the runs of a and b are
-    drawn independently."""
-    def layout(runs):
-        seeds = sorted(set(runs["seed"]))
-        replicas = sorted(set(runs["model"]))
-        complete = len(runs) == len(seeds) * len(replicas)
-        return seeds, replicas, complete
 
-    (seeds_a, reps_a, full_a), (seeds_b, reps_b, full_b) = layout(runs_a), layout(runs_b)
-    if seeds_a != seeds_b or not (full_a and full_b):
-        return {"a": bootstrap_weights(len(runs_a), n_boot, (*seed, 0, 1)),
-                "b": bootstrap_weights(len(runs_b), n_boot, (*seed, 1, 1))}
-    S = bootstrap_weights(len(seeds_a), n_boot, (*seed, 2, 1))
-    out = {}
-    for k, (name, runs, reps) in enumerate((("a", runs_a, reps_a), ("b", runs_b, reps_b))):
-        P = bootstrap_weights(len(reps), n_boot, (*seed, k, 1))
-        out[name] = np.stack([P[:, reps.index(model)] * S[:, seeds_a.index(s)]
-                              for model, s in zip(runs["model"], runs["seed"])], axis=1)
-    return out
+def run_layout(task: str, a: str, runs_a, b: str, runs_b) -> str:
+    """How the cluster bootstrap draws the runs of a and b (tables with columns model, seed: one
+    row per run; a replica ``<member>@p<k>`` is a model): ``"full"`` when every replica of a and
+    of b was fine-tuned with every seed, the same seeds for both (replicas, then seeds, are
+    drawn); ``"paired"`` for the paired diagonal, where a member's replica ``@p<k>`` was
+    fine-tuned with seed k alone and the other model (a member paired the same way, or one
+    without replicas) with the same seeds k: each member's runs are then one replica level of K
+    runs labelled by their seed. MtnbError (task, model, what is missing) otherwise."""
+    seeds, full, diagonal, lacking = {}, {}, {}, {}
+    for m, runs in ((a, runs_a), (b, runs_b)):
+        per_model = {model: sorted(set(g["seed"])) for model, g in runs.groupby("model")}
+        seeds[m] = sorted(set(runs["seed"]))
+        lacking[m] = [(model, sorted(set(seeds[m]) - set(have))) for model, have in per_model.items()
+                      if have != seeds[m]]
+        full[m] = not lacking[m]
+        found = {model: REPLICA.match(model) for model in per_model}
+        diagonal[m] = len(per_model) >= 2 and all(found[model] and have == [int(found[model]["seed"])]
+                                                  for model, have in per_model.items())
+    single = {m: diagonal[m] or (full[m] and len(set(r["model"])) == 1) for m, r in ((a, runs_a), (b, runs_b))}
+    if seeds[a] == seeds[b]:
+        if full[a] and full[b]:
+            return "full"
+        if (diagonal[a] or diagonal[b]) and single[a] and single[b]:
+            return "paired"
+    for m in (a, b):
+        if not (full[m] or diagonal[m]):
+            model, missing = lacking[m][0]
+            raise MtnbError(f"{task}: {m}'s runs are neither a full grid nor paired: {model} lacks fine-tuning seed(s) "
+                            f"{', '.join(map(str, missing))} that {m}'s other runs have (every replica needs every "
+                            "seed, or with replica_seeds: paired replica @p<k> seed k alone); rerun its jobs")
+    if seeds[a] != seeds[b]:
+        short, other = (a, b) if set(seeds[b]) - set(seeds[a]) else (b, a)
+        missing = sorted(set(seeds[other]) - set(seeds[short]))
+        raise MtnbError(f"{task}: {short} lacks fine-tuning seed(s) {', '.join(map(str, missing))} that {other} has "
+                        f"({a}: {', '.join(map(str, seeds[a]))}; {b}: {', '.join(map(str, seeds[b]))}); a paired "
+                        "comparison needs the same seeds for both models: run them")
+    grid, paired = (b, a) if diagonal[a] else (a, b)
+    raise MtnbError(f"{task}: {grid}'s replicas were each fine-tuned with every seed but {paired}'s with one seed each "
+                    "(replica_seeds: paired); give both the same replica_seeds")
+
+
+def runs_held_fixed(a: ClusterSums, b: ClusterSums) -> tuple[ClusterSums, ClusterSums]:
+    """a and b with their runs held fixed, so that ``cluster_draws`` draws the clusters alone:
+    each model's runs move onto the language axis, crossed with the other model's runs (R_a x
+    R_b x K x L "languages", one replica, one seed) so that both share that axis; the mean over
+    it is each model's mean over its runs and languages, as before."""
+    R_a, K, L, C = a.num.shape
+    R_b = b.num.shape[0]
+    shape = (R_a, R_b, K, L, C)
+
+    def fixed(x: ClusterSums, axis: int) -> ClusterSums:
+        spread = [np.broadcast_to(np.expand_dims(v, axis), shape).reshape(1, 1, -1, C) for v in (x.num, x.den)]
+        return ClusterSums(spread[0], spread[1], np.tile(x.units, (R_a * R_b * K, 1)), (0,), (0,),
+                           tuple(range(R_a * R_b * K * L)), x.clusters)
+    return fixed(a, 1), fixed(b, 0)
+
+
+def sums_score(sums: ClusterSums) -> float:
+    """A model's score in points from its ``ClusterSums``: 100 x the mean over runs and
+    languages of sum num / sum den over the clusters (0 where the denominator is 0)."""
+    top, bottom = sums.num.sum(axis=3), sums.den.sum(axis=3)
+    return float(100 * np.divide(top, bottom, out=np.zeros_like(top), where=bottom > 0).mean())
