@@ -250,6 +250,31 @@ def test_every_seed_is_scored_on_the_same_test_examples(tiny_checkpoint, real_co
     assert len({tuple(d) for d in drawn[:5]}) == 5
 
 
+def test_bf16_extraction_casts_each_weight_once_and_keeps_the_features(tiny_checkpoint, tmp_path):
+    from torch.profiler import profile
+
+    extractor = FeatureExtractor(str(tiny_checkpoint), cache_dir=tmp_path, batch_size=1, progress=False,
+                                 precision="bf16", device="cpu")
+    ids = extractor.encode_texts(TEXTS, "en", max_length=32)
+    extractor.encoder()
+    with profile(record_shapes=True) as prof:
+        pooled = extractor.pooled(ids)            # 4 batches of 1
+    # the feed-forward layers' (128, 64) weights, one per layer: cast to bf16 once for all batches
+    # (autocast's cache, which inference_mode would bypass: then 2 per batch)
+    casts = sum(e.count for e in prof.key_averages(group_by_input_shape=True)
+                if e.key == "aten::_to_copy" and e.input_shapes[:1] == [[128, 64]])
+    assert casts == 2
+    # the same features as each batch in its own autocast context under inference_mode (as before)
+    model = extractor.encoder().model
+    for j, s in enumerate(ids):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden = model(input_ids=torch.tensor([s]), attention_mask=torch.ones(1, len(s), dtype=torch.long),
+                           output_hidden_states=True).hidden_states
+            m = torch.ones(1, len(s), 1)
+            before = torch.stack([(h.float() * m).sum(1)[0] / m.sum(1)[0] for h in hidden]).numpy()
+        np.testing.assert_array_equal(pooled[:, j], before)
+
+
 def test_features_do_not_depend_on_the_batch_size_and_freed_tensors_are_unmapped(tiny_checkpoint, tmp_path):
     import sys
 
