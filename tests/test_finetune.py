@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mtnb.core.errors import MtnbError
-from mtnb.transfer.finetune import finetune_run, load_finetuned, task_model, train, TrainConfig
+from mtnb.transfer.finetune import finetune_run, load_finetuned, predict, task_model, train, TrainConfig
 from mtnb.data.inputs import collate, encode, length_grouped_batches
 from mtnb.models.loading import load_encoder
 from mtnb.models.training import NO_DECAY, linear_schedule, optimizer_and_schedule, optimizer_step
@@ -64,6 +64,8 @@ def _adamw_trained(optimizer_for, steps=30):
     torch.manual_seed(0)
     config = BertConfig(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
     net = task_model(BertModel(config), 64, 5, "sequence")
+    if steps == 0:
+        return net.eval()
     optimizer, scheduler = optimizer_for(net)
     gen = torch.Generator().manual_seed(1)
     for _ in range(steps):
@@ -100,6 +102,33 @@ def test_adamw_matches_the_per_tensor_update():
         logits = {k: net(ids, torch.ones_like(ids)) for k, net in nets.items()}
     assert torch.equal(logits["per-tensor"].argmax(1), logits["fused"].argmax(1))
     assert (logits["per-tensor"] - logits["fused"]).abs().max() <= 1e-5 * logits["per-tensor"].abs().max()
+
+
+def test_bf16_predict_casts_each_weight_once_and_keeps_the_scores():
+    from types import SimpleNamespace
+
+    from torch.profiler import profile
+
+    net = _adamw_trained(None, steps=0)  # a 2-layer, 64-wide task model, 5 labels
+    gen = torch.Generator().manual_seed(2)
+    examples = [{"input_ids": torch.randint(1, 300, (n,), generator=gen).tolist(), "labels": 0} for n in (5, 9, 7, 12, 6, 8)]
+    task = SimpleNamespace(head="ranking")  # scores: the expected grade, a float per example
+    with profile(record_shapes=True) as prof:
+        scores = predict(net, examples, task, pad_id=0, batch_size=2, dtype=torch.bfloat16)  # 3 batches
+    # the feed-forward layers' (128, 64) weights, one per layer: cast to bf16 once for all batches
+    casts = sum(e.count for e in prof.key_averages(group_by_input_shape=True)
+                if e.key == "aten::_to_copy" and e.input_shapes[:1] == [[128, 64]])
+    assert casts == 2
+    before = {}  # as before: one autocast context per batch
+    with torch.no_grad():
+        for rows in length_grouped_batches([len(e["input_ids"]) for e in examples], 2, None):
+            batch = collate([examples[i] for i in rows], 0)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = net(batch["input_ids"], batch["attention_mask"])
+            for j, i in enumerate(rows):
+                p = logits.float()[j].softmax(-1)
+                before[i] = float((p * torch.arange(len(p))).sum())
+    assert scores == [before[i] for i in range(len(examples))]
 
 
 def test_same_seed_same_weights(tiny_checkpoint, real_corpus, tmp_path):

@@ -106,13 +106,14 @@ def predict(model, examples: list[dict], task, pad_id: int, batch_size: int = 64
     out: list = [None] * len(examples)
     lengths = [len(e["input_ids"]) for e in examples]
     device = next(model.parameters()).device
-    with torch.no_grad():
+    # one autocast context for all batches: it casts each weight to ``dtype`` once, not per batch
+    # (its cache, kept under no_grad until the context ends; the weights do not change meanwhile)
+    with torch.no_grad(), autocast(dtype, device):
         for rows in tqdm(length_grouped_batches(lengths, batch_size, None), disable=not progress,
                          desc="predicting", leave=False):
             batch = collate([examples[i] for i in rows], pad_id)
-            with autocast(dtype, device):
-                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            logits = logits.float().cpu()
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            logits = logits.float().cpu()             # the rest reads float32 logits
             for j, i in enumerate(rows):
                 if task.head == "token":
                     keep = batch["labels"][j] != -100
