@@ -16,7 +16,8 @@
       fingerprinted before the clock);
     - a fine-tuning step: ``task_model`` on e5-small (mini-topic head, every weight trained,
       the 250k-row embeddings included), forward at the dtype, float32 cross-entropy, backward,
-      clipping, AdamW and schedule (``optimizer_step``), batches of --train-batch paragraphs;
+      clipping, AdamW (fused at bf16, as ``ft.train`` takes it) and schedule (``optimizer_step``),
+      batches of --train-batch paragraphs;
     - the e5 decoder's warm-up step (stage 1 of ``mtnb.pretraining.e5_family``: the head alone on
       cached encoder states): a ``heads.Decoder`` of the mini budget's ``decoder_layers`` over
       28,000 output pieces (e5's first 28,000 rows standing in for the corpus's kept pieces),
@@ -202,7 +203,7 @@ def finetune_step(net, batch, optimizer, scheduler, dtype) -> float:
 
 def bench_finetune(net, task, batches, dtype, repeats: int, shape) -> dict:
     config = ft.TrainConfig(lr=task.lr)
-    optimizer, scheduler = optimizer_and_schedule(net, config, 10**6)
+    optimizer, scheduler = optimizer_and_schedule(net, config, 10**6, fused=dtype is not None)  # as ft.train
     batch = batches[0]
     seconds, times = median_seconds(lambda: finetune_step(net, batch, optimizer, scheduler, dtype), repeats)
     lengths = batch["attention_mask"].sum(1).tolist()
@@ -416,7 +417,7 @@ def main() -> None:
             FeatureExtractor(MODEL, cache_dir=root / f"profile-{next(counter)}", progress=False, precision=auto,
                              device="cpu", encoder=encoders.get(auto)).compute(pooled=ids)
         config = ft.TrainConfig(lr=task.lr)
-        optimizer, scheduler = optimizer_and_schedule(net, config, 10**6)
+        optimizer, scheduler = optimizer_and_schedule(net, config, 10**6, fused=dtype is not None)
         finetune_step(net, batches[0], optimizer, scheduler, dtype)
 
         def steps():
