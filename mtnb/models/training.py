@@ -27,6 +27,13 @@ def linear_schedule(step: int, total: int, warmup: int) -> float:
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm", "norm.weight")
 
 
+def adamw_loop(fused: bool) -> dict:
+    """How AdamW loops over its tensors (keyword arguments of ``torch.optim.AdamW``): the fused
+    kernel for low-precision runs, ``foreach`` for fp32 runs (bit-identical to the per-tensor
+    loop); see ``optimizer_and_schedule`` for the measurements behind the choice."""
+    return {"fused": True} if fused else {"foreach": True}
+
+
 def optimizer_and_schedule(model, config, total: int, *, fused: bool = False):
     """AdamW (no weight decay on biases and layer norms) and a LambdaLR with a linear warmup
     over ``config.warmup`` of ``total`` steps, then linear decay to 0. ``config``: anything with
@@ -60,8 +67,7 @@ def optimizer_and_schedule(model, config, total: int, *, fused: bool = False):
         {"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": config.weight_decay},
         {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0},
     ]
-    loop = {"fused": True} if fused else {"foreach": True}
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, **loop)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, **adamw_loop(fused))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total, warmup))
     return optimizer, scheduler
 

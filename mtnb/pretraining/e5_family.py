@@ -83,7 +83,7 @@ from mtnb.data.inputs import E5_PREFIXES
 from mtnb.data.mini.datasets import corpus_manifest, load_mini
 from mtnb.models.loading import load_encoder, quiet_transformers
 from mtnb.models.me5 import ensure_me5_small
-from mtnb.models.training import linear_schedule, seed_everything
+from mtnb.models.training import adamw_loop, linear_schedule, seed_everything
 from mtnb.pretraining.heads import Continued, Decoder, MaskedLMHead, mean_pool
 from mtnb.pretraining.members import E5_MEMBERS, LANGS, TRANSLATION, E5Budget, check_e5_request
 from mtnb.pretraining.zoo import (chrf_per_direction, copy_source_chrf, grouped_batches, heldout_loss, mlm_batch,
@@ -323,9 +323,11 @@ def warm_up_head(model, cached: list[dict], budget: E5Budget, rng, progress: boo
                  dtype=None) -> dict:
     """Stage 1: ``budget.warmup_steps`` AdamW steps of the head alone (lr ``head_lr``, linear
     warm-up and decay), each on one cached batch drawn at random (the encoder is not run), the
-    head's forward passes at the autocast ``dtype`` (None: float32). Returns the steps, tokens
-    and seconds."""
-    optimizer = torch.optim.AdamW(model.head.parameters(), lr=budget.head_lr, weight_decay=0.01)
+    head's forward passes at the autocast ``dtype`` (None: float32; low precision also takes
+    AdamW's fused kernel, ``mtnb.models.training.adamw_loop``). Returns the steps, tokens and
+    seconds."""
+    optimizer = torch.optim.AdamW(model.head.parameters(), lr=budget.head_lr, weight_decay=0.01,
+                                  **adamw_loop(fused=dtype is not None))
     warmup = max(1, int(budget.warmup * budget.warmup_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, budget.warmup_steps, warmup))
     return train_loop(model.head, lambda step: cached[int(rng.integers(len(cached)))], budget.warmup_steps,
@@ -504,7 +506,7 @@ def continue_member(member: str, corpus_root: str | Path, out_dir: str | Path, *
     groups = [{"params": [p for p in bert.parameters() if p.requires_grad], "lr": budget.encoder_lr}]
     if head is not None:
         groups.append({"params": list(head.parameters()), "lr": budget.head_lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01, **adamw_loop(fused=dtype is not None))
     warmup = max(1, int(budget.warmup * budget.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, budget.steps, warmup))
     per_step = budget.batch_size // 2 if objective == "align" else budget.batch_size

@@ -45,7 +45,7 @@ from mtnb.core.precision import autocast, grad_scaler, precision_name, resolve_p
 from mtnb.data.languages import language_code
 from mtnb.data.mini.datasets import load_mini
 from mtnb.models.loading import quiet_transformers
-from mtnb.models.training import linear_schedule, optimizer_step, seed_everything
+from mtnb.models.training import adamw_loop, linear_schedule, optimizer_step, seed_everything
 from mtnb.pretraining.members import LANGS, MAX_LENGTH, SHAPE, VOCAB_SIZE, Budget, check_zoo_request
 from mtnb.pretraining.vocab import train_tokenizer
 
@@ -256,9 +256,10 @@ def train_loop(model, next_batch, total_steps: int, lr: float, stop_tokens: int 
     the steps, tokens and seconds. ``next_batch(step)`` gives each batch, ``loss_fn(model,
     batch)`` its loss; ``optimizer``: an (optimizer, scheduler) pair to use instead (``lr`` is
     then unused); ``dtype``: the autocast dtype of ``loss_fn``'s forward pass
-    (``mtnb.core.precision.resolve_precision``; None: float32), the loss taken as float32."""
+    (``mtnb.core.precision.resolve_precision``; None: float32), the loss taken as float32; AdamW
+    loops as ``mtnb.models.training.adamw_loop`` says (fused at low precision, else foreach)."""
     if optimizer is None:
-        adamw = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        adamw = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, **adamw_loop(fused=dtype is not None))
         warmup = max(1, total_steps // 20)
         optimizer = adamw, torch.optim.lr_scheduler.LambdaLR(adamw, lambda s: linear_schedule(s, total_steps, warmup))
     optimizer, scheduler = optimizer
