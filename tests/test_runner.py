@@ -123,19 +123,26 @@ def test_the_smoke_grid_is_valid(monkeypatch):
     monkeypatch.chdir(ROOT)
     if not any(name.startswith("mini-") for name in load_registry()):
         pytest.skip("the mini zoo is not in params/models.yaml yet")
-    for name in ("smoke", "mini-zoo", "mini"):
+    for name in ("smoke", "mini-zoo", "mini-quick", "mini"):
         grid = load_grid(name)
         jobs = expand(grid)
         kinds = [job.kind for job in jobs]
-        assert kinds.count("finetune") == kinds.count("zeroshot") == len(grid.models) * len(grid.tasks)
-        assert all(job.parameters["seeds"] == grid.seeds for job in jobs if job.kind == "finetune")
+        runs = sum(len(grid.replicas(m)) * len(spec["tasks"]) for spec in grid.protocols.values() for m in spec["models"])
+        assert kinds.count("finetune") == kinds.count("zeroshot") == runs
         assert {"pretrain", "cka", "svd"} <= set(kinds)
-        assert kinds.count("pretrain") == len(grid.zoo_members)
+        assert kinds.count("pretrain") == len(grid.zoo_members) * len(grid.pretrain_seeds)
+    quick = load_grid("mini-quick")
     family = ["me5-small", "me5-mlm", "me5-m2o", "me5-o2m", "me5-m2m", "me5-align"]
-    assert len(grid.seeds) >= 3 and grid.models == family and grid.book["family"] == family
-    assert grid.sections["finetune"]["mode"] == "probe", "the default study probes the e5 family"
-    assert grid.zoo_members == ["me5-m2o", "me5-mlm", "me5-align", "me5-o2m", "me5-m2m"], \
+    assert len(quick.seeds) >= 3 and quick.models == family and quick.book["family"] == family
+    assert quick.sections["finetune"]["mode"] == "probe" and "quick look" in quick.book["note"]
+    assert quick.zoo_members == ["me5-m2o", "me5-mlm", "me5-align", "me5-o2m", "me5-m2m"], \
         "the member that warms the shared decoder up first, those that load it last"
+    # the default study is the verdict: both protocols, three pretraining seeds, the plan
+    mini = load_grid("mini")
+    assert set(mini.protocols) == {"finetune", "probe"} and mini.protocols["finetune"]["replica_seeds"] == "paired"
+    assert mini.pretrain_seeds == [0, 1, 2] and mini.tasks == ["mini-topic", "ud-pos"]
+    assert mini.verdict["translation"] == ["me5-m2o"] and mini.verdict["alignment"] == "me5-align"
+    assert [j.kind for j in expand(mini)][-1] == "verdict"
     zoo = load_grid("mini-zoo")
     assert not any(m.startswith("me5") for m in zoo.models) and len(zoo.models) == 8
     paper = load_grid("paper")
@@ -150,7 +157,7 @@ def test_the_smoke_grid_is_valid(monkeypatch):
     finetune = [j for j in jobs if j.kind == "finetune"]
     assert len(finetune) == 3 + 5 * 3 * 3 and all("mode" not in j.parameters for j in finetune), \
         "the family fine-tuned whole, each member once per pretraining seed"
-    assert full.pretrain_seeds == [0, 1, 2] and grid.pretrain_seeds == [0], "mini-finetune: 3 seeds; mini: 1"
+    assert full.pretrain_seeds == [0, 1, 2] and quick.pretrain_seeds == [0], "mini-finetune: 3 seeds; mini-quick: 1"
     assert sorted(j.parameters["member"] for j in jobs if j.kind == "pretrain") == sorted(family[1:] * 3)
 
 
