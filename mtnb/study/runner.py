@@ -244,14 +244,20 @@ def pretrain_jobs(grid: Grid) -> dict[str, Job]:
     """{registry name: its pretrain job} for the grid's zoo members (bases first): with one
     pretraining seed, the member's job under its name; with several, one job per seed under
     ``replica_name(member, seed)``. A member continued from another reads it from that member's
-    job folder of the same seed (``base_dir``)."""
+    job folder of the same seed (``base_dir``).
+
+    Seeds outermost: every member's first seed, then every member's second, ... Replicas that
+    share a warm-up (``pretrain.warmup_seed``) wait for the first to compute it; listed one
+    after another, two lanes would run the second beside the first, waiting, for the whole
+    warm-up (a lane lost for about ten minutes in the mini grid), while this order gives the
+    second lane another member's job instead."""
 
     several = len(grid.pretrain_seeds) > 1
     reused = reused_jobs(grid)
     jobs: dict[str, Job] = {}
-    for member in grid.zoo_members:
-        base = ZOO[member].base if member in ZOO else None
-        for seed in grid.pretrain_seeds:
+    for seed in grid.pretrain_seeds:
+        for member in grid.zoo_members:
+            base = ZOO[member].base if member in ZOO else None
             name, base_name = ((replica_name(member, seed), base and replica_name(base, seed)) if several
                                else (member, base))
             params = {"member": member, **({"corpus": grid.mini_root} if grid.mini_root else {}),
