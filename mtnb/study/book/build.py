@@ -74,7 +74,8 @@ def write_source(study: Study, src: Path) -> None:
         "about": about_page(),
     }
     for name, kinds in PAGE_KINDS.items():
-        pages[name] = marked(pages[name], other_code_mark(study, kinds))
+        if name in pages:
+            pages[name] = marked(pages[name], other_code_mark(study, kinds))
     for name, text in pages.items():
         (src / f"{name}.md").write_text(text, encoding="utf-8")
     notebooks = write_notebooks(study, src / "notebooks")
