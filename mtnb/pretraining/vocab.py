@@ -25,13 +25,17 @@ from mtnb.core.errors import MtnbError
 KINDS = ("bert", "xlm-roberta", "mbart", "m2m100")
 
 
+COVERAGE_WINDOW = 0.01   # log-probability: wider than a run of made-up scores (1e-4 per character)
+
+
 def _unigram_pieces(texts, vocab_size: int, specials: list[str]) -> list[tuple[str, float]]:
     """Train a unigram model; returns its (piece, log-probability) list, ``specials`` first.
 
     The trainer's scores differ between runs in their last digits (its sums run in parallel),
-    and the single characters it adds for coverage get made-up scores in hash order; rounding
-    the scores to 8 decimals, giving those characters one common score and sorting by
-    (-score, piece) makes the vocabulary, ids included, the same on every run.
+    and the single characters it adds for coverage get made-up scores in hash order (just below
+    or, on the corpus split into pretraining and task pages, just above the lowest learnt
+    piece); rounding the scores to 8 decimals, giving those characters one common score and
+    sorting by (-score, piece) makes the vocabulary, ids included, the same on every run.
     """
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
@@ -41,11 +45,13 @@ def _unigram_pieces(texts, vocab_size: int, specials: list[str]) -> list[tuple[s
     tok.train_from_iterator(texts, trainer=trainer)
     pieces = [(piece, round(float(score), 8)) for piece, score in json.loads(tok.to_str())["model"]["vocab"]
               if piece not in specials]
-    # single characters the trainer keeps for coverage get made-up scores below every learnt
-    # piece, in hash order: give them all one score, one unit below the lowest learnt piece
+    # single characters the trainer keeps for coverage get made-up scores in hash order: a run
+    # that starts at the lowest learnt score and steps down (or up) by 1e-4 per character. Give
+    # every single character within COVERAGE_WINDOW of the lowest multi-character piece, or below
+    # it, one score, one unit below that piece: the same characters on every run, so the same ids
     learnt_floor = min((score for piece, score in pieces if len(piece) > 1), default=0.0)
-    pieces = [(piece, round(learnt_floor - 1.0, 8) if len(piece) == 1 and score < learnt_floor else score)
-              for piece, score in pieces]
+    pieces = [(piece, round(learnt_floor - 1.0, 8) if len(piece) == 1 and score < learnt_floor + COVERAGE_WINDOW
+               else score) for piece, score in pieces]
     head = [(p, 0.0) for p in specials]
     rest = sorted((p for p in pieces if p[0] not in specials), key=lambda p: (-p[1], p[0]))
     return head + rest
