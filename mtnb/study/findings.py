@@ -506,15 +506,23 @@ def excluded_bound(rows) -> float:
     return float(np.max(np.abs(rows[["low", "high"]].to_numpy()))) if len(rows) else 0.0
 
 
-def protocol_verdict(verdict, plan: dict, protocol: str) -> list[str]:
+def protocol_verdict(verdict, plan: dict, protocol: str, filtered=None) -> list[str]:
     """The short sentences of one protocol's verdict: the protocol and what was compared, one
     sentence per comparison of the plan (resolved gains and losses alike), a family-wide
     sentence only where every translation member agrees, and, for fine-tuning alone, whether the
-    paper's finding holds. ``verdict``: ``mtnb.study.verdict.verdict_table``'s rows."""
+    paper's finding holds. ``verdict``: ``mtnb.study.verdict.verdict_table``'s rows;
+    ``filtered``: its task filter (``verdict_filter.csv``), to say why no task entered."""
     rows = verdict[verdict["protocol"] == protocol]
     alpha, base = plan["alpha"], plan["base"]
     if rows.empty:
-        return [f"{PROTOCOL_PHRASES.get(protocol, protocol)}: no task entered the verdict, so it gives no answer."]
+        why = ""
+        if filtered is not None and len(filtered[filtered["protocol"] == protocol]):
+            why = (f" (on English dev, {base} minus the bag-of-subwords control: "
+                   + "; ".join(f"{r.margin:+.1f} points on {r.task}" for r in filtered[filtered["protocol"] == protocol]
+                               .itertuples()) + f"; the plan's bar is +{plan['margin']:g})")
+        return [f"{PROTOCOL_PHRASES.get(protocol, protocol)}: no task entered the verdict{why}, so this protocol "
+                "gives no answer here" + (", and says nothing for or against the paper." if protocol == "finetune"
+                                          else ".")]
     tasks = list(dict.fromkeys(rows["task"]))
     lines = [f"{PROTOCOL_PHRASES.get(protocol, protocol)}, on {', '.join(tasks)}: the difference in non-English "
              f"mean score (points), its 95% interval and Holm's p over the {len(rows)} comparisons of this protocol."]
@@ -525,10 +533,13 @@ def protocol_verdict(verdict, plan: dict, protocol: str) -> list[str]:
         resolved = vs_base["p_holm"] < alpha
         signs = set(np.sign(vs_base.loc[resolved, "difference"]))
         members = list(dict.fromkeys(vs_base["a"]))
+        who = (f"The translation member {members[0]}" if len(members) == 1
+               else f"Every translation member ({', '.join(members)})")
+        where = f"on {tasks[0]}" if len(tasks) == 1 else "on every task"
         if resolved.all() and signs == {1.0}:
-            family = f"Every translation member ({', '.join(members)}) transfers better than {base} on every task."
+            family = f"{who} transfers better than {base} {where}."
         elif resolved.all() and signs == {-1.0}:
-            family = f"Every translation member ({', '.join(members)}) transfers worse than {base} on every task."
+            family = f"{who} transfers worse than {base} {where}."
         elif not resolved.any():
             family = (f"No translation member differs resolvably from {base}; the intervals exclude differences "
                       f"beyond ±{excluded_bound(vs_base):.1f} points, and smaller ones, either way, remain possible.")
@@ -578,7 +589,8 @@ def plan_lines(plan: dict, filter_table, verdict) -> list[str]:
                  "models of a comparison), then the test clusters (a help page, or a UD sentence, one draw for every "
                  "language)."]
     if len(filter_table):
-        margins = "; ".join(f"{r.task} {r.margin:+.1f} ({'enters' if r.enters else 'left out'})"
+        margins = "; ".join(f"{r.task} by {'fine-tuning' if r.protocol == 'finetune' else r.protocol} {r.margin:+.1f} "
+                            f"({'enters' if r.enters else 'left out'})"
                             for r in filter_table.drop_duplicates(["task", "protocol"]).itertuples())
         from_plan.append(f"Tasks: {', '.join(plan['tasks'])}; a task enters when the base beats the bag-of-subwords "
                          f"control on English dev by at least {plan['margin']:g} points (test scores are never read "

@@ -30,9 +30,10 @@ def answer_page(study: Study, figures: Path) -> str:
     if verdict is None:
         return "".join(parts) + "\n" + note(prose("answer", "no-verdict", grid=grid.name))
     filtered = read_table(study.verdict, "verdict_filter")
-    for protocol in dict.fromkeys(verdict["protocol"]):
+    protocols = [p for p in ("finetune", "probe") if p in set(filtered["protocol"]) | set(verdict["protocol"])]
+    for protocol in protocols:
         title = PROTOCOL_NAMES.get(protocol, protocol)
-        lines = protocol_verdict(verdict, plan, protocol)
+        lines = protocol_verdict(verdict, plan, protocol, filtered)
         parts.append(f"\n## By {title}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
     path = copy_figure(figure_path(study.verdict, "verdict_figure"), figures, "verdict.png")
     if path:
