@@ -195,7 +195,9 @@ def bench_finetune_step(texts: list[str], device: str, args) -> dict:
     def fresh(name):
         copies[name].load_state_dict(state)
         torch.manual_seed(0)
-        return (*optimizer_and_schedule(copies[name], config, args.steps), grad_scaler(names[name], device))
+        # AdamW as ft.train runs it: fused at low precision, foreach at fp32 (adamw_loop)
+        return (*optimizer_and_schedule(copies[name], config, args.steps, fused=names[name] is not None),
+                grad_scaler(names[name], device))
 
     for name in names:                                    # warm-up, untimed (allocator, kernels, AdamW state)
         optimizer, scheduler, scaler = fresh(name)
