@@ -99,8 +99,8 @@ def imported_modules(tree: ast.AST, module: str | None = None, package_dir: Path
     module the tree is (for relative imports), None for a notebook cell."""
     package_dir = package_dir or PACKAGE_DIR
     names: set[str] = set()
-    is_package = module is not None and module_file(module, package_dir) is not None and \
-        module_file(module, package_dir).name == "__init__.py"
+    own = module_file(module, package_dir) if module is not None else None
+    is_package = own is not None and own.name == "__init__.py"
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE)
@@ -169,12 +169,6 @@ def without_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-def normalised_source(path: Path) -> str:
-    """What a Python file executes, as text: ``ast.unparse`` of its tree without docstrings
-    (comments and formatting do not survive parsing)."""
-    return ast.unparse(without_docstrings(parsed(path)))
-
-
 def short_hash(text: str) -> str:
     """The first SHORT hex digits of SHA-256 over ``text`` (UTF-8)."""
     return hashlib.sha256(text.encode()).hexdigest()[:SHORT]
@@ -229,6 +223,20 @@ def code_key(notebook: Path, package_dir: Path | None = None) -> dict:
 def changed_modules(old: dict[str, str], new: dict[str, str]) -> list[str]:
     """The modules whose hash differs between two ``module_hashes`` (or that only one holds)."""
     return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
+
+
+def code_changes(recorded: dict, current: dict) -> dict:
+    """What differs between two jobs' code records (``notebook``, ``modules``, ``precision``,
+    ``data``, as a job's id hashes them): ``notebook`` (bool), ``modules`` (the changed module
+    names), ``precision`` ((recorded, current), or None when equal) and ``data`` (the data sets
+    whose manifest differs). The runner says from it why a job reruns; the book, what a kept
+    result was computed with."""
+    old_data, new_data = recorded.get("data", {}), current.get("data", {})
+    return {"notebook": recorded.get("notebook") != current.get("notebook"),
+            "modules": changed_modules(recorded.get("modules", {}), current.get("modules", {})),
+            "precision": ((recorded.get("precision"), current.get("precision"))
+                          if recorded.get("precision") != current.get("precision") else None),
+            "data": [name for name in sorted(set(old_data) | set(new_data)) if old_data.get(name) != new_data.get(name)]}
 
 
 def git_version(root: Path = SOURCE_ROOT) -> dict:

@@ -62,7 +62,7 @@ from pathlib import Path
 import submitit
 import yaml
 
-from mtnb.core.code_version import changed_modules, code_key
+from mtnb.core.code_version import code_changes, code_key
 from mtnb.core.errors import MtnbError
 from mtnb.core.files import write_text
 from mtnb.core.machine import auto_cpu_precision, gpu_names
@@ -494,18 +494,15 @@ def why_rerun(job: Job, record: dict) -> str:
     code = record.get("code")
     if not code:
         return "code: not recorded (finished before job ids followed the mtnb code)"
-    reasons = []
-    if code.get("notebook") != job.code["notebook"]:
+    changes, reasons = code_changes(code, job.code), []
+    if changes["notebook"]:
         reasons.append("notebook cells")
-    modules = changed_modules(code.get("modules", {}), job.code["modules"])
-    if modules:
-        reasons.append("code: " + ", ".join(modules))
-    if code.get("precision") != job.code["precision"]:
-        reasons.append(f"precision: {code.get('precision')} -> {job.code['precision']}")
-    data = [name for name in sorted(set(code.get("data", {})) | set(job.code["data"]))
-            if code.get("data", {}).get(name) != job.code["data"].get(name)]
-    if data:
-        reasons.append("data: " + ", ".join(data))
+    if changes["modules"]:
+        reasons.append("code: " + ", ".join(changes["modules"]))
+    if changes["precision"]:
+        reasons.append("precision: {} -> {}".format(*changes["precision"]))
+    if changes["data"]:
+        reasons.append("data: " + ", ".join(changes["data"]))
     if sorted(record.get("deps", [])) != sorted(job.deps):
         reasons.append("a dependency")
     return "; ".join(reasons) or "rerun"

@@ -19,7 +19,8 @@ classifier on the frozen encoder; ``finetune``: every weight trained, the paper'
    pretraining replicas, the fine-tuning seeds (shared by a and b), and the clusters of test
    examples (a help page, or a UD sentence, one draw shared by every language).
 3. **Holm's correction** over one protocol's comparisons together (each protocol is its own
-   family: its verdict is read on its own).
+   family: its verdict is read on its own); ``paired_comparisons`` applies it to the rows it is
+   given, one protocol's.
 
 The table (``verdict.csv``, ``VERDICT_COLUMNS``) is what the book renders; ``mtnb.study.findings``
 turns it into sentences; ``forest_plot`` draws it.
@@ -30,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mtnb.analysis.paired_bootstrap import draws_needed, holm
+from mtnb.analysis.paired_bootstrap import draws_needed
 from mtnb.core.errors import MtnbError
 from mtnb.study.grids import verdict_pairs
 from mtnb.study.outputs import FILTER_COLUMNS, VERDICT_COLUMNS
@@ -93,7 +94,6 @@ def verdict_table(units, results, plan: dict, seed: int = 0):
         table = paired_comparisons(sub, [(a, b) for a, b, _ in pairs], n_boot=n_boot, seed=seed)
         table.insert(0, "protocol", protocol)
         table.insert(4, "comparison", [what[(a, b)] for a, b in zip(table["a"], table["b"])])
-        table["p_holm"] = holm(table["p"].to_numpy()) if len(table) else []
         tables.append(table)
     filter_table = pd.concat(filters, ignore_index=True) if filters else pd.DataFrame(columns=list(FILTER_COLUMNS))
     if not tables:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtnb.core.code_version import changed_modules
+from mtnb.core.code_version import code_changes
 from mtnb.core.errors import MtnbError
 from mtnb.core.paths import project_root
 from mtnb.models.registry import load_registry
@@ -92,18 +92,15 @@ def code_difference(recorded: dict | None, current: dict) -> str:
     recorded it."""
     if not recorded:
         return "code not recorded"
-    parts = []
-    if recorded.get("notebook") != current.get("notebook"):
+    changes, parts = code_changes(recorded, current), []
+    if changes["notebook"]:
         parts.append("notebook cells")
-    modules = changed_modules(recorded.get("modules", {}), current.get("modules", {}))
-    if modules:
-        parts.append("modules " + ", ".join(modules))
-    if recorded.get("precision") != current.get("precision"):
-        parts.append(f"precision {recorded.get('precision')} (now {current.get('precision')})")
-    data = [name for name in sorted(set(recorded.get("data", {})) | set(current.get("data", {})))
-            if recorded.get("data", {}).get(name) != current.get("data", {}).get(name)]
-    if data:
-        parts.append("data " + ", ".join(data) + " rebuilt since")
+    if changes["modules"]:
+        parts.append("modules " + ", ".join(changes["modules"]))
+    if changes["precision"]:
+        parts.append("precision {} (now {})".format(*changes["precision"]))
+    if changes["data"]:
+        parts.append("data " + ", ".join(changes["data"]) + " rebuilt since")
     return "; ".join(parts)
 
 
