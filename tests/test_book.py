@@ -904,3 +904,48 @@ def test_the_verdict_leaves_out_tasks_where_the_base_barely_beats_the_bag_of_sub
     probed = paired_finding(paired, "m", ["m-o2m"], tasks=kept, dropped=dropped, protocol="probe")
     assert "paper" not in probed.replace("The paper fine-tunes", "").replace("test its claim", ""), probed
     assert probed.startswith("These are linear probes on frozen encoders")
+
+
+def test_the_oracle_summary_averages_languages_then_runs_per_model():
+    from mtnb.study.verdict import oracle_summary
+
+    plan = {"base": "b", "control": "c", "translation": ["t"], "alignment": "a"}
+    rng = np.random.default_rng(0)
+    rows = []
+    for model in ("b", "t@p0", "t@p1", "other"):
+        for seed in (0, 1):
+            for lang in ("de", "ru"):
+                chosen = float(rng.uniform(50, 90))
+                rows += [dict(model=model, task="ud-pos", seed=seed, language=lang, selection="English dev", step=2,
+                              dev=0.0, test=chosen),
+                         dict(model=model, task="ud-pos", seed=seed, language=lang, selection="target dev", step=1,
+                              dev=0.0, test=chosen + (1.0 if lang == "de" else 3.0))]
+    oracle = pd.DataFrame(rows)
+    table = oracle_summary(oracle, plan)
+    assert list(table.model) == ["b", "t"], "the plan's models, in its order; others left out"
+    assert list(table.runs) == [2, 4], "a member's replicas and seeds are its runs"
+    english = oracle[(oracle.selection == "English dev") & oracle.model.str.startswith("t")]["test"].mean()
+    assert table.loc[1, "english_dev"] == pytest.approx(english)   # equal runs x languages: the plain mean
+    assert table["gain"].tolist() == pytest.approx([2.0, 2.0])
+    assert oracle_summary(None, plan).empty and list(oracle_summary(None, plan).columns) == list(table.columns)
+
+
+def test_the_answer_page_shows_the_oracle_beside_the_verdict_never_in_it(small_grid_run, tmp_path, monkeypatch):
+    from mtnb.study.book.build import build_book
+    from mtnb.study.outputs import write_table
+
+    root = tmp_path / "root"
+    shutil.copytree(small_grid_run.root, root, symlinks=True, ignore=shutil.ignore_patterns("book"))
+    monkeypatch.setenv("MTNB_ROOT", str(root))
+    before = (build_book("small", build=False, quiet=True) / "answer.md").read_text()
+    assert "upper bound" not in before, "no oracle table: no section"
+    out = next((root / "runs" / "small" / "verdict").glob("*/out"))
+    write_table(out, "verdict_oracle", pd.DataFrame(dict(task=["mini-topic"] * 2, model=["tiny", "tiny-o2m"],
+                                                         runs=[2, 2], english_dev=[41.24, 43.0],
+                                                         target_dev=[44.1, 43.0], gain=[2.86, 0.0])))
+    answer = (build_book("small", build=False, quiet=True) / "answer.md").read_text()
+    assert answer.index("## The comparisons") < answer.index("## Model selection's upper bound (fine-tuning)")
+    assert "Not part of the verdict." in answer
+    assert "| mini-topic | tiny | 2 | 41.2 | 44.1 | +2.9 |" in answer, answer[answer.index("upper bound"):]
+    assert before[:before.index("## The comparisons")] == answer[:answer.index("## The comparisons")], \
+        "the verdict above the tables is unchanged by the oracle"

@@ -276,3 +276,51 @@ def test_bag_of_subwords_on_seen_columns_matches_the_full_vocabulary():
     unseen = [{"input_ids": [1, 7, 4000, 20, 9], "labels": [-100, 0, -100, 0, 0]}]
     expected = full.predict(controls.bag_matrix([[7, 4000], [20], [9]], vocab)).tolist()
     assert tagger.predict(unseen) == [expected], "a word's unseen sub-word is left out, as its zero weight does"
+
+
+def test_the_oracle_scores_the_chosen_checkpoint_as_zero_shot_does(tiny_checkpoint, tmp_path, monkeypatch):
+    """With ``oracle``, every evaluation also scores each other language's dev and test (ud-pos,
+    whose PUD dev half exists in every language); the checkpoint English dev chose scores on test
+    exactly what the zero-shot job gives the saved model, and the oracle's checkpoint is each
+    language's own first-best dev evaluation."""
+    import mtnb.data.loading
+    from mtnb.data.ud import build_ud
+    from mtnb.transfer.zeroshot import evaluate_run, oracle_table
+    from test_ud import ud_tree
+
+    build_ud(tmp_path / "ud", ud_tree(tmp_path / "src"))
+    monkeypatch.setattr(mtnb.data.loading, "default_ud_dir", lambda: tmp_path / "ud")
+    config = TrainConfig(lr=1e-3, epochs=4, batch_size=16, max_length=48, seed=0)
+    finetune_run(str(tiny_checkpoint), "ud-pos", tmp_path / "run", config=config, max_dev=4, max_eval=3,
+                 oracle=True, progress=False)
+    curve = json.loads((tmp_path / "run" / "curve.json").read_text())
+    assert sorted(curve["target"]) == ["de", "es", "fr", "ru"], "every language but English"
+    assert all(len(s["dev"]) == len(s["test"]) == len(curve["eval_steps"]) == 4 for s in curve["target"].values())
+    table = oracle_table(tmp_path / "run")
+    assert len(table) == 4 * 2 and set(table.selection) == {"English dev", "target dev"}
+    k_en = curve["dev_score"].index(max(curve["dev_score"]))
+    chosen = table[table.selection == "English dev"].set_index("language")
+    assert (chosen["step"] == curve["eval_steps"][k_en]).all()
+    results, _, _, _ = evaluate_run(tmp_path / "run", max_eval=3, controls=False, progress=False)
+    zero_shot = results[results.language != "en"].set_index("language")["value"]
+    assert sorted(zero_shot.index) == sorted(chosen.index)
+    for lang, value in zero_shot.items():
+        assert chosen.loc[lang, "test"] == pytest.approx(value, abs=1e-9), lang
+    for lang, scores in curve["target"].items():
+        own = table[(table.language == lang) & (table.selection == "target dev")].iloc[0]
+        k = scores["dev"].index(max(scores["dev"]))
+        assert (own.step, own.dev, own.test) == (curve["eval_steps"][k], 100 * scores["dev"][k], 100 * scores["test"][k])
+        assert own.dev >= chosen.loc[lang, "dev"]
+
+
+def test_the_oracle_needs_a_dev_split_in_every_language(tiny_checkpoint, real_corpus, tmp_path):
+    """mini-topic has English dev alone: the oracle is refused before training, and a run
+    without it gives no oracle rows."""
+    from mtnb.transfer.zeroshot import oracle_table
+
+    with pytest.raises(MtnbError, match=r"^the target-dev oracle needs a dev split in every language: .*'de'.*run "
+                                        r"without oracle$"):
+        _run(tiny_checkpoint, real_corpus, tmp_path / "run", oracle=True)
+    assert not (tmp_path / "run").exists()
+    _run(tiny_checkpoint, real_corpus, tmp_path / "plain", max_steps=2)
+    assert oracle_table(tmp_path / "plain").empty

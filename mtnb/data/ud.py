@@ -7,7 +7,7 @@ very loader of XGLUE's POS (``mtnb.data.xglue.load_xglue('pos', ..., local_dir=.
     runs/data/ud/
         manifest.json                     sources, SHA-256, counts, licence, which sentence went where
         xglue_full_dataset/POS/en.train   English-EWT dev + test (4,078 sentences, in file order)
-        xglue_full_dataset/POS/en.dev     the PUD dev half in English (500 sentences)
+        xglue_full_dataset/POS/{l}.dev    the PUD dev half, l in en de es fr ru (500 sentences each)
         xglue_full_dataset/POS/{l}.test   the PUD test half, l in en de es fr ru (500 sentences each)
         licences/UD_<name>/               each treebank's LICENSE.txt and README.md (CC BY-SA)
 
@@ -19,10 +19,12 @@ ASCII space; tokenizers treat U+00A0 as a space.
 
 The split of PUD (the same 1,000 sentences in every PUD language): the half (500) whose
 ``sent_id`` has the smallest SHA-256 (of its UTF-8 bytes, compared as hex strings) are the test
-half, the other 500 the English dev half (``pud_halves``). Both are written in ``sent_id`` order,
-the same in every language, so the i-th test sentence is the same sentence in en, de, es, fr and
-ru: a per-example unit of a ``ud-pos`` evaluation (``mtnb.transfer.scoring.metric_units``, unit
-``i``) names one sentence for all languages, and ``manifest["files"][...]["sent_ids"][i]`` is its
+half, the other 500 the dev half (``pud_halves``). Both are written in ``sent_id`` order, the
+same in every language, so the i-th test sentence is the same sentence in en, de, es, fr and
+ru. English dev selects the model; the other languages' dev halves are read only by the
+target-language-dev oracle of fine-tuning (an upper bound, ``mtnb.transfer.finetune``). A
+per-example unit of a ``ud-pos`` evaluation (``mtnb.transfer.scoring.metric_units``, unit ``i``)
+names one sentence for all languages, and ``manifest["files"][...]["sent_ids"][i]`` is its
 PUD id (e.g. ``n01001011``).
 
 The CoNLL-U files come from ``--from DIR``, a folder laid out like ``../shared/data/ud/`` (one
@@ -283,9 +285,8 @@ def build_ud(out: str | Path | None = None, source: str | Path | None = None, *,
     sources = {"en.train": [str(p.relative_to(source)) for p in paths[TRAIN_TREEBANK]]}
     for lang, name in PUD_TREEBANKS.items():
         by_id = {s.sent_id: s for s in read[name][0]}
-        if lang == "en":
-            outputs["en.dev"] = [by_id[i] for i in dev_ids]
-            sources["en.dev"] = [str(paths[name][0].relative_to(source))]
+        outputs[f"{lang}.dev"] = [by_id[i] for i in dev_ids]
+        sources[f"{lang}.dev"] = [str(paths[name][0].relative_to(source))]
         outputs[f"{lang}.test"] = [by_id[i] for i in test_ids]
         sources[f"{lang}.test"] = [str(paths[name][0].relative_to(source))]
 
@@ -299,7 +300,8 @@ def build_ud(out: str | Path | None = None, source: str | Path | None = None, *,
         "attribution": ATTRIBUTION,
         "splits": {
             "en.train": "English-EWT dev + test, every sentence, in file order",
-            "en.dev": f"English PUD: the {len(dev_ids)} sentences not in the test half, in sent_id order",
+            "dev": f"each language's PUD: the {len(dev_ids)} sentences not in the test half, in sent_id order (English "
+                   "dev selects models; the other languages' only the target-dev oracle's checkpoints)",
             "test": f"each language's PUD: the {len(test_ids)} sentences whose SHA-256(sent_id) is smallest, "
                     "in sent_id order (the same sentences in the same order in every language: unit i of a "
                     "zero-shot evaluation is sent_ids[i] in all of them)",

@@ -12,6 +12,8 @@ or figure a new analysis writes, a page reads) is added to ``OUTPUTS`` first.
                   predicted_counts.csv       seed language split label count
                   units.csv.gz               model task seed mode system language split unit num den
                                              (+ cluster: older files lack it)
+                  oracle.csv                 model task seed language selection step dev test
+                                             (fine-tuning runs trained with oracle only)
     layer_sweep   layer_sweep.csv            task layer seed english_dev english_test non_english_test
     cka           cka_model_pairs.csv        model_a model_b lang layer cka (+ interval columns)
                   cka_language_pairs.csv     model lang_a lang_b layer cka (+ interval columns)
@@ -22,6 +24,7 @@ or figure a new analysis writes, a page reads) is added to ``OUTPUTS`` first.
     verdict       verdict.csv                protocol task a b comparison a_score b_score difference low high
                                              p p_holm at_floor floor n_boot n_clusters runs_a runs_b
                   verdict_filter.csv         protocol task base_dev bag_of_subwords_dev margin bar enters
+                  verdict_oracle.csv         task model runs english_dev target_dev gain
 
 Each table and figure above is written into the job's ``out/`` folder; the pretraining jobs'
 records (``pretrain.json``, ``continued.json``) are written beside their checkpoints by
@@ -38,11 +41,12 @@ import pandas as pd
 from mtnb.core.errors import MtnbError
 from mtnb.core.files import atomic_file
 from mtnb.transfer.layer_sweep import COLUMNS as SWEEP_COLUMNS
-from mtnb.transfer.zeroshot import COLUMNS, COUNT_COLUMNS, UNIT_COLUMNS
+from mtnb.transfer.zeroshot import COLUMNS, COUNT_COLUMNS, ORACLE_COLUMNS, UNIT_COLUMNS
 
 VERDICT_COLUMNS = ("protocol", "task", "a", "b", "comparison", "a_score", "b_score", "difference", "low", "high",
                    "p", "p_holm", "at_floor", "floor", "n_boot", "n_clusters", "runs_a", "runs_b")
 FILTER_COLUMNS = ("protocol", "task", "base_dev", "bag_of_subwords_dev", "margin", "bar", "enters")
+ORACLE_SUMMARY_COLUMNS = ("task", "model", "runs", "english_dev", "target_dev", "gain")
 OPTIONAL_UNIT_COLUMNS = ("cluster",)  # units files from before clusters lack it: each unit is its own cluster
 INTERVAL_COLUMNS = ("debiased", "biased", "low", "high", "null_debiased", "null_biased")  # with uncertainty
 
@@ -67,6 +71,9 @@ OUTPUTS = {
     "units": Output("zeroshot", "units.csv.gz", "the metric's numerator and denominator per test example (or "
                     "query) and its cluster (help page, UD sentence): what paired bootstraps resample",
                     tuple(c for c in UNIT_COLUMNS if c not in OPTIONAL_UNIT_COLUMNS), {"unit": str, "cluster": str}),
+    "oracle": Output("zeroshot", "oracle.csv", "fine-tuning: the test score per target language of the checkpoint "
+                     "English dev chose and of the one that language's dev would choose (an upper bound)",
+                     tuple(ORACLE_COLUMNS)),
     "results_figure": Output("zeroshot", "results.png", "scores per language"),
     "predicted_counts_figure": Output("zeroshot", "predicted_counts.png", "predicted labels per language"),
     "layer_sweep": Output("layer_sweep", "layer_sweep.csv", "a probe's English dev and zero-shot test scores "
@@ -93,6 +100,8 @@ OUTPUTS = {
                       "cluster bootstrap's intervals and Holm's p", VERDICT_COLUMNS),
     "verdict_filter": Output("verdict", "verdict_filter.csv", "which tasks entered the verdict, read on English dev",
                              FILTER_COLUMNS),
+    "verdict_oracle": Output("verdict", "verdict_oracle.csv", "fine-tuning: non-English mean test score per model "
+                             "with English-dev selection and with the target-dev oracle", ORACLE_SUMMARY_COLUMNS),
     "verdict_figure": Output("verdict", "verdict.png", "the verdict's forest plot"),
 }
 

@@ -22,6 +22,11 @@ classifier on the frozen encoder; ``finetune``: every weight trained, the paper'
    family: its verdict is read on its own); ``paired_comparisons`` applies it to the rows it is
    given, one protocol's.
 
+Beside the fine-tuning verdict, never in it: the target-language-dev oracle (``oracle_summary``),
+how much better each model would transfer had its checkpoint been chosen on each target
+language's own dev split, which zero-shot transfer may not see (Keung et al. 2020). It bounds
+what model selection alone could change.
+
 The table (``verdict.csv``, ``VERDICT_COLUMNS``) is what the book renders; ``mtnb.study.findings``
 turns it into sentences; ``forest_plot`` draws it.
 """
@@ -34,7 +39,7 @@ import pandas as pd
 from mtnb.analysis.paired_bootstrap import draws_needed
 from mtnb.core.errors import MtnbError
 from mtnb.study.grids import verdict_pairs
-from mtnb.study.outputs import FILTER_COLUMNS, VERDICT_COLUMNS
+from mtnb.study.outputs import FILTER_COLUMNS, ORACLE_SUMMARY_COLUMNS, VERDICT_COLUMNS
 from mtnb.study.summary import paired_comparisons
 
 PROTOCOL_NAMES = {"probe": "linear probe", "finetune": "fine-tuning"}
@@ -104,6 +109,30 @@ def verdict_table(units, results, plan: dict, seed: int = 0):
         raise MtnbError(f"verdict: the paired comparisons lack column(s) {', '.join(missing)}; update "
                         "mtnb.study.summary.paired_comparisons")
     return verdict[list(VERDICT_COLUMNS)], filter_table
+
+
+def oracle_summary(oracle, plan: dict):
+    """The oracle beside English-dev selection, per task and compared model (``ORACLE_SUMMARY_COLUMNS``):
+    the mean over runs (a member's replicas and seeds) of the non-English mean test score (0-100)
+    of the checkpoints English dev chose, ``english_dev``, and of those each language's own dev
+    would choose, ``target_dev``; ``gain`` = target_dev − english_dev (≥ 0 up to ties). ``oracle``:
+    the zero-shot jobs' ``oracle.csv`` rows (``mtnb.transfer.zeroshot.oracle_table``); None or
+    empty gives an empty table."""
+    if oracle is None or oracle.empty:
+        return pd.DataFrame(columns=list(ORACLE_SUMMARY_COLUMNS))
+    order = [plan["base"], plan["control"], *plan["translation"], plan["alignment"]]
+    family = oracle["model"].astype(str).str.split("@").str[0]
+    per_run = (oracle[family.isin(order)].assign(family=family)
+               .groupby(["task", "family", "model", "seed", "selection"])["test"].mean()   # over languages
+               .unstack("selection"))
+    rows = []
+    for (task, name), runs in per_run.groupby(level=["task", "family"]):
+        english, target = float(runs["English dev"].mean()), float(runs["target dev"].mean())
+        rows.append(dict(task=task, model=name, runs=len(runs), english_dev=english, target_dev=target,
+                         gain=target - english))
+    table = pd.DataFrame(rows, columns=list(ORACLE_SUMMARY_COLUMNS))
+    table["rank"] = table["model"].map(order.index)
+    return table.sort_values(["task", "rank"]).drop(columns="rank").reset_index(drop=True)
 
 
 def forest_plot(verdict, alpha: float = 0.05):

@@ -40,7 +40,7 @@ from mtnb.analysis.features import POOLINGS
 from mtnb.core.errors import MtnbError
 from mtnb.core.precision import autocast, default_device, grad_scaler, precision_name, resolve_precision
 from mtnb.data.inputs import collate, encode, input_prefixes, length_grouped_batches, set_language
-from mtnb.data.loading import load_task, subsample
+from mtnb.data.loading import aligned_eval_ids, eval_subset, load_task, subsample
 from mtnb.data.tasks import get_task
 from mtnb.models.loading import load_encoder
 from mtnb.models.registry import checkpoint_folder, load_registry, resolve
@@ -157,15 +157,19 @@ class Curve:
     dev_score: list = field(default_factory=list)
     seconds: float = 0.0
     examples_seen: int = 0
+    target: dict = field(default_factory=dict)   # the oracle's: {language: {"dev": [...], "test": [...]}}, per evaluation
 
 
 def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad_id: int,
-          config: TrainConfig, progress: bool = True):
+          config: TrainConfig, progress: bool = True, watch: dict | None = None):
     """Fine-tune ``model`` in place; returns (best state dict, best dev score, Curve).
 
     Forward passes (training and dev scoring) run at ``config.precision`` on the model's
     device; the loss is cross-entropy on float32 logits, the weights stay float32. Raises
     MtnbError, naming the step, if the loss becomes NaN or infinite.
+
+    ``watch``: {language: (dev examples, test examples)} scored at every evaluation besides
+    English dev, into ``curve.target`` (``oracle_examples``); they choose nothing here.
     """
     rng = random.Random(config.seed)
     lengths = [len(e["input_ids"]) for e in train_examples]
@@ -205,6 +209,11 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
                 dev = score(task, predict(model, dev_examples, task, pad_id, dtype=dtype), gold, dev_examples)
                 curve.eval_steps.append(step)
                 curve.dev_score.append(dev)
+                for lang, splits in (watch or {}).items():
+                    for split, examples in zip(("dev", "test"), splits):
+                        scored = score(task, predict(model, examples, task, pad_id, dtype=dtype),
+                                       references(examples, task), examples)
+                        curve.target.setdefault(lang, {"dev": [], "test": []})[split].append(scored)
                 if dev > best:
                     best = dev
                     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -213,6 +222,59 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
     bar.close()
     curve.seconds = time.perf_counter() - start
     return best_state, best, curve
+
+
+# --------------------------------------------------------------------------------------------
+# The target-language-dev oracle: an upper bound beside English-dev selection, never a verdict
+# --------------------------------------------------------------------------------------------
+
+def oracle_examples(task_spec, tokenizer, lang_codes, max_length: int, prefixes, max_dev: int | None,
+                    max_eval: int | None, **data) -> dict:
+    """{language: (dev examples, test examples)} for every language of the task but English, for
+    ``train(watch=...)``: scored at each evaluation, they let a checkpoint be chosen on each
+    target language's own dev split instead of English dev. That choice sees target-language
+    labels, which zero-shot transfer by definition does not, so it is an upper bound on what
+    model selection could add (Keung et al. 2020, EMNLP), never the verdict. Both splits are
+    drawn as zero-shot evaluation draws them (``aligned_eval_ids`` then ``eval_subset``: the same
+    examples in every language of an aligned task; at most ``max_dev`` dev and ``max_eval`` test
+    examples), so a test score here is the zero-shot job's for the same weights. Every
+    language's data is checked before training; a language without a dev split gives MtnbError.
+    Leaves ``tokenizer`` set to English."""
+    watch = {}
+    dev_ids = aligned_eval_ids(task_spec, task_spec.languages, "dev", max_dev, **data)
+    test_ids = aligned_eval_ids(task_spec, task_spec.languages, "test", max_eval, **data)
+    for lang in task_spec.languages:
+        if lang == "en":
+            continue
+        set_language(tokenizer, lang_codes, lang)
+        try:
+            dev = eval_subset(load_task(task_spec, lang, "dev", **data), max_dev, dev_ids)
+        except MtnbError as err:
+            raise MtnbError(f"the target-dev oracle needs a dev split in every language: {err}; "
+                            "run without oracle") from None
+        test = eval_subset(load_task(task_spec, lang, "test", **data), max_eval, test_ids)
+        watch[lang] = tuple(encode(records, task_spec, tokenizer, max_length, prefixes) for records in (dev, test))
+    set_language(tokenizer, lang_codes, "en")
+    return watch
+
+
+def oracle_rows(curve: dict, record: dict) -> list[dict]:
+    """The oracle beside English-dev selection, from a run's ``curve.json`` (as a dict) and
+    ``run.json``: per target language, the test score (0-100) of the checkpoint English dev chose
+    (the saved model) and of the checkpoint that language's own dev scores best (the first best of
+    each, as ``train`` keeps the first). Empty for a run trained without ``watch``.
+
+        k_en = argmax_k dev_en[k],   k_l = argmax_k dev_l[k],   oracle_l - chosen_l = test_l[k_l] - test_l[k_en]
+    """
+    k_en = max(range(len(curve["dev_score"])), key=lambda k: (curve["dev_score"][k], -k)) if curve["dev_score"] else 0
+    rows = []
+    for lang, scores in curve.get("target", {}).items():
+        k_own = max(range(len(scores["dev"])), key=lambda k: (scores["dev"][k], -k))
+        for selection, k in (("English dev", k_en), ("target dev", k_own)):
+            rows.append(dict(model=record["model"], task=record["task"], seed=record["train"]["seed"], language=lang,
+                             selection=selection, step=curve["eval_steps"][k], dev=100 * scores["dev"][k],
+                             test=100 * scores["test"][k]))
+    return rows
 
 
 def plot_curve(curve: Curve, title: str = ""):
@@ -237,9 +299,12 @@ def plot_curve(curve: Curve, title: str = ""):
 def finetune_run(model: str, task: str, output_dir: str | Path, *, config: TrainConfig,
                  pooling: str = "mean", max_train: int | None = None, max_dev: int | None = None,
                  registry_path: str | None = None, mini_root=None, xglue_dir=None, xglue_parquet=None,
-                 progress: bool = True) -> dict:
+                 oracle: bool = False, max_eval: int | None = None, progress: bool = True) -> dict:
     """Fine-tune ``model`` on ``task``'s English train split, select on English dev, save the
     run to ``output_dir`` (see ``save_run``); returns the run record (also in run.json).
+    ``oracle``: also score every other language's dev and test (at most ``max_dev`` and
+    ``max_eval`` examples) at each evaluation, into the curve, for the target-dev oracle
+    (``oracle_examples``, ``oracle_rows``); the model is still chosen on English dev.
 
     Every name, the precision, the data and the output folder are checked before any weights
     are loaded.
@@ -267,17 +332,19 @@ def finetune_run(model: str, task: str, output_dir: str | Path, *, config: Train
     prefixes = input_prefixes(encoder.spec.inputs, task_spec.head)
     train_examples = encode(train_records, task_spec, encoder.tokenizer, config.max_length, prefixes)
     dev_examples = encode(dev_records, task_spec, encoder.tokenizer, config.max_length, prefixes)
+    watch = (oracle_examples(task_spec, encoder.tokenizer, encoder.spec.lang_codes, config.max_length, prefixes,
+                             max_dev, max_eval, **kw) if oracle else None)
     net = task_model(encoder.model, encoder.shape.hidden_size, len(task_spec.labels), task_spec.head, pooling)
     net.to(device)
     pad_id = encoder.tokenizer.pad_token_id
-    state, best, curve = train(net, train_examples, dev_examples, task_spec, pad_id, config, progress)
+    state, best, curve = train(net, train_examples, dev_examples, task_spec, pad_id, config, progress, watch)
     record = {
         "mode": "finetune", "model": model, "model_folder": str(folder), "family": encoder.spec.family,
         "lang_codes": encoder.spec.lang_codes, "inputs": encoder.spec.inputs, "prefixes": list(prefixes),
         "task": task_spec.name, "head": task_spec.head,
         "labels": list(task_spec.labels), "metric": task_spec.metric, "pooling": pooling,
         "registry": registry_path, "train": asdict(config), "precision": precision_name(dtype),
-        "max_train": max_train, "max_dev": max_dev,
+        "max_train": max_train, "max_dev": max_dev, "oracle": bool(oracle), "max_eval": max_eval,
         "data": {"mini_root": resolved(mini_root), "xglue_dir": resolved(xglue_dir), "xglue_parquet": resolved(xglue_parquet)},
         "n_train": len(train_examples),
         "n_dev": len(dev_examples), "best_dev_score": best,

@@ -29,7 +29,7 @@ def run_job(model: str, task: str, output_dir: str | Path, *, mode: str = "finet
             pooling: str = "mean",
             max_train: int | None = None, max_dev: int | None = None, max_eval: int | None = None,
             registry_path: str | None = None, mini_root=None, xglue_dir=None, xglue_parquet=None,
-            progress: bool = True) -> list[dict]:
+            oracle: bool = False, progress: bool = True) -> list[dict]:
     """Train ``model`` on ``task`` once per seed, into ``<output_dir>/seed-<seed>/``; returns the
     run records in seed order.
 
@@ -38,6 +38,8 @@ def run_job(model: str, task: str, output_dir: str | Path, *, mode: str = "finet
     weight decay is chosen on English dev; the features are computed once for
     all seeds; ``config`` gives max_length and the forward batch size; ``max_eval`` caps the
     test examples per language whose features are computed ahead for zero-shot evaluation).
+    ``oracle`` (finetune): also score the other languages' dev and test (``max_dev``, ``max_eval``)
+    at each evaluation, for the target-dev oracle (``mtnb.transfer.finetune.oracle_examples``).
     ``config.precision`` sets the forward passes' dtype in both modes (``mtnb.core.precision``). A
     bad mode, seed list, layer, precision or name fails before any weights load.
     """
@@ -57,7 +59,7 @@ def run_job(model: str, task: str, output_dir: str | Path, *, mode: str = "finet
     if isinstance(probe_layer, bool) or not isinstance(probe_layer, int):
         raise MtnbError(f"probe_layer {probe_layer!r}: give an integer layer (-1: the last)")
     return [finetune_run(model, task, folder, config=replace(config, seed=seed), pooling=pooling,
-                         max_train=max_train, max_dev=max_dev, **data)
+                         max_train=max_train, max_dev=max_dev, oracle=oracle, max_eval=max_eval, **data)
             for seed, folder in folders.items()]
 
 

@@ -26,7 +26,11 @@ other tasks (XGLUE) each language draws its own examples, a unit is the example'
 its own cluster (``mtnb.transfer.scoring.unit_clusters``).
 
 ``evaluate_runs(run_dir)`` takes a run folder or a job's folder of ``seed-<k>`` run folders and
-stacks their tables.
+stacks their tables. ``oracle_table(run_dir)`` collects, for fine-tuning runs trained with
+``oracle``, the test scores of the checkpoint English dev chose and of the one each target
+language's own dev would choose (``mtnb.transfer.finetune.oracle_rows``: an upper bound):
+
+    model, task, seed, language, selection (English dev | target dev), step, dev, test
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from mtnb.data.inputs import encode, set_language
 from mtnb.data.loading import aligned_eval_ids, eval_subset, load_task, subsample
 from mtnb.data.tasks import get_task
 from mtnb.transfer.controls import BagOfSubwords, majority
-from mtnb.transfer.finetune import load_finetuned, predict
+from mtnb.transfer.finetune import load_finetuned, oracle_rows, predict
 from mtnb.transfer.probe import load_probe
 from mtnb.transfer.run_folders import run_folders_in, unlabelled
 from mtnb.transfer.scoring import metric_units, references, score, unit_clusters
@@ -54,6 +58,7 @@ SYSTEMS = ("model", "majority", "bag-of-subwords")
 COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "metric", "value", "n"]
 COUNT_COLUMNS = ["seed", "language", "split", "label", "count"]
 UNIT_COLUMNS = ["model", "task", "seed", "mode", "system", "language", "split", "unit", "cluster", "num", "den"]
+ORACLE_COLUMNS = ["model", "task", "seed", "language", "selection", "step", "dev", "test"]
 
 
 def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),
@@ -75,6 +80,17 @@ def evaluate_runs(run_dir: str | Path, languages: list[str] | None = None, split
         shared["extractor"].close()
     return (pd.concat(tables, ignore_index=True), pd.concat(counts, ignore_index=True),
             pd.concat(units, ignore_index=True), notes)
+
+
+def oracle_table(run_dir: str | Path) -> pd.DataFrame:
+    """``ORACLE_COLUMNS`` rows for every fine-tuning run of ``run_dir`` (a run folder or a job's
+    folder of them) trained with ``oracle`` (scores 0-100); no rows for other runs."""
+    rows = []
+    for folder in run_folders_in(run_dir):
+        record = json.loads((folder / "run.json").read_text())
+        if record.get("mode", "finetune") == "finetune" and (folder / "curve.json").is_file():
+            rows += oracle_rows(json.loads((folder / "curve.json").read_text()), record)
+    return pd.DataFrame(rows, columns=ORACLE_COLUMNS)
 
 
 def evaluate_run(run_dir: str | Path, languages: list[str] | None = None, splits: tuple[str, ...] = ("test",),

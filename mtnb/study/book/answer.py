@@ -1,6 +1,7 @@
 """The answer page, the book's first: the question, the answer per protocol, the forest plot,
-then the analysis plan and the verdict's tables. Everything on it comes from the verdict job
-(``notebooks/verdict.ipynb``: ``verdict.csv``, ``verdict_filter.csv``, ``verdict.png``) and
+then the analysis plan and the verdict's tables, and fine-tuning's target-dev oracle. Everything
+on it comes from the verdict job (``notebooks/verdict.ipynb``: ``verdict.csv``,
+``verdict_filter.csv``, ``verdict_oracle.csv``, ``verdict.png``) and
 the grid's plan; the sentences are ``mtnb.study.findings``'s.
 """
 
@@ -43,6 +44,9 @@ def answer_page(study: Study, figures: Path) -> str:
               "".join(f"- {line}\n" for line in plan_lines(plan, filtered, verdict)),
               "\n## The comparisons\n\n" + prose("answer", "table") + "\n\n", md_table(verdict_rows(verdict)),
               "\n" + prose("answer", "filter") + "\n\n", md_table(filter_rows(filtered), index=False)]
+    upper = read_table(study.verdict, "verdict_oracle")
+    if upper is not None and not upper.empty:
+        parts += ["\n" + prose("answer", "oracle") + "\n\n", md_table(oracle_rows(upper), index=False)]
     parts.append("\n" + prose("answer", "measured", provenance=measured_on(study)) + "\n")
     return "".join(parts)
 
@@ -67,6 +71,14 @@ def filter_rows(filtered):
                          "base": filtered["base_dev"].round(1), "bag-of-subwords": filtered["bag_of_subwords_dev"].round(1),
                          "margin": filtered["margin"].round(1),
                          "enters": ["yes" if e else f"no (bar {b:g})" for e, b in zip(filtered["enters"], filtered["bar"])]})
+
+
+def oracle_rows(upper):
+    """The oracle table as the page shows it (``verdict_oracle.csv``)."""
+    return pd.DataFrame({"task": upper["task"], "model": upper["model"], "runs": upper["runs"].astype(int),
+                         "English dev chose": upper["english_dev"].round(1),
+                         "target dev would choose": upper["target_dev"].round(1),
+                         "gain": [f"{g:+.1f}" for g in upper["gain"]]})
 
 
 def measured_on(study: Study) -> str:
