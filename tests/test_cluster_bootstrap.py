@@ -4,6 +4,7 @@ bootstrap's do not; it reduces to the plain paired bootstrap; each level (replic
 shared clusters) does what it says; bad input stops it in one line."""
 
 import numpy as np
+from statistics import NormalDist
 import pandas as pd
 import pytest
 
@@ -157,9 +158,15 @@ def test_a_p_at_the_floor_is_marked_and_draws_needed_keeps_holm_off_it():
     clusters = np.arange(100) // 5
     a, b = rng.normal(1.0, 0.1, (1, 2, 2, 100)), rng.normal(0.0, 0.1, (1, 2, 2, 100))
     d = cluster_difference(means(a, clusters), means(b, clusters), n_boot=5000)
-    assert d.at_floor and d.p == pytest.approx(resampling_floor(5000)) and "p <= 0.0004" in d.text()
-    near = cluster_difference(means(b + 0.01, clusters), means(b, clusters) , n_boot=5000)
-    assert near.at_floor is (near.p <= resampling_floor(5000))
+    # no draw crossed 0: the p is the draws' normal tail, far below what 5,000 draws can count
+    _, draws = cluster_draws(means(a, clusters), means(b, clusters), n_boot=5000)
+    z = abs(d.mean) / np.std(draws, ddof=1)
+    assert d.at_floor and d.p == pytest.approx(2 * NormalDist().cdf(-z), rel=1e-6, abs=1e-300)
+    assert d.p < resampling_floor(5000) and "(normal tail; no draw crossed 0)" in d.text()
+    near = cluster_difference(means(b + rng.normal(0.005, 0.1, b.shape), clusters), means(b, clusters), n_boot=5000)
+    assert not near.at_floor and near.p > resampling_floor(5000), "counted where draws cross 0"
+    shifted = cluster_difference(means(b + 0.01, clusters), means(b, clusters), n_boot=5000)
+    assert shifted.at_floor and shifted.p == resampling_floor(5000), "draws that do not vary: nothing to extrapolate"
 
     for m in (1, 5, 33, 200):
         B = draws_needed(m, alpha=0.05)

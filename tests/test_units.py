@@ -228,8 +228,9 @@ def test_enough_draws_by_default_and_a_floor_that_is_said():
     assert list(table.columns) == PAIRED_COLUMNS
     assert (table.n_boot == draws_needed(2)).all() and table.n_boot.iloc[0] >= 10_000
     huge, small = table.iloc[0], table.iloc[1]
-    assert huge.at_floor and huge.p == pytest.approx(resampling_floor(huge.n_boot)) and huge.floor == huge.p
+    assert huge.at_floor and huge.p < huge.floor == pytest.approx(resampling_floor(huge.n_boot)), \
+        "no draw crossed 0: the normal tail, below the floor"
     assert huge.p_holm == pytest.approx(2 * huge.p)
-    assert not small.at_floor and small.p > huge.p
+    assert not small.at_floor and small.p > huge.floor
     assert (table.n_clusters == 20).all() and (table.runs_a == 2).all()
 

@@ -29,11 +29,16 @@ hierarchical paired bootstrap for that case: a draw takes pretraining replicas (
 own), then fine-tuning seeds (one draw for both models), then clusters of examples (pages, or
 sentences), one draw shared by every language and both models; its docstring gives the math.
 With m comparisons corrected by Holm, the smallest p a draw count B can give, 2 / (B + 1), is
-multiplied by up to m: ``draws_needed`` picks a B that keeps that floor well below alpha.
+multiplied by up to m: ``draws_needed`` picks a B that keeps that floor well below alpha. Where no
+draw at all crosses 0, the count only says p < 2 / (B + 1); ``cluster_difference`` then reports
+the normal tail of the draws instead, p = 2 Φ(−|d| / sd(draws)) = erfc(|d| / (sd √2)): an
+extrapolation beyond what B draws can count, marked ``at_floor``, so that no reported p sits at
+the resampling floor.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,8 +186,9 @@ class ClusterSums:
 @dataclass(frozen=True)
 class ClusterDifference(Difference):
     """A ``Difference`` from the cluster bootstrap: ``n`` is the number of clusters, ``n_boot``
-    the number of draws, and ``at_floor`` says that no draw fell on the far side of 0, so that
-    ``p`` is the smallest value B draws can give (``resampling_floor``) and only says p <= it."""
+    the number of draws, and ``at_floor`` says that no draw fell on the far side of 0: counting
+    could then only say p <= ``resampling_floor`` (2 / (B + 1)), and ``p`` is the normal tail of
+    the draws instead (``cluster_difference``)."""
     n_boot: int
     at_floor: bool
 
@@ -192,10 +198,11 @@ class ClusterDifference(Difference):
         return resampling_floor(self.n_boot)
 
     def text(self, digits: int = 1, unit: str = "") -> str:
-        """``+2.3 [0.4, 4.1]{unit}, p = 0.02``, or ``p <= 0.0002`` at the floor."""
+        """``+2.3 [0.4, 4.1]{unit}, p = 0.02``, or ``p = 3e-08 (normal tail; no draw crossed 0)``."""
         if not self.at_floor:
             return super().text(digits, unit)
-        return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]{unit}, p <= {self.floor:.1g}"
+        return (f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]{unit}, "
+                f"p = {self.p:.1g} (normal tail; no draw crossed 0)")
 
 
 def resampling_floor(n_boot: int) -> float:
@@ -354,8 +361,13 @@ def cluster_difference(a: ClusterSums, b: ClusterSums, *, n_boot: int = MIN_DRAW
     """a minus b on the mean over languages of a ratio-of-sums score, with the percentile interval
     at ``level`` and the two-sided p-value of the module's docstring from the hierarchical cluster
     bootstrap (``cluster_draws``: replicas, then shared seeds, then shared clusters).
-    ``at_floor`` marks a p that no draw crossed 0 to raise. In points with ``scale`` = 100."""
+    ``at_floor`` marks a difference no draw crossed 0 against; its p is then the normal tail of
+    the draws, erfc(|d| / (sd(draws) √2)) (the module's docstring), not the count's floor. In
+    points with ``scale`` = 100."""
     estimate, draws = cluster_draws(a, b, n_boot=n_boot, seed=seed, scale=scale)
     d = percentile_difference(estimate, draws, a.num.shape[3], level)
     at_floor = bool(min(np.sum(draws <= 0), np.sum(draws >= 0)) == 0)
-    return ClusterDifference(d.mean, d.low, d.high, d.p, d.n, n_boot, at_floor)
+    p, spread = d.p, float(np.std(draws, ddof=1))
+    if at_floor and spread > 1e-9 * max(1.0, abs(estimate)):   # draws that do not vary (a constant shift) keep the floor
+        p = math.erfc(abs(estimate) / (spread * math.sqrt(2)))
+    return ClusterDifference(d.mean, d.low, d.high, p, d.n, n_boot, at_floor)

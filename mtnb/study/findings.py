@@ -475,9 +475,10 @@ PROTOCOL_PHRASES = {
 
 
 def holm_text(row) -> str:
-    """Holm's p of a verdict row as printed: ``Holm p = 0.031``, or ``Holm p ≤ 0.0027`` where no
-    bootstrap draw crossed zero (the p-value is then only bounded by the number of draws)."""
-    return f"Holm p ≤ {row.p_holm:.2g}" if row.at_floor else f"Holm p = {p_text(row.p_holm)}"
+    """Holm's p of a verdict row as printed: ``Holm p = 0.031``, or ``Holm p = 4e-08 (normal tail)``
+    where no bootstrap draw crossed zero (its p is then the normal tail of the draws:
+    ``mtnb.analysis.paired_bootstrap.cluster_difference``)."""
+    return f"Holm p = {row.p_holm:.1g} (normal tail)" if row.at_floor else f"Holm p = {p_text(row.p_holm)}"
 
 
 def cite_row(row, with_task: bool = True) -> str:

@@ -316,8 +316,9 @@ def paired_comparisons(units, pairs: list[tuple[str, str]], *, n_boot: int | Non
     of each (a, b) in ``pairs`` on every task both were scored on: the difference a - b of their
     non-English mean scores (points), with its 95% interval, p, and Holm's p over all rows.
     ``units``: the model rows (``system == "model"``) of one split and mode of the zero-shot jobs'
-    ``units.csv.gz``. Columns ``PAIRED_COLUMNS``: ``n_boot`` the draws, ``at_floor`` whether p is
-    the smallest that many draws can give (``floor``, 2 / (n_boot + 1); no draw crossed 0),
+    ``units.csv.gz``. Columns ``PAIRED_COLUMNS``: ``n_boot`` the draws, ``at_floor`` whether no
+    draw crossed 0 (counting would then give only p <= ``floor``, 2 / (n_boot + 1); p is the
+    draws' normal tail instead),
     ``n_clusters`` the clusters drawn, ``runs_a`` / ``runs_b`` the runs (replica, seed) of each.
 
     A score is a ratio of sums per run and language (``metric_units``: sum num / sum den over

@@ -57,7 +57,7 @@ def verdict_rows(verdict):
     rows = [{"protocol": PROTOCOL_NAMES.get(r.protocol, r.protocol), "task": r.task, "comparison": r.comparison,
              "a − b": f"{r.a} − {r.b}", "a": round(r.a_score, 1), "b": round(r.b_score, 1),
              "a − b (95% interval)": f"{r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]",
-             "Holm p": (f"≤ {r.p_holm:.2g} (at floor)" if r.at_floor else f"{r.p_holm:.2g}"),
+             "Holm p": (f"{r.p_holm:.1g} (normal tail)" if r.at_floor else f"{r.p_holm:.2g}"),
              "clusters": int(r.n_clusters), "runs": f"{int(r.runs_a)}, {int(r.runs_b)}"}
             for r in verdict.itertuples()]
     return pd.DataFrame(rows).set_index(["protocol", "task"])
