@@ -585,7 +585,8 @@ def plan_lines(plan: dict, filter_table, verdict) -> list[str]:
                  "alignment − the control; alignment − each translation member.",
                  f"Level: Holm-corrected p < {plan['alpha']:g} within each protocol; draws: "
                  + (f"{int(verdict['n_boot'].max()):,}" if len(verdict) else "as planned")
-                 + " (enough that the smallest attainable Holm p stays at least ten times below the level).",
+                 + " (enough that the smallest attainable Holm p stays at least ten times below the level; where "
+                 "no draw crosses 0, p is the draws' normal tail).",
                  "Intervals draw each member's pretraining replicas, then the fine-tuning seeds (shared by the two "
                  "models of a comparison), then the test clusters (a help page, or a UD sentence, one draw for every "
                  "language)."]
