@@ -55,7 +55,7 @@ def verdict_rows(verdict):
     """The verdict table as the page shows it: protocol, task, comparison, a − b, the scores,
     the difference with its interval, Holm's p."""
     rows = [{"protocol": PROTOCOL_NAMES.get(r.protocol, r.protocol), "task": r.task, "comparison": r.comparison,
-             "a − b": f"{r.a} − {r.b}", "a": round(r.a_score, 1), "b": round(r.b_score, 1),
+             "a − b": f"{r.a} − {r.b}", "a": f"{r.a_score:.1f}", "b": f"{r.b_score:.1f}",
              "a − b (95% interval)": f"{r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]",
              "Holm p": (f"{r.p_holm:.1g} (normal tail)" if r.at_floor else f"{r.p_holm:.2g}"),
              "clusters": int(r.n_clusters), "runs": f"{int(r.runs_a)}, {int(r.runs_b)}"}
@@ -68,16 +68,17 @@ def filter_rows(filtered):
     if filtered is None or filtered.empty:
         return pd.DataFrame(columns=["protocol", "task", "base", "bag-of-subwords", "margin", "enters"])
     return pd.DataFrame({"protocol": [PROTOCOL_NAMES.get(p, p) for p in filtered["protocol"]], "task": filtered["task"],
-                         "base": filtered["base_dev"].round(1), "bag-of-subwords": filtered["bag_of_subwords_dev"].round(1),
-                         "margin": filtered["margin"].round(1),
+                         "base": [f"{v:.1f}" for v in filtered["base_dev"]],
+                         "bag-of-subwords": [f"{v:.1f}" for v in filtered["bag_of_subwords_dev"]],
+                         "margin": [f"{v:+.1f}" for v in filtered["margin"]],
                          "enters": ["yes" if e else f"no (bar {b:g})" for e, b in zip(filtered["enters"], filtered["bar"])]})
 
 
 def oracle_rows(upper):
     """The oracle table as the page shows it (``verdict_oracle.csv``)."""
     return pd.DataFrame({"task": upper["task"], "model": upper["model"], "runs": upper["runs"].astype(int),
-                         "English dev chose": upper["english_dev"].round(1),
-                         "target dev would choose": upper["target_dev"].round(1),
+                         "English dev chose": [f"{v:.1f}" for v in upper["english_dev"]],
+                         "target dev would choose": [f"{v:.1f}" for v in upper["target_dev"]],
                          "gain": [f"{g:+.1f}" for g in upper["gain"]]})
 
 
