@@ -182,6 +182,8 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
     scaler = grad_scaler(dtype, device)
     eval_every = max(1, per_epoch // max(1, config.evals_per_epoch))
     gold = references(dev_examples, task)
+    watched = [(lang, split, examples, references(examples, task))
+               for lang, splits in (watch or {}).items() for split, examples in zip(("dev", "test"), splits)]
     curve, best_state, best = Curve(), None, -math.inf
     step, start = 0, time.perf_counter()
     bar = tqdm(total=total, desc="training", disable=not progress)
@@ -209,11 +211,9 @@ def train(model, train_examples: list[dict], dev_examples: list[dict], task, pad
                 dev = score(task, predict(model, dev_examples, task, pad_id, dtype=dtype), gold, dev_examples)
                 curve.eval_steps.append(step)
                 curve.dev_score.append(dev)
-                for lang, splits in (watch or {}).items():
-                    for split, examples in zip(("dev", "test"), splits):
-                        scored = score(task, predict(model, examples, task, pad_id, dtype=dtype),
-                                       references(examples, task), examples)
-                        curve.target.setdefault(lang, {"dev": [], "test": []})[split].append(scored)
+                for lang, split, examples, truth in watched:
+                    scored = score(task, predict(model, examples, task, pad_id, dtype=dtype), truth, examples)
+                    curve.target.setdefault(lang, {"dev": [], "test": []})[split].append(scored)
                 if dev > best:
                     best = dev
                     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -266,10 +266,9 @@ def oracle_rows(curve: dict, record: dict) -> list[dict]:
 
         k_en = argmax_k dev_en[k],   k_l = argmax_k dev_l[k],   oracle_l - chosen_l = test_l[k_l] - test_l[k_en]
     """
-    k_en = max(range(len(curve["dev_score"])), key=lambda k: (curve["dev_score"][k], -k)) if curve["dev_score"] else 0
     rows = []
     for lang, scores in curve.get("target", {}).items():
-        k_own = max(range(len(scores["dev"])), key=lambda k: (scores["dev"][k], -k))
+        k_en, k_own = (dev.index(max(dev)) for dev in (curve["dev_score"], scores["dev"]))   # first best
         for selection, k in (("English dev", k_en), ("target dev", k_own)):
             rows.append(dict(model=record["model"], task=record["task"], seed=record["train"]["seed"], language=lang,
                              selection=selection, step=curve["eval_steps"][k], dev=100 * scores["dev"][k],
